@@ -1,0 +1,48 @@
+//! `simplyload check [PIPELINE]`.
+
+use crate::connectors;
+use simplyload_core::{CheckReport, Result};
+use std::path::Path;
+
+pub async fn run(config: Option<&Path>, pipeline: Option<&str>) -> Result<u8> {
+    let cfg = connectors::load_config(config)?;
+    let names: Vec<String> = pipeline.map(|p| vec![p.to_owned()]).unwrap_or_default();
+    let pipelines = super::select_pipelines(&cfg, &names)?;
+    let mut ok = true;
+    for name in pipelines {
+        let p = cfg.pipeline(&name)?;
+        println!("pipeline {name}: {} → {}", p.source, p.destination);
+        let mut streams = Vec::new();
+        for (i, s) in p.streams.iter().enumerate() {
+            streams.push(simplyload_core::plan::stream_name(&name, i, s)?);
+        }
+        let source = connectors::source(&cfg, &p.source)?;
+        let report = source.check(&streams).await?;
+        ok &= print_report(&format!("source {}", p.source), &report);
+        let dest = connectors::destination(&cfg, &p.destination)?;
+        let report = dest.check().await?;
+        ok &= print_report(&format!("destination {}", p.destination), &report);
+    }
+    if ok {
+        println!("\nall checks passed");
+        Ok(0)
+    } else {
+        println!("\nsome checks failed; run the SQL above as an administrator, then `simplyload check` again");
+        Ok(crate::EXIT_FAILED)
+    }
+}
+
+fn print_report(title: &str, report: &CheckReport) -> bool {
+    println!("  {title}");
+    for item in &report.items {
+        let mark = if item.ok { "ok  " } else { "FAIL" };
+        println!("    [{mark}] {}: {}", item.what, item.detail);
+        if let Some(sql) = &item.fix_sql {
+            println!("           fix (run as an administrator):");
+            for line in sql.lines() {
+                println!("             {line}");
+            }
+        }
+    }
+    report.ok()
+}

@@ -1,0 +1,64 @@
+//! `simplyload status [PIPELINE]`.
+
+use crate::connectors;
+use crate::progress::count;
+use simplyload_core::{CheckpointStore, Result};
+use simplyload_state::SqliteStore;
+use std::path::Path;
+
+pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> Result<u8> {
+    let cfg = connectors::load_config(config)?;
+    let names: Vec<String> = pipeline.map(|p| vec![p.to_owned()]).unwrap_or_default();
+    let pipelines = super::select_pipelines(&cfg, &names)?;
+    let store = SqliteStore::open_existing(&cfg.state_path())?;
+    let mut out = Vec::new();
+    for name in &pipelines {
+        let p = cfg.pipeline(name)?;
+        let (streams, syncs) = match &store {
+            Some(s) => (s.streams(name).await?, s.syncs(name, 1).await?),
+            None => (Vec::new(), Vec::new()),
+        };
+        if json {
+            out.push(serde_json::json!({ "pipeline": name, "last_sync": syncs.first(), "streams": streams }));
+            continue;
+        }
+        println!("pipeline {name}: {} → {}", p.source, p.destination);
+        match syncs.first() {
+            Some(s) => println!(
+                "  last sync {}: {} (started {}){}",
+                s.sync_id,
+                s.status,
+                super::ago(s.started_at_ms),
+                s.error.as_ref().map(|e| format!("\n    {e}")).unwrap_or_default()
+            ),
+            None => println!("  never synced; run `simplyload sync {name}`"),
+        }
+        let rows: Vec<Vec<String>> = p
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, sc)| {
+                let label = simplyload_core::plan::stream_name(name, i, sc).map(|n| n.to_string()).unwrap_or(sc.name.clone());
+                let st = streams.iter().find(|s| s.stream == label);
+                let mode = sc.mode.unwrap_or(p.mode).to_string();
+                match st {
+                    Some(st) => vec![
+                        format!("  {label}"),
+                        mode,
+                        st.last_loaded_at_ms.map(super::ago).unwrap_or_else(|| "never".into()),
+                        count(st.last_rows),
+                        st.destination_rows.map(count).unwrap_or_else(|| "-".into()),
+                        st.checkpoint.as_ref().map(|c| format!("batch {}", c.batch_id)).unwrap_or_else(|| "-".into()),
+                        st.last_error.as_ref().map(|e| e.lines().next().unwrap_or("").to_owned()).unwrap_or_default(),
+                    ],
+                    None => vec![format!("  {label}"), mode, "never".into(), "-".into(), "-".into(), "-".into(), String::new()],
+                }
+            })
+            .collect();
+        super::print_table(&["  stream", "mode", "last loaded", "rows", "in destination", "checkpoint", "last error"], &rows);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("status serializes"));
+    }
+    Ok(0)
+}

@@ -1,0 +1,102 @@
+//! `simplyload sync [PIPELINE…]`.
+
+use crate::connectors;
+use crate::progress::{SyncProgress, bytes, count};
+use simplyload_config::Config;
+use simplyload_core::sync::{SyncContext, SyncOptions, run_sync};
+use simplyload_core::{Progress, Result, SyncReport};
+use std::path::Path;
+use std::sync::Arc;
+
+pub async fn run(config: Option<&Path>, names: &[String], json: bool, bars: Option<indicatif::MultiProgress>) -> Result<u8> {
+    let cfg = connectors::load_config(config)?;
+    let pipelines = super::select_pipelines(&cfg, names)?;
+    let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(bars));
+    let mut reports = Vec::new();
+    let mut ok = true;
+    for name in pipelines {
+        match sync_pipeline(&cfg, &name, progress.clone()).await {
+            Ok(report) => {
+                ok &= report.succeeded();
+                if !json {
+                    print_report(&report);
+                }
+                reports.push(report);
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("error: pipeline {name}: {e}");
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
+    }
+    Ok(if ok { 0 } else { crate::EXIT_FAILED })
+}
+
+/// Runs one sync of one pipeline with the configured connectors.
+pub async fn sync_pipeline(cfg: &Config, name: &str, progress: Arc<dyn Progress>) -> Result<SyncReport> {
+    let p = cfg.pipeline(name)?;
+    let ctx = SyncContext {
+        pipeline: name.to_owned(),
+        config: p.clone(),
+        source: connectors::source(cfg, &p.source)?,
+        destination: connectors::destination(cfg, &p.destination)?,
+        store: connectors::store(cfg)?,
+        staging: connectors::staging(cfg)?,
+        progress,
+        options: SyncOptions::default(),
+    };
+    run_sync(&ctx).await
+}
+
+pub fn print_report(r: &SyncReport) {
+    let status = if r.succeeded() { "succeeded" } else { "FAILED" };
+    println!(
+        "sync {} of pipeline {} {status} in {}",
+        r.sync_id,
+        r.pipeline,
+        humantime::format_duration(std::time::Duration::from_millis(r.duration_ms))
+    );
+    if let Some(e) = &r.error {
+        println!("  error: {e}");
+    }
+    let rows: Vec<Vec<String>> = r
+        .streams
+        .iter()
+        .map(|s| {
+            vec![
+                format!("  {}", s.stream),
+                if s.table.is_empty() { "-".into() } else { s.table.clone() },
+                s.status.clone(),
+                count(s.rows),
+                bytes(s.source_bytes),
+                bytes(s.staged_bytes),
+                s.unrepresentable.iter().map(|u| u.count).sum::<u64>().to_string(),
+            ]
+        })
+        .collect();
+    super::print_table(&["  stream", "table", "status", "rows", "read", "staged", "unrepresentable"], &rows);
+    for s in &r.streams {
+        if let Some(e) = &s.error {
+            println!("  {}: {}", s.stream, e.replace('\n', "\n    "));
+        }
+        for u in &s.unrepresentable {
+            println!(
+                "  {}: {} value(s) of column {} written as NULL: {} (e.g. {})",
+                s.stream,
+                u.count,
+                u.column,
+                u.reason,
+                u.sample_keys.join("; ")
+            );
+        }
+        for rn in &s.renames {
+            println!("  {}: column {:?} is named {} in the destination (name collision)", s.stream, rn.source, rn.destination);
+        }
+        if !s.recovered_batches.is_empty() {
+            println!("  {}: settled batches {:?} left by an interrupted sync", s.stream, s.recovered_batches);
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! `simplyload`: the one binary. Thin: parses arguments and calls the crates.
+
+mod commands;
+mod connectors;
+mod progress;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "simplyload",
+    version,
+    about = "Exact, fast, cheap replication from Postgres into DuckDB and Snowflake",
+    after_help = "Start with `simplyload quickstart`. Docs: README.md and docs/ in the repository."
+)]
+struct Cli {
+    /// The config file [default: ./simplyload.yaml]
+    #[arg(long, global = true, env = "SIMPLYLOAD_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Log format: text for people, json for machines
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log filter (`info`, `debug`, or a tracing filter like `warn,simplyload_core=debug`)
+    #[arg(long, global = true, env = "SIMPLYLOAD_LOG", default_value = "info")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Connect to sources and destinations, check grants, print the SQL that fixes what is missing
+    Check {
+        /// Only this pipeline [default: all]
+        pipeline: Option<String>,
+    },
+    /// List a source's tables, columns, types, primary keys and estimated rows
+    Discover {
+        /// The source's name in the config
+        source: String,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one sync of the given pipelines [default: all]
+    Sync {
+        pipelines: Vec<String>,
+        /// Print the sync reports as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each stream's mode, last sync, rows and checkpoint
+    Status {
+        /// Only this pipeline [default: all]
+        pipeline: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a throwaway Postgres with demo data, sync it into DuckDB, compare counts
+    Quickstart {
+        /// Where to write simplyload.yaml, the state and warehouse.duckdb
+        #[arg(long, default_value = "simplyload-quickstart")]
+        dir: PathBuf,
+    },
+    /// Benchmarks, printed as ratios against a peer measured in the same run
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+    /// The playground: demo schema and realistic data
+    #[command(subcommand)]
+    Playground(commands::playground::PlaygroundCommand),
+}
+
+/// Exit codes: 0 success, 1 something asked for failed, 2 bad usage or config.
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let bars = match cli.log_format {
+        LogFormat::Text => progress::terminal_bars(),
+        LogFormat::Json => None,
+    };
+    init_logging(&cli, bars.clone());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let result = runtime.block_on(run(cli, bars));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = match e.kind() {
+                simplyload_core::ErrorKind::Config => EXIT_USAGE,
+                _ => EXIT_FAILED,
+            };
+            tracing::debug!(error = ?e, "command failed");
+            eprintln!("error: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_core::Result<u8> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Check { pipeline } => commands::check::run(config, pipeline.as_deref()).await,
+        Command::Discover { source, json } => commands::discover::run(config, &source, json).await,
+        Command::Sync { pipelines, json } => commands::sync::run(config, &pipelines, json, bars).await,
+        Command::Status { pipeline, json } => commands::status::run(config, pipeline.as_deref(), json).await,
+        Command::Quickstart { dir } => commands::quickstart::run(&dir, bars).await,
+        Command::Bench(b) => commands::bench::run(b).await,
+        Command::Playground(p) => commands::playground::run(p).await,
+    }
+}
+
+/// Log lines go to stderr, through the progress bars when they are shown so
+/// the two never garble each other.
+#[derive(Clone)]
+struct LogWriter(Option<indicatif::MultiProgress>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &self.0 {
+            Some(m) => m.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+fn init_logging(cli: &Cli, bars: Option<indicatif::MultiProgress>) {
+    use tracing_subscriber::EnvFilter;
+    // `info` means: our crates at info, everything else at warn.
+    let spec = match cli.log_level.as_str() {
+        l @ ("trace" | "debug" | "info" | "warn" | "error") => format!("warn,simplyload={l}"),
+        other => other.to_owned(),
+    };
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("warning: bad --log-level `{spec}` ({e}); using info");
+        EnvFilter::new("warn,simplyload=info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(LogWriter(bars));
+    match cli.log_format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder.with_target(false).compact().init(),
+    }
+}

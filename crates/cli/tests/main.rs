@@ -1,0 +1,484 @@
+//! End-to-end tests of the `simplyload` binary: a real Postgres, the real
+//! binary, a real DuckDB file.
+
+mod support {
+    use simplyload_duckdb::duckdb;
+    use std::path::{Path, PathBuf};
+
+    pub struct Run {
+        pub code: Option<i32>,
+        pub stdout: String,
+        pub stderr: String,
+    }
+
+    impl Run {
+        pub fn ok(&self) -> &Self {
+            assert_eq!(self.code, Some(0), "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+            self
+        }
+        pub fn all(&self) -> String {
+            format!("{}\n{}", self.stdout, self.stderr)
+        }
+    }
+
+    pub async fn simplyload(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"));
+        cmd.current_dir(dir).args(args).env_remove("SIMPLYLOAD_CONFIG").env_remove("SIMPLYLOAD_FAILPOINT");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.expect("run simplyload");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Writes `simplyload.yaml` for one Postgres source and one DuckDB destination.
+    pub fn config(dir: &Path, url: &str, streams: &[&str], extra_pipeline: &str) -> PathBuf {
+        let streams: String = streams.iter().map(|s| format!("      - {s}\n")).collect();
+        let path = dir.join("simplyload.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "sources:\n  app:\n    type: postgres\n    url: {url}\n\
+                 destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
+                 pipelines:\n  main:\n    source: app\n    destination: local\n{extra_pipeline}    streams:\n{streams}"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Query results from the DuckDB file, every value as text.
+    pub fn duck(dir: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+        let conn = duckdb::Connection::open(dir.join("warehouse.duckdb")).unwrap();
+        let mut st = conn.prepare(sql).unwrap();
+        let mut rows = st.query([]).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().unwrap() {
+            let n = r.as_ref().column_count();
+            let mut row = Vec::new();
+            for i in 0..n {
+                let v: duckdb::types::Value = r.get(i).unwrap();
+                row.push(match v {
+                    duckdb::types::Value::Null => None,
+                    duckdb::types::Value::Text(s) => Some(s),
+                    other => Some(format!("{other:?}")),
+                });
+            }
+            out.push(row);
+        }
+        out
+    }
+
+    pub fn duck_count(dir: &Path, table: &str) -> i64 {
+        duck(dir, &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{table}"))[0][0].as_ref().unwrap().parse().unwrap()
+    }
+
+    pub fn reports(run: &Run) -> serde_json::Value {
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", run.stdout, run.stderr))
+    }
+}
+
+mod exact {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+    use simplyload_testkit::edge::{self, COLUMNS, UNREPRESENTABLE};
+    use std::collections::BTreeMap;
+
+    /// Every type of DESIGN.md §5 with edge values, synced to DuckDB and
+    /// compared value by value; each unrepresentable value is NULL and
+    /// counted, nothing else differs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn edge_values_arrive_exactly() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec(edge::SETUP_SQL).await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.edge"], "");
+        let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
+        run.ok();
+        let report = reports(&run);
+        let stream = &report[0]["streams"][0];
+        assert_eq!(stream["rows"], 6);
+        let table = stream["table"].as_str().unwrap().to_owned();
+        assert_eq!(table, format!("app_{}_edge", db.name));
+
+        // Unrepresentable values: counted per column, exactly the expected ones.
+        let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+        for u in stream["unrepresentable"].as_array().unwrap() {
+            *counted.entry(u["column"].as_str().unwrap().to_owned()).or_default() += u["count"].as_u64().unwrap();
+        }
+        let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+        for (c, _) in UNREPRESENTABLE {
+            *expected.entry(c.to_string()).or_default() += 1;
+        }
+        assert_eq!(counted, expected);
+
+        db.exec("SET TimeZone = 'UTC'; SET IntervalStyle = 'iso_8601'; SET extra_float_digits = 1").await;
+        let mut differences = Vec::new();
+        for c in COLUMNS {
+            let q = format!("\"{}\"", c.name);
+            let pg_rows = db
+                .client
+                .query(&format!("SELECT id, {} FROM edge ORDER BY id", edge::render(c.pg, &q)), &[])
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e:?}", c.name));
+            let duck_rows =
+                duck(dir.path(), &format!("SELECT CAST(id AS VARCHAR), {} FROM simplyload.{table} ORDER BY id", edge::render(c.duckdb, &q)));
+            assert_eq!(pg_rows.len(), duck_rows.len());
+            for (p, d) in pg_rows.iter().zip(&duck_rows) {
+                let id: i32 = p.get(0);
+                let pv: Option<String> = p.get(1);
+                let dv = d[1].clone();
+                let unrep = UNREPRESENTABLE.contains(&(c.name, id));
+                let ok = if unrep { dv.is_none() } else { edge::same(c.compare, pv.as_deref(), dv.as_deref()) };
+                if !ok {
+                    let short = |v: &Option<String>| v.as_ref().map(|s| s.chars().take(120).collect::<String>());
+                    differences.push(format!("{} id={id}: postgres {:?} duckdb {:?}", c.name, short(&pv), short(&dv)));
+                }
+            }
+        }
+        assert!(differences.is_empty(), "values differ:\n{}", differences.join("\n"));
+
+        // The 5 MB text arrived whole.
+        let len = duck(dir.path(), &format!("SELECT CAST(length(c_text) AS VARCHAR) FROM simplyload.{table} WHERE id = 5"));
+        assert_eq!(len[0][0].as_deref(), Some("5242880"));
+        // Types per DESIGN.md §5.
+        let types = duck(
+            dir.path(),
+            &format!(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"
+            ),
+        );
+        let ty = |name: &str| types.iter().find(|r| r[0].as_deref() == Some(name)).unwrap()[1].clone().unwrap();
+        assert_eq!(ty("c_num"), "DECIMAL(38,10)");
+        assert_eq!(ty("c_num_free"), "VARCHAR");
+        assert_eq!(ty("c_num_neg"), "DECIMAL(7,0)");
+        assert_eq!(ty("c_num_tiny"), "DECIMAL(5,5)");
+        assert_eq!(ty("c_money"), "DECIMAL(19,2)");
+        assert_eq!(ty("c_domain"), "DECIMAL(12,2)");
+        assert_eq!(ty("c_tstz"), "TIMESTAMP WITH TIME ZONE");
+        assert_eq!(ty("c_uuid"), "UUID");
+        assert_eq!(ty("c_jsonb"), "JSON");
+        assert_eq!(ty("c_int_arr"), "JSON");
+        assert_eq!(ty("c_bytea"), "BLOB");
+        assert_eq!(ty("c_interval"), "VARCHAR");
+        assert_eq!(ty("_simplyload_version"), "DECIMAL(38,0)");
+    }
+}
+
+mod lifecycle {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    async fn playground(db: &simplyload_testkit::TestDb, users: u64, orders: u64, events: u64) {
+        simplyload_playground::create_schema(&db.client).await.unwrap();
+        simplyload_playground::seed(&db.client, simplyload_playground::SeedCounts { users, orders, events }, 7)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn second_sync_without_changes_has_no_duplicates() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        playground(&db, 200, 500, 1000).await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.users", "public.orders", "public.events"], "");
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        let first = duck(dir.path(), &format!("SELECT CAST(id AS VARCHAR), status, CAST(amount AS VARCHAR) FROM simplyload.app_{}_orders ORDER BY id", db.name));
+        let run = simplyload(dir.path(), &["sync", "main"], &[]).await;
+        run.ok();
+        assert!(run.stdout.contains("succeeded"), "{}", run.stdout);
+        for (t, n) in [("users", 200), ("orders", 500), ("events", 1000)] {
+            assert_eq!(duck_count(dir.path(), &format!("app_{}_{t}", db.name)), n, "{t}");
+        }
+        let second = duck(dir.path(), &format!("SELECT CAST(id AS VARCHAR), status, CAST(amount AS VARCHAR) FROM simplyload.app_{}_orders ORDER BY id", db.name));
+        assert_eq!(first, second);
+        let batches = duck(dir.path(), "SELECT stream, CAST(count(*) AS VARCHAR) FROM simplyload._simplyload_batches GROUP BY stream ORDER BY stream");
+        assert_eq!(batches.len(), 3);
+        assert!(batches.iter().all(|r| r[1].as_deref() == Some("2")), "{batches:?}");
+
+        let status = simplyload(dir.path(), &["status"], &[]).await;
+        status.ok();
+        assert!(status.stdout.contains("public.orders"), "{}", status.stdout);
+        assert!(status.stdout.contains("batch 2"), "{}", status.stdout);
+        assert!(status.stdout.contains("succeeded"), "{}", status.stdout);
+    }
+
+    /// Killed right after staging (manifest recorded, nothing loaded): the
+    /// next run loads the staged batch once, then syncs, and the destination
+    /// holds exactly the source rows once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_killed_after_staging_recovers_exactly() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        playground(&db, 100, 300, 400).await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.orders"], "");
+        let crashed = simplyload(dir.path(), &["sync"], &[("SIMPLYLOAD_FAILPOINT", "after_staged")]).await;
+        assert_ne!(crashed.code, Some(0), "{}", crashed.all());
+        assert!(crashed.stderr.contains("failpoint after_staged"), "{}", crashed.stderr);
+        assert!(!dir.path().join("warehouse.duckdb").exists(), "nothing was loaded before the crash");
+        // A change between the crash and the rerun is picked up by the new sync.
+        db.exec("UPDATE orders SET status = 'refunded' WHERE id = 1").await;
+        let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
+        run.ok();
+        let report = reports(&run);
+        assert_eq!(report[0]["streams"][0]["recovered_batches"], serde_json::json!([1]));
+        let table = format!("app_{}_orders", db.name);
+        assert_eq!(duck_count(dir.path(), &table), 300);
+        let dupes = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM (SELECT id FROM simplyload.{table} GROUP BY id HAVING count(*) > 1)"));
+        assert_eq!(dupes[0][0].as_deref(), Some("0"));
+        let s = duck(dir.path(), &format!("SELECT status FROM simplyload.{table} WHERE id = 1"));
+        assert_eq!(s[0][0].as_deref(), Some("refunded"));
+        let batches = duck(dir.path(), "SELECT CAST(batch_id AS VARCHAR) FROM simplyload._simplyload_batches ORDER BY batch_id");
+        assert_eq!(batches, vec![vec![Some("1".into())], vec![Some("2".into())]]);
+    }
+
+    /// Killed after the destination committed but before the checkpoint
+    /// moved: the next run finds the batch in `_simplyload_batches` and does
+    /// not apply it again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_killed_between_load_and_checkpoint_applies_nothing_twice() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        playground(&db, 50, 100, 10).await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.users"], "");
+        let crashed = simplyload(dir.path(), &["sync"], &[("SIMPLYLOAD_FAILPOINT", "after_load")]).await;
+        assert_ne!(crashed.code, Some(0));
+        let table = format!("app_{}_users", db.name);
+        assert_eq!(duck_count(dir.path(), &table), 50);
+        let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
+        run.ok();
+        assert_eq!(reports(&run)[0]["streams"][0]["recovered_batches"], serde_json::json!([1]));
+        assert_eq!(duck_count(dir.path(), &table), 50);
+        let batches = duck(dir.path(), "SELECT CAST(batch_id AS VARCHAR) FROM simplyload._simplyload_batches ORDER BY batch_id");
+        assert_eq!(batches, vec![vec![Some("1".into())], vec![Some("2".into())]]);
+        let history = simplyload(dir.path(), &["status", "--json"], &[]).await;
+        history.ok();
+        assert!(history.stdout.contains("\"status\": \"succeeded\""), "{}", history.stdout);
+    }
+
+    /// SIGKILL while the snapshot is being read: the half-written batch is
+    /// abandoned and its files removed; the next sync is exact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_killed_during_read_leaves_nothing_behind() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE big (id bigint PRIMARY KEY, pad text); INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 400000) g;").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.big"], "");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+            .current_dir(dir.path())
+            .arg("sync")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until staging has started, then kill -9.
+        let staging = dir.path().join(".simplyload/staging/main/public.big/000000000001");
+        let started = std::time::Instant::now();
+        while !staging.exists() && started.elapsed() < std::time::Duration::from_secs(60) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        child.start_kill().unwrap();
+        let status = child.wait().await.unwrap();
+        assert!(!status.success());
+        let run = simplyload(dir.path(), &["sync"], &[]).await;
+        run.ok();
+        assert_eq!(duck_count(dir.path(), &format!("app_{}_big", db.name)), 400_000);
+        assert!(!staging.exists(), "the abandoned batch's files are removed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn table_without_primary_key_loads_with_row_ids() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE log (msg text, n int); INSERT INTO log VALUES ('a', 1), ('a', 1), ('b', NULL), (NULL, NULL);").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.log"], "");
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        let rows = duck(
+            dir.path(),
+            &format!(
+                "SELECT msg, CAST(n AS VARCHAR), _simplyload_id, CAST(_simplyload_index AS VARCHAR) FROM simplyload.app_{}_log ORDER BY msg NULLS LAST, _simplyload_index",
+                db.name
+            ),
+        );
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0][2], rows[1][2], "identical rows share an id");
+        assert_eq!((rows[0][3].as_deref(), rows[1][3].as_deref()), (Some("0"), Some("1")));
+        assert_ne!(rows[2][2], rows[0][2]);
+        assert!(rows.iter().all(|r| r[2].as_ref().is_some_and(|id| id.len() == 32)));
+        // A second sync gives every row the same id again.
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        let again = duck(
+            dir.path(),
+            &format!(
+                "SELECT msg, CAST(n AS VARCHAR), _simplyload_id, CAST(_simplyload_index AS VARCHAR) FROM simplyload.app_{}_log ORDER BY msg NULLS LAST, _simplyload_index",
+                db.name
+            ),
+        );
+        assert_eq!(rows, again);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn discover_and_check_describe_the_source() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        playground(&db, 10, 10, 10).await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.users"], "");
+        let d = simplyload(dir.path(), &["discover", "app"], &[]).await;
+        d.ok();
+        assert!(d.stdout.contains("public.orders  [table]  ~10 rows  primary key (id)"), "{}", d.stdout);
+        assert!(d.stdout.contains("amount") && d.stdout.contains("numeric(12,2)") && d.stdout.contains("decimal(12,2)"), "{}", d.stdout);
+        let j = simplyload(dir.path(), &["discover", "app", "--json"], &[]).await;
+        let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+        assert_eq!(v["tables"].as_array().unwrap().len(), 3);
+        let c = simplyload(dir.path(), &["check"], &[]).await;
+        c.ok();
+        assert!(c.stdout.contains("all checks passed"), "{}", c.stdout);
+    }
+}
+
+mod bad_input {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wrong_password_fails_clearly_and_loads_nothing() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);").await;
+        db.role("reader", "good").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url_as("reader", "b4d-s3cret"), &["public.t"], "");
+        let run = simplyload(dir.path(), &["sync"], &[]).await;
+        assert_eq!(run.code, Some(1), "{}", run.all());
+        assert!(run.all().contains("password authentication failed for user \"reader\""), "{}", run.all());
+        assert!(run.all().contains("sources.app.url"), "{}", run.all());
+        assert!(!run.all().contains("b4d-s3cret"), "{}", run.all());
+        assert!(!dir.path().join("warehouse.duckdb").exists());
+        let check = simplyload(dir.path(), &["check"], &[]).await;
+        assert_eq!(check.code, Some(1));
+        assert!(check.stdout.contains("[FAIL] connect"), "{}", check.stdout);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn missing_select_grant_prints_the_grant() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE secret (id int PRIMARY KEY); CREATE TABLE open (id int PRIMARY KEY); INSERT INTO open VALUES (1), (2);").await;
+        db.role("reader", "pw").await;
+        db.exec("GRANT SELECT ON open TO reader").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url_as("reader", "pw"), &["public.secret", "public.open"], "");
+        let check = simplyload(dir.path(), &["check"], &[]).await;
+        assert_eq!(check.code, Some(1), "{}", check.all());
+        assert!(check.stdout.contains("GRANT SELECT ON \"public\".\"secret\" TO \"reader\";"), "{}", check.stdout);
+        let run = simplyload(dir.path(), &["sync"], &[]).await;
+        assert_eq!(run.code, Some(1), "{}", run.all());
+        assert!(run.stdout.contains("permission denied for table secret"), "{}", run.stdout);
+        assert!(run.stdout.contains("GRANT SELECT ON \"public\".\"secret\""), "{}", run.stdout);
+        // The other stream still synced.
+        assert_eq!(duck_count(dir.path(), &format!("app_{}_open", db.name)), 2);
+        let status = simplyload(dir.path(), &["status"], &[]).await;
+        assert!(status.stdout.contains("permission denied"), "{}", status.stdout);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn missing_table_names_the_table_and_the_fix() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE orders (id int PRIMARY KEY)").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.ordres"], "");
+        let run = simplyload(dir.path(), &["sync"], &[]).await;
+        assert_eq!(run.code, Some(1), "{}", run.all());
+        assert!(run.stdout.contains("table public.ordres not found in source `app`"), "{}", run.stdout);
+        assert!(run.stdout.contains("simplyload discover app"), "{}", run.stdout);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn config_errors_name_the_key_and_exit_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config(dir.path(), "postgres://u@127.0.0.1:1/db", &["public.a"], "    on_unrepresentible: fail\n");
+        let run = simplyload(dir.path(), &["sync"], &[]).await;
+        assert_eq!(run.code, Some(2), "{}", run.all());
+        assert!(run.stderr.contains("pipelines.main"), "{}", run.stderr);
+        assert!(run.stderr.contains("unknown field `on_unrepresentible`"), "{}", run.stderr);
+
+        config(dir.path(), "postgres://u@127.0.0.1:1/db", &["public.orders", "sales.orders"], "");
+        let run = simplyload(dir.path(), &["check"], &[]).await;
+        assert_eq!(run.code, Some(2), "{}", run.all());
+        assert!(run.stderr.contains("both map to table `app_db_orders`"), "{}", run.stderr);
+        assert!(run.stderr.contains("{schema}"), "{}", run.stderr);
+
+        let run = simplyload(dir.path(), &["sync"], &[("SIMPLYLOAD_CONFIG", "/nowhere/x.yaml")]).await;
+        assert_eq!(run.code, Some(2), "{}", run.all());
+        assert!(run.stderr.contains("/nowhere/x.yaml"), "{}", run.stderr);
+
+        std::fs::write(&path, "sources: {app: {type: postgres, url: \"postgres://u:${NOPE_PW}@h/d\"}}\n").unwrap();
+        let run = simplyload(dir.path(), &["sync"], &[]).await;
+        assert_eq!(run.code, Some(2));
+        assert!(run.stderr.contains("sources.app.url: environment variable NOPE_PW is not set"), "{}", run.stderr);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn config_path_comes_from_flag_env_or_cwd_and_json_logs_are_json() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);").await;
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        std::fs::create_dir(&conf).unwrap();
+        let path = config(&conf, &db.url, &["public.t"], "");
+        let elsewhere = tempfile::tempdir().unwrap();
+        let p = path.to_str().unwrap();
+        simplyload(elsewhere.path(), &["--config", p, "sync"], &[]).await.ok();
+        // Relative paths resolve against the config file, not the cwd.
+        assert!(conf.join("warehouse.duckdb").exists());
+        assert!(conf.join(".simplyload/state.db").exists());
+        let run = simplyload(elsewhere.path(), &["--log-format", "json", "sync"], &[("SIMPLYLOAD_CONFIG", p)]).await;
+        run.ok();
+        let lines: Vec<&str> = run.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty());
+        for l in lines {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            assert!(v["level"].is_string());
+        }
+    }
+}
+
+mod quickstart {
+    use super::support::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quickstart_syncs_the_demo_and_stops_postgres() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = simplyload(dir.path(), &["quickstart", "--dir", "demo"], &[]).await;
+        run.ok();
+        let demo = dir.path().join("demo");
+        assert!(demo.join("simplyload.yaml").exists());
+        assert!(run.stdout.contains("source vs destination"), "{}", run.stdout);
+        assert_eq!(run.stdout.matches(" ok\n").count(), 3, "{}", run.stdout);
+        assert!(run.stdout.contains("stopped"), "{}", run.stdout);
+        let n = duck(&demo, "SELECT CAST(count(*) AS VARCHAR) FROM simplyload.playground_playground_events");
+        assert_eq!(n[0][0].as_deref(), Some("5000"));
+        // The server is gone: its port no longer answers.
+        let port: u16 = run
+            .stdout
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .expect("port in output");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+}

@@ -1,0 +1,522 @@
+//! `simplyload.yaml`: the one configuration file.
+//!
+//! Loading happens in three steps, each with errors that name the key:
+//! 1. parse YAML into a generic tree;
+//! 2. replace `${VAR}` in every string value from the environment (after
+//!    parsing, so a secret holding `:` or `#` can never change the YAML's shape);
+//! 3. deserialize into typed structs that reject unknown keys, then check
+//!    references between sections ([`Config::validate`]).
+//!
+//! Relative paths are relative to the directory of the config file, so a
+//! pipeline behaves the same whatever directory it is run from.
+
+mod secret;
+mod substitute;
+
+pub use secret::Secret;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where the state file goes when `state:` is not set.
+pub const DEFAULT_STATE: &str = ".simplyload/state.db";
+/// Where staged Parquet goes when `staging:` is not set.
+pub const DEFAULT_STAGING: &str = ".simplyload/staging";
+/// The seed's naming: `raw_data.simplyload.<source>_<database>_<table>`.
+pub const DEFAULT_TABLE_NAME: &str = "{source}_{database}_{table}";
+/// The file looked for when neither `--config` nor `SIMPLYLOAD_CONFIG` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "simplyload.yaml";
+/// The environment variable naming the config file.
+pub const CONFIG_ENV: &str = "SIMPLYLOAD_CONFIG";
+
+/// A configuration error; the message always names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ConfigError { message: message.into(), hint: None }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// The whole file, after substitution and validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The checkpoint store: a SQLite file path (default [`DEFAULT_STATE`]).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Where batches are staged as Parquet (default [`DEFAULT_STAGING`]).
+    #[serde(default)]
+    pub staging: Option<StagingConfig>,
+    #[serde(default)]
+    pub sources: IndexMap<String, SourceConfig>,
+    #[serde(default)]
+    pub destinations: IndexMap<String, DestinationConfig>,
+    #[serde(default)]
+    pub pipelines: IndexMap<String, PipelineConfig>,
+    /// The directory relative paths are resolved against (the config file's).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// The file this was read from, if any.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+/// `staging:` is a path or URL, or a map with connection details.
+#[derive(Debug, Clone)]
+pub enum StagingConfig {
+    Url(String),
+    Detailed(StagingDetails),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagingDetails {
+    pub url: String,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub sse: Option<String>,
+    /// Files roll over at this compressed size (default 128 MiB).
+    #[serde(default)]
+    pub file_size_mb: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for StagingConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StagingConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path, an s3:// URL, or a map with `url`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StagingConfig::Url(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                StagingDetails::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(StagingConfig::Detailed)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl StagingConfig {
+    pub fn url(&self) -> &str {
+        match self {
+            StagingConfig::Url(u) => u,
+            StagingConfig::Detailed(d) => &d.url,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    Postgres(PostgresSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Postgres(_) => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// `postgres://user:password@host:port/database?sslmode=…`
+    pub url: Secret,
+    /// Root certificate for `sslmode=verify-ca` / `verify-full` (relative to the config file).
+    #[serde(default)]
+    pub ssl_root_cert: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DestinationConfig {
+    Duckdb(DuckdbDestinationConfig),
+}
+
+impl DestinationConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DestinationConfig::Duckdb(_) => "duckdb",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuckdbDestinationConfig {
+    /// The database file (relative to the config file).
+    pub path: String,
+    /// DuckDB's `memory_limit` (default 1GB, so it never takes most of the machine).
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+    /// DuckDB's `threads` (default: DuckDB's own choice).
+    #[serde(default)]
+    pub threads: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    #[default]
+    FullRefresh,
+    Incremental,
+    Cdc,
+}
+
+impl SyncMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::FullRefresh => "full_refresh",
+            SyncMode::Incremental => "incremental",
+            SyncMode::Cdc => "cdc",
+        }
+    }
+}
+
+impl fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What to do with a value the staging format or the destination cannot hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnrepresentable {
+    /// Write NULL, count it per column in the sync report, log the key.
+    #[default]
+    Report,
+    /// Fail the stream's sync.
+    Fail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub source: String,
+    pub destination: String,
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// How often `serve` runs it (default 15m).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub schedule: Option<std::time::Duration>,
+    #[serde(default)]
+    pub table_name: Option<String>,
+    #[serde(default)]
+    pub on_unrepresentable: OnUnrepresentable,
+    pub streams: Vec<StreamConfig>,
+}
+
+impl PipelineConfig {
+    pub fn table_name_template(&self) -> &str {
+        self.table_name.as_deref().unwrap_or(DEFAULT_TABLE_NAME)
+    }
+}
+
+/// A stream: `public.orders`, or a map with `name` and per-stream settings.
+#[derive(Debug, Clone, Default)]
+pub struct StreamConfig {
+    pub name: String,
+    pub mode: Option<SyncMode>,
+    pub cursor: Option<String>,
+    pub lookback: Option<Lookback>,
+    pub soft_delete: Option<String>,
+    pub exclude_columns: Vec<String>,
+    pub primary_key: Option<Vec<String>>,
+}
+
+/// How far back an incremental read reaches: a duration for time cursors, a
+/// count for integer cursors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookback {
+    Duration(std::time::Duration),
+    Count(u64),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamMap {
+    name: String,
+    #[serde(default)]
+    mode: Option<SyncMode>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    lookback: Option<LookbackRaw>,
+    #[serde(default)]
+    soft_delete: Option<String>,
+    #[serde(default)]
+    exclude_columns: Vec<String>,
+    #[serde(default)]
+    primary_key: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LookbackRaw {
+    Count(u64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for StreamConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StreamConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table name like `public.orders`, or a map with `name`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StreamConfig { name: v.to_owned(), ..Default::default() })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let m = StreamMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                let lookback = match m.lookback {
+                    None => None,
+                    Some(LookbackRaw::Count(n)) => Some(Lookback::Count(n)),
+                    Some(LookbackRaw::Text(t)) => Some(Lookback::Duration(
+                        humantime::parse_duration(&t).map_err(|e| {
+                            serde::de::Error::custom(format!(
+                                "lookback `{t}` is not a duration like `5m` or a row count: {e}"
+                            ))
+                        })?,
+                    )),
+                };
+                Ok(StreamConfig {
+                    name: m.name,
+                    mode: m.mode,
+                    cursor: m.cursor,
+                    lookback,
+                    soft_delete: m.soft_delete,
+                    exclude_columns: m.exclude_columns,
+                    primary_key: m.primary_key,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    match s {
+        None => Ok(None),
+        Some(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
+            serde::de::Error::custom(format!("`{s}` is not a duration like `15m` or `1h`: {e}"))
+        }),
+    }
+}
+
+impl Config {
+    /// Reads, substitutes and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let err = ConfigError::new(format!("cannot read config file {}: {e}", path.display()));
+            if e.kind() == std::io::ErrorKind::NotFound {
+                err.with_hint(format!(
+                    "pass --config PATH, set {CONFIG_ENV}, or create ./{DEFAULT_CONFIG_FILE} (`simplyload quickstart` writes one)"
+                ))
+            } else {
+                err
+            }
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        let mut cfg = Self::from_yaml_with_env(&text, |k| std::env::var(k).ok())
+            .map_err(|e| ConfigError { message: format!("{}: {}", path.display(), e.message), hint: e.hint })?;
+        cfg.base_dir = std::path::absolute(&base).unwrap_or(base);
+        cfg.path = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Parses YAML text, substituting `${VAR}` through `env`. Relative paths
+    /// stay relative to the current directory until `base_dir` is set.
+    pub fn from_yaml_with_env(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::new(format!("not valid YAML: {e}")))?;
+        if value.is_null() {
+            value = serde_yaml_ng::Value::Mapping(Default::default());
+        }
+        substitute::substitute(&mut value, &mut Vec::new(), &env)?;
+        let cfg: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." || path.is_empty() {
+                ConfigError::new(inner)
+            } else {
+                ConfigError::new(format!("{path}: {inner}"))
+            }
+        })?;
+        let mut cfg = cfg;
+        cfg.base_dir = PathBuf::from(".");
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: references between sections and values
+    /// that must not be empty.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, _) in &self.sources {
+            check_name("sources", name)?;
+        }
+        for (name, _) in &self.destinations {
+            check_name("destinations", name)?;
+        }
+        for (name, p) in &self.pipelines {
+            check_name("pipelines", name)?;
+            if !self.sources.contains_key(&p.source) {
+                return Err(ConfigError::new(format!(
+                    "pipelines.{name}.source: there is no source named `{}`",
+                    p.source
+                ))
+                .with_hint(known("sources", self.sources.keys())));
+            }
+            if !self.destinations.contains_key(&p.destination) {
+                return Err(ConfigError::new(format!(
+                    "pipelines.{name}.destination: there is no destination named `{}`",
+                    p.destination
+                ))
+                .with_hint(known("destinations", self.destinations.keys())));
+            }
+            if p.streams.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "pipelines.{name}.streams: list at least one table, e.g. `- public.orders`"
+                )));
+            }
+            let template = p.table_name_template();
+            validate_template(template).map_err(|m| ConfigError::new(format!("pipelines.{name}.table_name: {m}")))?;
+            let mut seen = std::collections::HashSet::new();
+            for (i, s) in p.streams.iter().enumerate() {
+                if s.name.trim().is_empty() {
+                    return Err(ConfigError::new(format!("pipelines.{name}.streams[{i}].name: must not be empty")));
+                }
+                if !seen.insert(s.name.as_str()) {
+                    return Err(ConfigError::new(format!(
+                        "pipelines.{name}.streams[{i}]: stream `{}` is listed twice",
+                        s.name
+                    )));
+                }
+                if let Some(pk) = &s.primary_key {
+                    if pk.is_empty() {
+                        return Err(ConfigError::new(format!(
+                            "pipelines.{name}.streams[{i}].primary_key: list at least one column"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the file against the config file's directory.
+    pub fn resolve_path(&self, p: &str) -> PathBuf {
+        let path = Path::new(p);
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.resolve_path(self.state.as_deref().unwrap_or(DEFAULT_STATE))
+    }
+
+    pub fn pipeline(&self, name: &str) -> Result<&PipelineConfig, ConfigError> {
+        self.pipelines.get(name).ok_or_else(|| {
+            ConfigError::new(format!("there is no pipeline named `{name}`"))
+                .with_hint(known("pipelines", self.pipelines.keys()))
+        })
+    }
+
+    pub fn source(&self, name: &str) -> Result<&SourceConfig, ConfigError> {
+        self.sources.get(name).ok_or_else(|| {
+            ConfigError::new(format!("there is no source named `{name}`"))
+                .with_hint(known("sources", self.sources.keys()))
+        })
+    }
+
+    pub fn destination(&self, name: &str) -> Result<&DestinationConfig, ConfigError> {
+        self.destinations.get(name).ok_or_else(|| {
+            ConfigError::new(format!("there is no destination named `{name}`"))
+                .with_hint(known("destinations", self.destinations.keys()))
+        })
+    }
+}
+
+/// The placeholders a `table_name` template may use.
+pub const TABLE_NAME_PLACEHOLDERS: [&str; 4] = ["source", "database", "schema", "table"];
+
+fn validate_template(t: &str) -> Result<(), String> {
+    let mut rest = t;
+    let mut has_table = false;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let end = after.find('}').ok_or_else(|| format!("`{t}` has a `{{` without a closing `}}`"))?;
+        let name = &after[..end];
+        if !TABLE_NAME_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}` in `{t}`; use {{source}}, {{database}}, {{schema}} or {{table}}"
+            ));
+        }
+        has_table |= name == "table";
+        rest = &after[end + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("`{t}` has a `}}` without an opening `{{`"));
+    }
+    if !has_table {
+        return Err(format!("`{t}` must contain {{table}}, or every stream would map to one table"));
+    }
+    Ok(())
+}
+
+fn check_name(section: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(format!(
+            "{section}.{name}: names may use letters, digits, `_` and `-` (at most 63 characters)"
+        )))
+    }
+}
+
+fn known<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        format!("no {what} are defined in the config")
+    } else {
+        format!("defined {what}: {}", names.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,115 @@
+//! The `CheckpointStore` contract (DESIGN.md §3, §8).
+
+use crate::batch::{BatchManifest, BatchState};
+use crate::error::Result;
+use crate::report::SyncReport;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A stream's durable position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The last batch whose effect is committed in the destination.
+    pub batch_id: u64,
+    /// Source position reached by that batch (cursor value, LSN, snapshot
+    /// progress); `None` for a full refresh, which always starts over.
+    pub position: Option<serde_json::Value>,
+}
+
+/// What the store knows about one stream of a pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamState {
+    pub stream: String,
+    pub mode: String,
+    pub table: String,
+    pub checkpoint: Option<Checkpoint>,
+    pub last_sync_id: Option<i64>,
+    /// Unix milliseconds of the last successful load.
+    pub last_loaded_at_ms: Option<i64>,
+    /// Rows staged by the last successful load.
+    pub last_rows: u64,
+    /// Live rows in the destination table after the last load.
+    pub destination_rows: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// One batch as the store holds it.
+#[derive(Debug, Clone)]
+pub struct BatchRecord {
+    pub pipeline: String,
+    pub stream: String,
+    pub batch_id: u64,
+    pub sync_id: i64,
+    pub state: BatchState,
+    /// Present from `staged` on.
+    pub manifest: Option<BatchManifest>,
+}
+
+/// One past or running sync.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncRecord {
+    pub sync_id: i64,
+    pub pipeline: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    /// `running`, `succeeded`, `failed`.
+    pub status: String,
+    pub rows: u64,
+    pub error: Option<String>,
+}
+
+/// What a successful load changes about a stream besides its checkpoint.
+#[derive(Debug, Clone)]
+pub struct LoadedStream<'a> {
+    pub pipeline: &'a str,
+    pub stream: &'a str,
+    pub mode: &'a str,
+    pub table: &'a str,
+    pub sync_id: i64,
+    pub batch_ids: &'a [u64],
+    pub checkpoint: Checkpoint,
+    pub rows: u64,
+    pub destination_rows: Option<u64>,
+}
+
+/// Durable state: pipelines, streams, batches, checkpoints, sync history.
+///
+/// Contract:
+/// * `pipeline_id` returns the same UUID for a pipeline for the life of the
+///   store, creating it on first use, so batches recorded by another state
+///   file are never mistaken for this one's.
+/// * `allocate_batch` returns an id greater than every id it returned before
+///   for that stream, even across crashes (ids are never reused).
+/// * `record_staged` makes the manifest durable before returning; after a
+///   crash `unfinished_batches` returns it.
+/// * `mark_loaded` marks the batches loaded and moves the stream's
+///   checkpoint in one atomic write; a checkpoint never moves backwards (a
+///   call with an older batch id leaves it as it is).
+/// * Every write is durable when the call returns.
+#[async_trait::async_trait]
+pub trait CheckpointStore: Send + Sync {
+    async fn pipeline_id(&self, pipeline: &str) -> Result<Uuid>;
+
+    async fn begin_sync(&self, pipeline: &str) -> Result<i64>;
+
+    async fn finish_sync(&self, report: &SyncReport) -> Result<()>;
+
+    async fn allocate_batch(&self, pipeline: &str, stream: &str, sync_id: i64) -> Result<u64>;
+
+    async fn record_staged(&self, manifest: &BatchManifest) -> Result<()>;
+
+    async fn abandon_batch(&self, pipeline: &str, stream: &str, batch_id: u64) -> Result<()>;
+
+    async fn mark_loaded(&self, loaded: LoadedStream<'_>) -> Result<()>;
+
+    /// Records a stream's failure in its state (shown by `status`).
+    async fn record_stream_error(&self, pipeline: &str, stream: &str, error: &str) -> Result<()>;
+
+    /// Batches in state `staging` or `staged`, oldest first.
+    async fn unfinished_batches(&self, pipeline: &str) -> Result<Vec<BatchRecord>>;
+
+    async fn streams(&self, pipeline: &str) -> Result<Vec<StreamState>>;
+
+    /// The most recent syncs first.
+    async fn syncs(&self, pipeline: &str, limit: usize) -> Result<Vec<SyncRecord>>;
+}

@@ -1,0 +1,69 @@
+//! The `Destination` contract (DESIGN.md §3, §4, §7).
+
+use crate::batch::{BatchManifest, LoadKind};
+use crate::catalog::CheckReport;
+use crate::error::Result;
+use crate::schema::{TableSpec, ValueLimits};
+use crate::staging::StagingArea;
+use uuid::Uuid;
+
+/// One load: the batches of one stream, applied in one destination transaction.
+pub struct LoadRequest<'a> {
+    pub pipeline_id: Uuid,
+    pub table: &'a TableSpec,
+    pub kind: LoadKind,
+    /// In batch-id order. For [`LoadKind::Replace`], together they are the
+    /// table's whole new content.
+    pub batches: &'a [BatchManifest],
+    pub staging: &'a dyn StagingArea,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOutcome {
+    /// Rows read from the staged files of the batches applied.
+    pub rows_staged: u64,
+    /// Live rows in the table after the load.
+    pub rows_after: u64,
+    /// Batches that were already recorded in `_simplyload_batches` and so
+    /// were not applied again.
+    pub already_loaded: Vec<u64>,
+}
+
+/// A warehouse that staged batches are loaded into.
+///
+/// Contract (exactly-once effect, DESIGN.md §3):
+/// * `load` applies the request's batches in ONE transaction: it reads only
+///   the files named in the manifests, brings the target table's shape up to
+///   `request.table` (creating it, adding columns), applies the rows
+///   ([`LoadKind::Replace`]: the table's rows become exactly the batches'
+///   rows; [`LoadKind::Merge`]: per key, the row with the highest
+///   `_simplyload_version` wins, ties go to the newer batch, and a row never
+///   replaces a newer one), records every batch in `_simplyload_batches`
+///   (pipeline_id, stream, batch_id, row_count, loaded_at), and commits.
+///   Either all of that is visible afterwards or none of it.
+/// * A batch already in `_simplyload_batches` is not applied again: loading
+///   the same batches twice has the effect of loading them once. When every
+///   batch is already there, `load` changes nothing.
+/// * `loaded_batches` says which of the given batch ids the destination has
+///   committed; the runner calls it after a crash to decide what to reload.
+/// * Every value in a staged file is stored exactly; `limits` tells sources
+///   which values the destination could not hold, so they are reported
+///   before staging instead of bent here.
+#[async_trait::async_trait]
+pub trait Destination: Send + Sync {
+    /// `duckdb`, `snowflake`.
+    fn kind(&self) -> &'static str;
+
+    fn limits(&self) -> ValueLimits;
+
+    /// Connects and checks the destination can be written.
+    async fn check(&self) -> Result<CheckReport>;
+
+    async fn loaded_batches(&self, pipeline_id: Uuid, stream: &str, batch_ids: &[u64]) -> Result<Vec<u64>>;
+
+    async fn load(&self, request: LoadRequest<'_>) -> Result<LoadOutcome>;
+
+    /// Live (not deleted) rows of a destination table; `None` if it does not exist.
+    async fn row_count(&self, table: &str) -> Result<Option<u64>>;
+}

@@ -1,0 +1,45 @@
+//! SimplyLoad's core: domain types, the contracts every connector implements
+//! ([`Source`], [`Destination`], [`CheckpointStore`], [`StagingArea`]), and
+//! the sync runner that drives them (extract → stage → load → checkpoint).
+//!
+//! This crate depends on no connector; connectors depend on it.
+
+pub mod batch;
+pub mod catalog;
+pub mod checkpoint;
+pub mod destination;
+pub mod error;
+pub mod naming;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod row_id;
+pub mod schema;
+pub mod source;
+pub mod staging;
+pub mod sync;
+
+pub use batch::{BatchManifest, BatchState, LoadKind, StagedFile};
+pub use catalog::{Catalog, CheckItem, CheckReport, ColumnInfo, TableInfo};
+pub use checkpoint::{BatchRecord, Checkpoint, CheckpointStore, LoadedStream, StreamState, SyncRecord};
+pub use destination::{Destination, LoadOutcome, LoadRequest};
+pub use error::{Error, ErrorKind, Result, RetryPolicy};
+pub use naming::StreamName;
+pub use progress::{NoProgress, Progress};
+pub use report::{StreamReport, SyncReport, Unrepresentable, UnrepresentableTally};
+pub use schema::{Column, SqlType, TableSpec, ValueLimits};
+pub use source::{ReadStats, SnapshotRequest, Source, SourceBatch};
+pub use staging::{BatchWriter, LocalFile, StagingArea};
+
+pub use simplyload_config as config;
+
+impl From<simplyload_config::ConfigError> for Error {
+    fn from(e: simplyload_config::ConfigError) -> Self {
+        let hint = e.hint.clone();
+        let err = Error::config(e.message);
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}

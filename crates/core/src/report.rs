@@ -1,0 +1,123 @@
+//! What a sync did, stream by stream: rows, bytes, renames, and every value
+//! that could not be carried exactly.
+
+use crate::naming::Rename;
+use serde::{Deserialize, Serialize};
+
+/// How many sample keys are kept per column and reason.
+pub const SAMPLE_KEYS: usize = 5;
+
+/// Values of one column that were written as NULL for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unrepresentable {
+    /// Destination column name.
+    pub column: String,
+    /// Why (`numeric NaN does not fit decimal(12,2)`).
+    pub reason: String,
+    pub count: u64,
+    /// The first few rows' keys, as `col=value` lists.
+    pub sample_keys: Vec<String>,
+}
+
+/// Counts unrepresentable values per (column, reason).
+#[derive(Debug, Default, Clone)]
+pub struct UnrepresentableTally {
+    entries: Vec<Unrepresentable>,
+}
+
+impl UnrepresentableTally {
+    pub fn record(&mut self, column: &str, reason: &str, key: impl FnOnce() -> String) {
+        let entry = match self.entries.iter_mut().position(|e| e.column == column && e.reason == reason) {
+            Some(i) => &mut self.entries[i],
+            None => {
+                self.entries.push(Unrepresentable {
+                    column: column.to_owned(),
+                    reason: reason.to_owned(),
+                    count: 0,
+                    sample_keys: Vec::new(),
+                });
+                self.entries.last_mut().expect("just pushed")
+            }
+        };
+        entry.count += 1;
+        if entry.sample_keys.len() < SAMPLE_KEYS {
+            entry.sample_keys.push(key());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.entries.iter().map(|e| e.count).sum()
+    }
+
+    pub fn into_entries(self) -> Vec<Unrepresentable> {
+        self.entries
+    }
+
+    pub fn entries(&self) -> &[Unrepresentable] {
+        &self.entries
+    }
+}
+
+/// The outcome of one stream in one sync.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamReport {
+    pub stream: String,
+    pub table: String,
+    pub mode: String,
+    /// `succeeded`, `failed` or `skipped`.
+    pub status: String,
+    pub rows: u64,
+    pub source_bytes: u64,
+    pub staged_bytes: u64,
+    pub batch_id: Option<u64>,
+    pub duration_ms: u64,
+    pub unrepresentable: Vec<Unrepresentable>,
+    pub renames: Vec<Rename>,
+    /// Batches left by an earlier run that this sync loaded or found loaded.
+    pub recovered_batches: Vec<u64>,
+    pub error: Option<String>,
+}
+
+/// The outcome of one sync of a pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncReport {
+    pub pipeline: String,
+    pub sync_id: i64,
+    pub streams: Vec<StreamReport>,
+    /// An error that stopped the whole sync before or between streams.
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+impl SyncReport {
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none() && self.streams.iter().all(|s| s.status != "failed")
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.streams.iter().map(|s| s.rows).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_counts_and_keeps_a_few_keys() {
+        let mut t = UnrepresentableTally::default();
+        for i in 0..8 {
+            t.record("amount", "numeric NaN", || format!("id={i}"));
+        }
+        t.record("d", "infinite date", || "id=1".into());
+        let e = t.into_entries();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].count, 8);
+        assert_eq!(e[0].sample_keys, vec!["id=0", "id=1", "id=2", "id=3", "id=4"]);
+        assert_eq!(e[1].count, 1);
+    }
+}

@@ -1,0 +1,74 @@
+//! The `Source` contract.
+
+use crate::catalog::{Catalog, CheckReport};
+use crate::error::Result;
+use crate::naming::StreamName;
+use crate::report::Unrepresentable;
+use crate::schema::{TableSpec, ValueLimits};
+use arrow_array::RecordBatch;
+use simplyload_config::OnUnrepresentable;
+use tokio::sync::mpsc;
+
+/// Default number of rows per Arrow batch a source produces.
+pub const DEFAULT_BATCH_ROWS: usize = 65_536;
+/// Default upper bound on the bytes held in one Arrow batch (a batch closes
+/// early when wide rows reach it), so memory stays bounded for any row width.
+pub const DEFAULT_BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+/// A batch of rows read from a source, with the bytes it took on the wire.
+#[derive(Debug)]
+pub struct SourceBatch {
+    pub batch: RecordBatch,
+    pub source_bytes: u64,
+}
+
+/// What to read for a snapshot of one stream.
+#[derive(Debug, Clone)]
+pub struct SnapshotRequest {
+    /// The table shape to produce: the source reads exactly these columns, in
+    /// this order, as these types. If the source's schema no longer matches,
+    /// the read fails with [`crate::ErrorKind::Conflict`].
+    pub table: TableSpec,
+    pub limits: ValueLimits,
+    pub on_unrepresentable: OnUnrepresentable,
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+}
+
+/// What a finished read saw.
+#[derive(Debug, Clone, Default)]
+pub struct ReadStats {
+    pub rows: u64,
+    pub source_bytes: u64,
+    pub unrepresentable: Vec<Unrepresentable>,
+}
+
+/// A source of data: a database or an API.
+///
+/// Contract:
+/// * `discover` describes what the source holds; it never changes anything.
+/// * `check` connects and verifies every permission a sync of `streams` will
+///   need; a failed item carries the SQL (or steps) that fix it. It returns
+///   `Err` only when the check itself could not run.
+/// * `read_snapshot` reads a consistent snapshot of one stream and sends it
+///   as Arrow record batches of at most `batch_rows` rows (and about
+///   `batch_bytes` bytes) on `out`, in the shape of `request.table`, then
+///   returns what it saw. Memory stays bounded: it never holds more than one
+///   batch besides the ones in the channel. Values it cannot carry exactly
+///   follow `on_unrepresentable`: NULL and counted in
+///   [`ReadStats::unrepresentable`], or an [`crate::ErrorKind::Data`] error.
+///   If the receiver is dropped, it stops and returns an error.
+#[async_trait::async_trait]
+pub trait Source: Send + Sync {
+    /// `postgres`, `stripe`, `salesforce`.
+    fn kind(&self) -> &'static str;
+
+    /// The name the source is configured under.
+    fn name(&self) -> &str;
+
+    async fn discover(&self) -> Result<Catalog>;
+
+    async fn check(&self, streams: &[StreamName]) -> Result<CheckReport>;
+
+    async fn read_snapshot(&self, request: SnapshotRequest, out: mpsc::Sender<SourceBatch>) -> Result<ReadStats>;
+}

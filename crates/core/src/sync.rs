@@ -1,0 +1,432 @@
+//! The sync runner: extract → stage → load → commit checkpoint (DESIGN.md §3).
+//!
+//! Why this order survives a crash at any instant:
+//! * A batch id is taken (`staging`) before any file is written, so an
+//!   interrupted read leaves files no manifest names; the next run abandons
+//!   that id and removes its files. Ids are never reused.
+//! * The manifest is recorded (`staged`) only after every file is durable.
+//! * The destination load and the `_simplyload_batches` row commit in one
+//!   destination transaction, so the destination itself knows whether a
+//!   batch is in.
+//! * Only then is the batch marked `loaded` in the checkpoint store. If the
+//!   process dies between the destination commit and that write, the next
+//!   run asks the destination, finds the batch, and marks it loaded without
+//!   applying it twice.
+
+use crate::batch::{BatchManifest, BatchState, LoadKind};
+use crate::checkpoint::{BatchRecord, Checkpoint, CheckpointStore, LoadedStream};
+use crate::destination::{Destination, LoadRequest};
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{self, StreamPlan};
+use crate::progress::Progress;
+use crate::report::{StreamReport, SyncReport};
+use crate::row_id;
+use crate::schema::{TableSpec, ValueLimits, meta};
+use crate::source::{DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, ReadStats, SnapshotRequest, Source, SourceBatch};
+use crate::staging::StagingArea;
+use arrow_array::{ArrayRef, BooleanArray, Decimal128Array, RecordBatch};
+use simplyload_config::{OnUnrepresentable, PipelineConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// Rows in one batch are numbered below this; the version of a snapshot row
+/// is `batch_id × 2³² + ordinal` (DESIGN.md §3).
+pub const MAX_ROWS_PER_BATCH: u64 = 1 << 32;
+
+/// Tuning knobs of a sync.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+    /// Arrow batches buffered between the reader and the Parquet writer.
+    pub channel_depth: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions { batch_rows: DEFAULT_BATCH_ROWS, batch_bytes: DEFAULT_BATCH_BYTES, channel_depth: 4 }
+    }
+}
+
+/// Everything one sync of one pipeline needs.
+pub struct SyncContext {
+    pub pipeline: String,
+    pub config: PipelineConfig,
+    pub source: Arc<dyn Source>,
+    pub destination: Arc<dyn Destination>,
+    pub store: Arc<dyn CheckpointStore>,
+    pub staging: Arc<dyn StagingArea>,
+    pub progress: Arc<dyn Progress>,
+    pub options: SyncOptions,
+}
+
+/// Runs one sync. Returns `Err` only when the checkpoint store cannot record
+/// the sync at all; every other failure is in the report (per stream, or as
+/// the sync's error), and [`SyncReport::succeeded`] tells whether it worked.
+pub async fn run_sync(ctx: &SyncContext) -> Result<SyncReport> {
+    let started = Instant::now();
+    let pipeline_id = ctx.store.pipeline_id(&ctx.pipeline).await?;
+    let sync_id = ctx.store.begin_sync(&ctx.pipeline).await?;
+    let mut report =
+        SyncReport { pipeline: ctx.pipeline.clone(), sync_id, streams: Vec::new(), error: None, duration_ms: 0 };
+    tracing::info!(pipeline = %ctx.pipeline, sync_id, "sync started");
+
+    let outcome = run_streams(ctx, pipeline_id, sync_id, &mut report).await;
+    if let Err(e) = outcome {
+        tracing::error!(pipeline = %ctx.pipeline, sync_id, error = %e, "sync failed");
+        report.error = Some(e.to_string());
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    ctx.store.finish_sync(&report).await?;
+    tracing::info!(
+        pipeline = %ctx.pipeline,
+        sync_id,
+        rows = report.rows(),
+        duration_ms = report.duration_ms,
+        succeeded = report.succeeded(),
+        "sync finished"
+    );
+    Ok(report)
+}
+
+async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report: &mut SyncReport) -> Result<()> {
+    let mut recovered = recover(ctx, pipeline_id).await?;
+    let catalog = ctx
+        .source
+        .discover()
+        .await
+        .map_err(|e| e.context(format!("source `{}`", ctx.config.source)))?;
+    for (label, planned) in plan::plan_pipeline(&ctx.pipeline, &ctx.config, &catalog) {
+        let started = Instant::now();
+        let recovered_batches = recovered.remove(&label).unwrap_or_default();
+        let result = match planned {
+            Ok(plan) => {
+                ctx.progress.stream_started(&label, &plan.table.name, plan.estimated_rows);
+                run_stream(ctx, pipeline_id, sync_id, &plan).await.map(|r| (plan, r))
+            }
+            Err(e) => Err(e),
+        };
+        let stream_report = match result {
+            Ok((plan, done)) => StreamReport {
+                stream: label.clone(),
+                table: plan.table.name.clone(),
+                mode: plan.mode.to_string(),
+                status: "succeeded".into(),
+                rows: done.rows,
+                source_bytes: done.source_bytes,
+                staged_bytes: done.staged_bytes,
+                batch_id: Some(done.batch_id),
+                duration_ms: started.elapsed().as_millis() as u64,
+                unrepresentable: done.unrepresentable,
+                renames: plan.renames.clone(),
+                recovered_batches,
+                error: None,
+            },
+            Err(e) => {
+                tracing::error!(pipeline = %ctx.pipeline, stream = %label, error = %e, "stream failed");
+                let _ = ctx.store.record_stream_error(&ctx.pipeline, &label, &e.to_string()).await;
+                StreamReport {
+                    stream: label.clone(),
+                    table: String::new(),
+                    mode: String::new(),
+                    status: "failed".into(),
+                    rows: 0,
+                    source_bytes: 0,
+                    staged_bytes: 0,
+                    batch_id: None,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    unrepresentable: Vec::new(),
+                    renames: Vec::new(),
+                    recovered_batches,
+                    error: Some(e.to_string()),
+                }
+            }
+        };
+        ctx.progress.stream_finished(&stream_report);
+        report.streams.push(stream_report);
+    }
+    Ok(())
+}
+
+struct StreamDone {
+    batch_id: u64,
+    rows: u64,
+    source_bytes: u64,
+    staged_bytes: u64,
+    unrepresentable: Vec<crate::report::Unrepresentable>,
+}
+
+async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &StreamPlan) -> Result<StreamDone> {
+    let stream = plan.stream();
+    let batch_id = ctx.store.allocate_batch(&ctx.pipeline, &stream, sync_id).await?;
+    let staged = stage_snapshot(SnapshotJob {
+        source: ctx.source.clone(),
+        staging: ctx.staging.as_ref(),
+        pipeline: &ctx.pipeline,
+        table: plan.table.clone(),
+        limits: ctx.destination.limits(),
+        on_unrepresentable: ctx.config.on_unrepresentable,
+        options: &ctx.options,
+        sync_id,
+        batch_id,
+        progress: ctx.progress.as_ref(),
+    })
+    .await;
+    let (manifest, stats) = match staged {
+        Ok(v) => v,
+        Err(e) => {
+            // Nothing names these files; remove them now rather than at the next run.
+            if let Err(cleanup) = ctx.staging.remove_batch(&ctx.pipeline, &stream, batch_id).await {
+                tracing::warn!(stream = %stream, batch_id, error = %cleanup, "could not remove files of a failed batch");
+            }
+            ctx.store.abandon_batch(&ctx.pipeline, &stream, batch_id).await?;
+            return Err(e);
+        }
+    };
+    ctx.store.record_staged(&manifest).await?;
+    failpoint("after_staged");
+    ctx.progress.stream_phase(&stream, "loading");
+    let rows_after = load_batches(ctx, pipeline_id, plan.mode.as_str(), &[manifest.clone()]).await?;
+    tracing::info!(
+        pipeline = %ctx.pipeline,
+        stream = %stream,
+        table = %plan.table.name,
+        batch_id,
+        rows = manifest.row_count,
+        destination_rows = rows_after,
+        "stream loaded"
+    );
+    Ok(StreamDone {
+        batch_id,
+        rows: manifest.row_count,
+        source_bytes: stats.source_bytes,
+        staged_bytes: manifest.byte_count(),
+        unrepresentable: stats.unrepresentable,
+    })
+}
+
+/// One snapshot to stage: a stream read from a source into one batch.
+pub struct SnapshotJob<'a> {
+    pub source: Arc<dyn Source>,
+    pub staging: &'a dyn StagingArea,
+    pub pipeline: &'a str,
+    pub table: TableSpec,
+    pub limits: ValueLimits,
+    pub on_unrepresentable: OnUnrepresentable,
+    pub options: &'a SyncOptions,
+    pub sync_id: i64,
+    pub batch_id: u64,
+    pub progress: &'a dyn Progress,
+}
+
+/// Reads a snapshot of one stream into the staged files of one batch: the
+/// source decodes on its own task while this one adds the metadata columns
+/// and feeds the Parquet writer, with a bounded channel in between.
+pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, ReadStats)> {
+    let stream = job.table.stream.to_string();
+    let table = job.table.clone();
+    let batch_id = job.batch_id;
+    let mut writer = job.staging.writer(job.pipeline, &stream, batch_id, table.staged_schema()).await?;
+    let (tx, mut rx) = mpsc::channel::<SourceBatch>(job.options.channel_depth.max(1));
+    let request = SnapshotRequest {
+        table: table.clone(),
+        limits: job.limits,
+        on_unrepresentable: job.on_unrepresentable,
+        batch_rows: job.options.batch_rows,
+        batch_bytes: job.options.batch_bytes,
+    };
+    let source = job.source.clone();
+    let reader = tokio::spawn(async move { source.read_snapshot(request, tx).await });
+
+    let mut rows: u64 = 0;
+    let mut bytes: u64 = 0;
+    let mut write_error = None;
+    while let Some(b) = rx.recv().await {
+        let n = b.batch.num_rows() as u64;
+        let written = match stage_columns(&table, b.batch, batch_id, rows) {
+            Ok(batch) => writer.write(batch).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            write_error = Some(e);
+            break;
+        }
+        rows += n;
+        bytes += b.source_bytes;
+        job.progress.stream_advanced(&stream, rows, bytes);
+    }
+    drop(rx);
+    let read = reader.await.map_err(|e| Error::internal(format!("reader task of {stream} failed: {e}")))?;
+    if let Some(e) = write_error {
+        return Err(e.context(format!("staging {stream}")));
+    }
+    let stats = read.map_err(|e| e.context(format!("reading {stream}")))?;
+    if stats.rows != rows {
+        return Err(Error::internal(format!(
+            "reading {stream}: the source reported {} rows but sent {rows}",
+            stats.rows
+        )));
+    }
+    let files = writer.finish().await.map_err(|e| e.context(format!("staging {stream}")))?;
+    let manifest = BatchManifest {
+        pipeline: job.pipeline.to_owned(),
+        stream,
+        batch_id,
+        sync_id: job.sync_id,
+        kind: LoadKind::Replace,
+        table,
+        row_count: files.iter().map(|f| f.row_count).sum(),
+        files,
+        start_position: None,
+        end_position: None,
+    };
+    if manifest.row_count != rows {
+        return Err(Error::internal(format!(
+            "staging {}: {rows} rows read but {} rows in the staged files",
+            manifest.stream, manifest.row_count
+        )));
+    }
+    Ok((manifest, stats))
+}
+
+/// Appends the metadata columns a staged file carries: `_simplyload_deleted`,
+/// `_simplyload_version` (`batch_id × 2³² + ordinal`) and, for tables without
+/// a key, `_simplyload_id`.
+pub fn stage_columns(table: &TableSpec, batch: RecordBatch, batch_id: u64, first_ordinal: u64) -> Result<RecordBatch> {
+    let n = batch.num_rows() as u64;
+    if first_ordinal + n > MAX_ROWS_PER_BATCH {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{}: more than 2^32 rows in one batch", table.stream),
+        ));
+    }
+    let base = (batch_id as i128) << 32;
+    let versions = Decimal128Array::from_iter_values((0..n).map(|i| base + (first_ordinal + i) as i128))
+        .with_precision_and_scale(meta::VERSION_PRECISION, 0)?;
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns.push(Arc::new(BooleanArray::from(vec![false; n as usize])));
+    columns.push(Arc::new(versions));
+    if !table.has_key() {
+        columns.push(Arc::new(row_id::row_ids(table, &batch)?));
+    }
+    Ok(RecordBatch::try_new(table.staged_schema(), columns)?)
+}
+
+/// Loads batches of one stream in one destination transaction, then marks
+/// them loaded and moves the checkpoint. Returns the destination's row count.
+async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &str, batches: &[BatchManifest]) -> Result<u64> {
+    let last = batches.last().ok_or_else(|| Error::internal("load of no batches"))?;
+    let outcome = ctx
+        .destination
+        .load(LoadRequest {
+            pipeline_id,
+            table: &last.table,
+            kind: last.kind,
+            batches,
+            staging: ctx.staging.as_ref(),
+        })
+        .await
+        .map_err(|e| e.context(format!("loading {} into {}", last.stream, last.table.name)))?;
+    failpoint("after_load");
+    let ids: Vec<u64> = batches.iter().map(|b| b.batch_id).collect();
+    ctx.store
+        .mark_loaded(LoadedStream {
+            pipeline: &ctx.pipeline,
+            stream: &last.stream,
+            mode,
+            table: &last.table.name,
+            sync_id: last.sync_id,
+            batch_ids: &ids,
+            checkpoint: Checkpoint { batch_id: last.batch_id, position: last.end_position.clone() },
+            rows: batches.iter().map(|b| b.row_count).sum(),
+            destination_rows: Some(outcome.rows_after),
+        })
+        .await?;
+    Ok(outcome.rows_after)
+}
+
+/// Crash injection for tests: when `SIMPLYLOAD_FAILPOINT` names this point,
+/// the process aborts on the spot — no destructors, no cleanup — exactly
+/// like `kill -9` at that instant. Points: `after_staged` (manifest recorded,
+/// nothing loaded), `after_load` (destination committed, checkpoint not yet
+/// moved).
+pub fn failpoint(name: &str) {
+    if let Ok(points) = std::env::var("SIMPLYLOAD_FAILPOINT") {
+        if points.split(',').any(|p| p.trim() == name) {
+            eprintln!("failpoint {name}: aborting the process");
+            std::process::abort();
+        }
+    }
+}
+
+/// Finishes what an earlier, interrupted run left: abandons batches whose
+/// files were never completed, and loads (or, if the destination already
+/// has them, just marks) the batches that were staged. Returns, per stream,
+/// the ids of the batches it settled.
+async fn recover(ctx: &SyncContext, pipeline_id: Uuid) -> Result<BTreeMap<String, Vec<u64>>> {
+    let unfinished = ctx.store.unfinished_batches(&ctx.pipeline).await?;
+    let mut by_stream: BTreeMap<String, Vec<BatchRecord>> = BTreeMap::new();
+    for b in unfinished {
+        by_stream.entry(b.stream.clone()).or_default().push(b);
+    }
+    let mut settled = BTreeMap::new();
+    for (stream, records) in by_stream {
+        ctx.progress.stream_phase(&stream, "recovering");
+        let mut staged: Vec<BatchManifest> = Vec::new();
+        for r in records {
+            match (r.state, r.manifest) {
+                (BatchState::Staged, Some(m)) => staged.push(m),
+                _ => {
+                    tracing::info!(pipeline = %ctx.pipeline, stream = %stream, batch_id = r.batch_id,
+                        "abandoning a batch whose staging was interrupted");
+                    ctx.staging.remove_batch(&ctx.pipeline, &stream, r.batch_id).await?;
+                    ctx.store.abandon_batch(&ctx.pipeline, &stream, r.batch_id).await?;
+                }
+            }
+        }
+        if staged.is_empty() {
+            continue;
+        }
+        let ids: Vec<u64> = staged.iter().map(|m| m.batch_id).collect();
+        let in_destination = ctx.destination.loaded_batches(pipeline_id, &stream, &ids).await?;
+        let mut done = Vec::new();
+        // A replace batch supersedes everything staged before it.
+        let newest_replace = staged.iter().rposition(|m| m.kind == LoadKind::Replace);
+        for (i, m) in staged.iter().enumerate() {
+            let superseded = matches!(newest_replace, Some(r) if i < r);
+            let mode = if m.kind == LoadKind::Replace { "full_refresh" } else { "incremental" };
+            if in_destination.contains(&m.batch_id) {
+                tracing::info!(pipeline = %ctx.pipeline, stream = %stream, batch_id = m.batch_id,
+                    "batch was committed in the destination before the crash; marking it loaded");
+                ctx.store
+                    .mark_loaded(LoadedStream {
+                        pipeline: &ctx.pipeline,
+                        stream: &stream,
+                        mode,
+                        table: &m.table.name,
+                        sync_id: m.sync_id,
+                        batch_ids: &[m.batch_id],
+                        checkpoint: Checkpoint { batch_id: m.batch_id, position: m.end_position.clone() },
+                        rows: m.row_count,
+                        destination_rows: None,
+                    })
+                    .await?;
+            } else if superseded {
+                tracing::info!(pipeline = %ctx.pipeline, stream = %stream, batch_id = m.batch_id,
+                    "staged batch superseded by a newer full refresh; abandoning it");
+                ctx.staging.remove_batch(&ctx.pipeline, &stream, m.batch_id).await?;
+                ctx.store.abandon_batch(&ctx.pipeline, &stream, m.batch_id).await?;
+            } else {
+                tracing::info!(pipeline = %ctx.pipeline, stream = %stream, batch_id = m.batch_id,
+                    rows = m.row_count, "loading a batch staged by an interrupted sync");
+                load_batches(ctx, pipeline_id, mode, std::slice::from_ref(m)).await?;
+            }
+            done.push(m.batch_id);
+        }
+        settled.insert(stream, done);
+    }
+    Ok(settled)
+}

@@ -1,0 +1,533 @@
+//! The DuckDB destination: the embedded default, with the same contract as
+//! Snowflake (DESIGN.md §3, §7) so every semantic is tested on one machine.
+//!
+//! A load opens the database file, runs one transaction — stage the batch's
+//! Parquet files into a temporary table, shape the target, replace or merge,
+//! record the batches in `_simplyload_batches` — and closes the file again,
+//! because a DuckDB file has one writer at a time: between loads,
+//! `reconcile` and analysts can open it.
+//!
+//! This is the only crate that links DuckDB, so the rest of the workspace
+//! builds without its C++.
+
+use duckdb::{Connection, params};
+use simplyload_core::schema::meta;
+use simplyload_core::{
+    BatchManifest, CheckReport, Column, Destination, Error, ErrorKind, LoadKind, LoadOutcome, LoadRequest,
+    LocalFile, Result, SqlType, TableSpec, ValueLimits,
+};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The schema every table is created in (DESIGN.md §4).
+pub const SCHEMA: &str = "simplyload";
+/// DuckDB's default takes 80% of RAM; a loader should not.
+pub const DEFAULT_MEMORY_LIMIT: &str = "1GB";
+/// How long to wait for another process to release the database file.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+pub use duckdb;
+
+/// A DuckDB database file as a destination.
+#[derive(Debug, Clone)]
+pub struct DuckdbDestination {
+    path: PathBuf,
+    memory_limit: String,
+    threads: Option<u32>,
+}
+
+impl DuckdbDestination {
+    pub fn new(path: &Path) -> DuckdbDestination {
+        DuckdbDestination { path: path.to_path_buf(), memory_limit: DEFAULT_MEMORY_LIMIT.into(), threads: None }
+    }
+
+    pub fn from_config(cfg: &simplyload_core::config::DuckdbDestinationConfig, base_dir: &Path) -> DuckdbDestination {
+        let p = Path::new(&cfg.path);
+        let path = if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
+        DuckdbDestination {
+            path,
+            memory_limit: cfg.memory_limit.clone().unwrap_or_else(|| DEFAULT_MEMORY_LIMIT.into()),
+            threads: cfg.threads,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the file for writing, waiting a while if another process holds it.
+    pub fn open(&self) -> Result<Connection> {
+        if let Some(dir) = self.path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::from(e).context(format!("cannot create the folder of DuckDB file {}", self.path.display()))
+                })?;
+            }
+        }
+        let started = std::time::Instant::now();
+        let conn = loop {
+            match Connection::open(&self.path) {
+                Ok(c) => break c,
+                Err(e) if is_lock_error(&e) && started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    let kind = if is_lock_error(&e) { ErrorKind::Conflict } else { ErrorKind::Internal };
+                    let err = Error::new(kind, format!("cannot open DuckDB file {}: {e}", self.path.display()));
+                    return Err(if kind == ErrorKind::Conflict {
+                        err.with_hint("another program has the file open for writing; close it (DuckDB allows one writer)")
+                    } else {
+                        err
+                    });
+                }
+            }
+        };
+        conn.execute_batch(&format!("SET memory_limit = {};", literal(&self.memory_limit)))
+            .map_err(|e| db_error(e, "setting memory_limit"))?;
+        if let Some(t) = self.threads {
+            conn.execute_batch(&format!("SET threads = {t};")).map_err(|e| db_error(e, "setting threads"))?;
+        }
+        Ok(conn)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&DuckdbDestination) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(|e| Error::internal(format!("DuckDB task failed: {e}")))?
+    }
+}
+
+fn is_lock_error(e: &duckdb::Error) -> bool {
+    let s = e.to_string();
+    s.contains("Could not set lock") || s.contains("Conflicting lock")
+}
+
+fn db_error(e: duckdb::Error, what: &str) -> Error {
+    Error::new(ErrorKind::Internal, format!("DuckDB, {what}: {e}"))
+}
+
+/// Quotes an identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `"simplyload"."table"`.
+pub fn qualified(table: &str) -> String {
+    format!("{}.{}", ident(SCHEMA), ident(table))
+}
+
+/// DuckDB's column type for a logical type (DESIGN.md §5).
+pub fn duck_type(t: &SqlType) -> String {
+    match t {
+        SqlType::Int16 => "SMALLINT".into(),
+        SqlType::Int32 => "INTEGER".into(),
+        SqlType::Int64 => "BIGINT".into(),
+        SqlType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
+        SqlType::Float32 => "REAL".into(),
+        SqlType::Float64 => "DOUBLE".into(),
+        SqlType::Text => "VARCHAR".into(),
+        SqlType::Boolean => "BOOLEAN".into(),
+        SqlType::Date => "DATE".into(),
+        SqlType::Timestamp => "TIMESTAMP".into(),
+        SqlType::TimestampTz => "TIMESTAMPTZ".into(),
+        SqlType::Time => "TIME".into(),
+        SqlType::Uuid => "UUID".into(),
+        SqlType::Json => "JSON".into(),
+        SqlType::Binary => "BLOB".into(),
+    }
+}
+
+/// Whether a type from `information_schema.columns.data_type` is the type we create.
+fn same_type(info: &str, created: &str) -> bool {
+    let norm = |t: &str| match t.to_ascii_uppercase().replace(' ', "").as_str() {
+        "REAL" | "FLOAT" | "FLOAT4" => "FLOAT".to_owned(),
+        "TIMESTAMPTZ" | "TIMESTAMPWITHTIMEZONE" => "TIMESTAMPTZ".to_owned(),
+        "INT" | "INTEGER" | "INT4" => "INTEGER".to_owned(),
+        "INT8" | "BIGINT" => "BIGINT".to_owned(),
+        "INT2" | "SMALLINT" => "SMALLINT".to_owned(),
+        other => other.to_owned(),
+    };
+    norm(info) == norm(created)
+}
+
+/// The metadata columns of a table and their types.
+fn meta_columns(table: &TableSpec) -> Vec<(&'static str, &'static str)> {
+    let mut cols = vec![
+        (meta::SYNCED_AT, "TIMESTAMPTZ"),
+        (meta::DELETED, "BOOLEAN"),
+        (meta::VERSION, "DECIMAL(38,0)"),
+    ];
+    if !table.has_key() {
+        cols.push((meta::ID, "VARCHAR"));
+        cols.push((meta::INDEX, "BIGINT"));
+    }
+    cols
+}
+
+/// `CREATE TABLE` for a table spec.
+pub fn create_table_sql(table: &TableSpec) -> String {
+    let mut cols: Vec<String> =
+        table.columns.iter().map(|c| format!("{} {}", ident(&c.name), duck_type(&c.sql_type))).collect();
+    cols.extend(meta_columns(table).into_iter().map(|(n, t)| format!("{} {t}", ident(n))));
+    format!("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)", qualified(&table.name), cols.join(",\n  "))
+}
+
+const BATCHES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"simplyload\".\"_simplyload_batches\" (
+  pipeline_id VARCHAR NOT NULL,
+  stream VARCHAR NOT NULL,
+  batch_id BIGINT NOT NULL,
+  row_count BIGINT NOT NULL,
+  loaded_at TIMESTAMPTZ NOT NULL
+)";
+
+/// The expression that turns a staged column into the target column's type.
+fn cast(c: &Column) -> String {
+    let q = format!("s.{}", ident(&c.name));
+    match c.sql_type {
+        SqlType::Uuid => format!("CAST({q} AS UUID)"),
+        SqlType::Json => format!("CAST({q} AS JSON)"),
+        _ => q,
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for DuckdbDestination {
+    fn kind(&self) -> &'static str {
+        "duckdb"
+    }
+
+    fn limits(&self) -> ValueLimits {
+        // DuckDB stores timestamps as i64 microseconds and dates as i32 days,
+        // and reserves the extremes for ±infinity.
+        ValueLimits { timestamp_us: (-i64::MAX + 1, i64::MAX - 1), date_days: (-i32::MAX + 1, i32::MAX - 1) }
+    }
+
+    async fn check(&self) -> Result<CheckReport> {
+        self.blocking(|me| {
+            let mut report = CheckReport::default();
+            match me.open() {
+                Ok(conn) => {
+                    let r = conn
+                        .execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {};", ident(SCHEMA)))
+                        .map_err(|e| db_error(e, "creating the schema"));
+                    match r {
+                        Ok(()) => report.pass("open", format!("DuckDB file {} is writable", me.path.display())),
+                        Err(e) => report.fail("open", e.to_string(), None),
+                    }
+                }
+                Err(e) => report.fail("open", e.to_string(), None),
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn loaded_batches(&self, pipeline_id: Uuid, stream: &str, batch_ids: &[u64]) -> Result<Vec<u64>> {
+        if !self.path.exists() {
+            return Ok(Vec::new());
+        }
+        let stream = stream.to_owned();
+        let ids = batch_ids.to_vec();
+        self.blocking(move |me| {
+            let conn = me.open()?;
+            loaded_ids(&conn, pipeline_id, &stream, &ids)
+        })
+        .await
+    }
+
+    async fn load(&self, request: LoadRequest<'_>) -> Result<LoadOutcome> {
+        // Bring every staged file here first (no-op for a local staging folder).
+        let mut files: Vec<LocalFile> = Vec::new();
+        for b in request.batches {
+            for f in &b.files {
+                files.push(request.staging.local_file(&f.key).await?);
+            }
+        }
+        let table = request.table.clone();
+        let kind = request.kind;
+        let batches: Vec<BatchManifest> = request.batches.to_vec();
+        let pipeline_id = request.pipeline_id;
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        let outcome = self
+            .blocking(move |me| {
+                let mut conn = me.open()?;
+                load_sync(&mut conn, pipeline_id, &table, kind, &batches, &paths)
+            })
+            .await;
+        drop(files);
+        outcome
+    }
+
+    async fn row_count(&self, table: &str) -> Result<Option<u64>> {
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let table = table.to_owned();
+        self.blocking(move |me| {
+            let conn = me.open()?;
+            if !table_exists(&conn, &table)? {
+                return Ok(None);
+            }
+            live_rows(&conn, &table).map(Some)
+        })
+        .await
+    }
+}
+
+fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            params![SCHEMA, table],
+            |r| r.get(0),
+        )
+        .map_err(|e| db_error(e, "reading information_schema"))?;
+    Ok(n > 0)
+}
+
+fn live_rows(conn: &Connection, table: &str) -> Result<u64> {
+    let n: i64 = conn
+        .query_row(
+            &format!("SELECT count(*) FROM {} WHERE NOT {}", qualified(table), ident(meta::DELETED)),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| db_error(e, &format!("counting rows of {table}")))?;
+    Ok(n as u64)
+}
+
+fn loaded_ids(conn: &Connection, pipeline_id: Uuid, stream: &str, ids: &[u64]) -> Result<Vec<u64>> {
+    if !table_exists(conn, meta::BATCHES_TABLE)? || ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT DISTINCT batch_id FROM {} WHERE pipeline_id = ? AND stream = ? AND batch_id IN ({}) ORDER BY 1",
+            qualified(meta::BATCHES_TABLE),
+            list.join(", ")
+        ))
+        .map_err(|e| db_error(e, "reading _simplyload_batches"))?;
+    let rows = st
+        .query_map(params![pipeline_id.to_string(), stream], |r| r.get::<_, i64>(0))
+        .map_err(|e| db_error(e, "reading _simplyload_batches"))?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r.map_err(|e| db_error(e, "reading _simplyload_batches"))? as u64);
+    }
+    Ok(out)
+}
+
+/// Existing columns of a table: name → type.
+fn existing_columns(conn: &Connection, table: &str) -> Result<Vec<(String, String)>> {
+    let mut st = conn
+        .prepare(
+            "SELECT column_name, data_type FROM information_schema.columns
+             WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        )
+        .map_err(|e| db_error(e, "reading columns"))?;
+    let rows = st
+        .query_map(params![SCHEMA, table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(|e| db_error(e, "reading columns"))?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| db_error(e, "reading columns"))
+}
+
+fn load_sync(
+    conn: &mut Connection,
+    pipeline_id: Uuid,
+    table: &TableSpec,
+    kind: LoadKind,
+    batches: &[BatchManifest],
+    files: &[PathBuf],
+) -> Result<LoadOutcome> {
+    let stream = batches.first().map(|b| b.stream.clone()).unwrap_or_default();
+    let tx = conn.transaction().map_err(|e| db_error(e, "BEGIN"))?;
+    tx.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {};\n{BATCHES_DDL};\n{};", ident(SCHEMA), create_table_sql(table)))
+        .map_err(|e| db_error(e, &format!("creating {}", table.name)))?;
+    // Columns added in the source since the table was created.
+    let existing = existing_columns(&tx, &table.name)?;
+    let mut wanted: Vec<(String, String)> =
+        table.columns.iter().map(|c| (c.name.clone(), duck_type(&c.sql_type))).collect();
+    wanted.extend(meta_columns(table).into_iter().map(|(n, t)| (n.to_owned(), t.to_owned())));
+    let mut changed = Vec::new();
+    for (name, ty) in &wanted {
+        match existing.iter().find(|(n, _)| n == name) {
+            None => {
+                tx.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {} {ty};", qualified(&table.name), ident(name)))
+                    .map_err(|e| db_error(e, &format!("adding column {name} to {}", table.name)))?;
+            }
+            Some((_, have)) if !same_type(have, ty) => changed.push((name.clone(), have.clone(), ty.clone())),
+            Some(_) => {}
+        }
+    }
+    // A column whose source type changed: a full refresh rewrites every row,
+    // so the column takes the new type on the emptied table (never a cast of
+    // old values); a merge must not cast stored values, so it stops.
+    if !changed.is_empty() {
+        if kind != LoadKind::Replace {
+            let (name, have, ty) = &changed[0];
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("column {name} of {} is {have} in DuckDB but the source now stages {ty}", table.name),
+            )
+            .with_hint("run a full refresh of this stream"));
+        }
+        tx.execute_batch(&format!("DELETE FROM {};", qualified(&table.name)))
+            .map_err(|e| db_error(e, &format!("emptying {}", table.name)))?;
+        for (name, _, ty) in &changed {
+            tx.execute_batch(&format!(
+                "ALTER TABLE {} ALTER COLUMN {} SET DATA TYPE {ty};",
+                qualified(&table.name),
+                ident(name)
+            ))
+            .map_err(|e| db_error(e, &format!("changing the type of {name} in {}", table.name)))?;
+        }
+    }
+
+    let ids: Vec<u64> = batches.iter().map(|b| b.batch_id).collect();
+    let already = loaded_ids(&tx, pipeline_id, &stream, &ids)?;
+    let todo: Vec<&BatchManifest> = batches.iter().filter(|b| !already.contains(&b.batch_id)).collect();
+    if todo.is_empty() {
+        let rows_after = live_rows(&tx, &table.name)?;
+        tx.rollback().map_err(|e| db_error(e, "ROLLBACK"))?;
+        return Ok(LoadOutcome { rows_staged: 0, rows_after, already_loaded: already });
+    }
+    let todo_files: Vec<&PathBuf> = {
+        // Files are passed in batch order; keep those of batches still to apply.
+        let mut out = Vec::new();
+        let mut i = 0;
+        for b in batches {
+            for _ in &b.files {
+                if !already.contains(&b.batch_id) {
+                    out.push(&files[i]);
+                }
+                i += 1;
+            }
+        }
+        out
+    };
+
+    let target = qualified(&table.name);
+    let stage = ident("_simplyload_stage");
+    let data_cols: Vec<String> = table.columns.iter().map(|c| ident(&c.name)).collect();
+    if todo_files.is_empty() {
+        tx.execute_batch(&format!(
+            "CREATE OR REPLACE TEMP TABLE {stage} AS SELECT * FROM {target} WHERE false;"
+        ))
+        .map_err(|e| db_error(e, "creating the stage table"))?;
+    } else {
+        let list: Vec<String> = todo_files.iter().map(|p| literal(&p.to_string_lossy())).collect();
+        tx.execute_batch(&format!(
+            "CREATE OR REPLACE TEMP TABLE {stage} AS SELECT * FROM read_parquet([{}]);",
+            list.join(", ")
+        ))
+        .map_err(|e| db_error(e, &format!("reading the staged files of {stream}")))?;
+    }
+    let rows_staged: i64 = tx
+        .query_row(&format!("SELECT count(*) FROM {stage}"), [], |r| r.get(0))
+        .map_err(|e| db_error(e, "counting staged rows"))?;
+    let expected: u64 = todo.iter().map(|b| b.row_count).sum();
+    if rows_staged as u64 != expected {
+        return Err(Error::data(format!(
+            "{stream}: the staged files hold {rows_staged} rows but the manifests say {expected}"
+        )));
+    }
+
+    let casts: Vec<String> = table.columns.iter().map(cast).collect();
+    let (d, v) = (ident(meta::DELETED), ident(meta::VERSION));
+    match kind {
+        LoadKind::Replace => {
+            let mut cols = data_cols.clone();
+            cols.extend([ident(meta::SYNCED_AT), d.clone(), v.clone()]);
+            let mut vals = casts.clone();
+            vals.extend(["now()".to_owned(), format!("s.{d}"), format!("s.{v}")]);
+            if !table.has_key() {
+                let id = ident(meta::ID);
+                cols.extend([id.clone(), ident(meta::INDEX)]);
+                vals.extend([
+                    format!("s.{id}"),
+                    format!("row_number() OVER (PARTITION BY s.{id} ORDER BY s.{v}) - 1"),
+                ]);
+            }
+            tx.execute_batch(&format!(
+                "DELETE FROM {target};\nINSERT INTO {target} ({}) SELECT {} FROM {stage} s;",
+                cols.join(", "),
+                vals.join(", ")
+            ))
+            .map_err(|e| db_error(e, &format!("replacing the rows of {}", table.name)))?;
+        }
+        LoadKind::Merge => merge(&tx, table, &target, &stage, &casts)?,
+    }
+    for b in &todo {
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (pipeline_id, stream, batch_id, row_count, loaded_at) VALUES (?, ?, ?, ?, now())",
+                qualified(meta::BATCHES_TABLE)
+            ),
+            params![pipeline_id.to_string(), b.stream, b.batch_id as i64, b.row_count as i64],
+        )
+        .map_err(|e| db_error(e, "recording the batch"))?;
+    }
+    tx.execute_batch(&format!("DROP TABLE {stage};")).map_err(|e| db_error(e, "dropping the stage table"))?;
+    let rows_after = live_rows(&tx, &table.name)?;
+    tx.commit().map_err(|e| db_error(e, "COMMIT"))?;
+    Ok(LoadOutcome { rows_staged: rows_staged as u64, rows_after, already_loaded: already })
+}
+
+/// Applies staged changes by key: the newest version per key wins, a row
+/// never replaces a newer one, and a delete of an unseen key leaves a tombstone.
+fn merge(tx: &duckdb::Transaction<'_>, table: &TableSpec, target: &str, stage: &str, casts: &[String]) -> Result<()> {
+    if !table.has_key() {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{}: merging into a table without a primary key is not supported yet", table.stream),
+        )
+        .with_hint("set primary_key: [...] for this stream"));
+    }
+    let (d, v, at) = (ident(meta::DELETED), ident(meta::VERSION), ident(meta::SYNCED_AT));
+    let keys: Vec<String> = table.key.iter().map(|k| ident(k)).collect();
+    let on: Vec<String> = keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect();
+    let latest = ident("_simplyload_latest");
+    let set_all: Vec<String> = table
+        .columns
+        .iter()
+        .zip(casts)
+        .map(|(c, e)| format!("{} = {e}", ident(&c.name)))
+        .chain([format!("{at} = now()"), format!("{d} = s.{d}"), format!("{v} = s.{v}")])
+        .collect();
+    let mut cols: Vec<String> = table.columns.iter().map(|c| ident(&c.name)).collect();
+    cols.extend([at.clone(), d.clone(), v.clone()]);
+    let mut vals: Vec<String> = casts.to_vec();
+    vals.extend(["now()".to_owned(), format!("s.{d}"), format!("s.{v}")]);
+    tx.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE {latest} AS
+           SELECT * FROM {stage} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY {v} DESC) = 1;
+         MERGE INTO {target} t USING {latest} s ON ({})
+         WHEN MATCHED AND s.{v} >= t.{v} AND s.{d} THEN
+           UPDATE SET {d} = true, {v} = s.{v}, {at} = now()
+         WHEN MATCHED AND s.{v} >= t.{v} THEN
+           UPDATE SET {}
+         WHEN NOT MATCHED THEN
+           INSERT ({}) VALUES ({});
+         DROP TABLE {latest};",
+        keys.join(", "),
+        on.join(" AND "),
+        set_all.join(", "),
+        cols.join(", "),
+        vals.join(", ")
+    ))
+    .map_err(|e| db_error(e, &format!("merging into {}", table.name)))
+}
+
+#[cfg(test)]
+mod tests;

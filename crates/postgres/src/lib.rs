@@ -1,0 +1,282 @@
+//! The Postgres source: discovery, permission checks, and snapshots read
+//! with `COPY (SELECT …) TO STDOUT (FORMAT binary)` straight into Arrow.
+//!
+//! Read-only by design (the seed's decision): a snapshot runs in one
+//! `REPEATABLE READ READ ONLY` transaction, so the rows and the schema it
+//! checks against come from the same instant. Session settings that change
+//! how values are rendered (time zone, interval style, float digits) are
+//! pinned in that transaction so the output does not depend on the server's
+//! or the role's configuration. `row_security` is off: if row-level
+//! security would hide rows from SimplyLoad, Postgres refuses the read
+//! instead of silently returning fewer rows.
+
+pub mod connect;
+pub mod copy;
+pub mod discover;
+pub mod local;
+pub mod types;
+
+use connect::{ConnectOptions, pg_error, quote_ident};
+use copy::{ColumnRead, CopyParser, RowDecoder};
+use futures::StreamExt;
+use simplyload_core::config::{OnUnrepresentable, PostgresSourceConfig};
+use simplyload_core::{
+    Catalog, CheckReport, Error, ErrorKind, ReadStats, Result, SnapshotRequest, Source, SourceBatch, StreamName,
+};
+use std::path::Path;
+use tokio::sync::mpsc;
+use types::ReadAs;
+
+/// Settings pinned for every snapshot transaction.
+const SNAPSHOT_SETTINGS: &str = "SET LOCAL TimeZone = 'UTC';
+SET LOCAL DateStyle = 'ISO, YMD';
+SET LOCAL IntervalStyle = 'iso_8601';
+SET LOCAL extra_float_digits = 1;
+SET LOCAL bytea_output = 'hex';
+SET LOCAL row_security = off;
+SET LOCAL statement_timeout = 0;
+SET LOCAL idle_in_transaction_session_timeout = 0;";
+
+/// A configured Postgres source.
+#[derive(Debug, Clone)]
+pub struct PostgresSource {
+    name: String,
+    opts: ConnectOptions,
+}
+
+impl PostgresSource {
+    pub fn new(name: &str, config: &PostgresSourceConfig, base_dir: &Path) -> Result<PostgresSource> {
+        let root = config.ssl_root_cert.as_ref().map(|p| base_dir.join(p));
+        let opts = ConnectOptions::parse(name, config.url.expose(), root.as_deref())?;
+        Ok(PostgresSource { name: name.to_owned(), opts })
+    }
+
+    pub fn from_url(name: &str, url: &str) -> Result<PostgresSource> {
+        Ok(PostgresSource { name: name.to_owned(), opts: ConnectOptions::parse(name, url, None)? })
+    }
+
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
+    }
+
+    /// The database name, `{database}` in table names.
+    pub fn database(&self) -> String {
+        self.opts.database()
+    }
+
+    pub async fn connect(&self) -> Result<tokio_postgres::Client> {
+        self.opts.connect().await
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for PostgresSource {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn discover(&self) -> Result<Catalog> {
+        let client = self.connect().await?;
+        let tables = discover::discover(&client, None).await?;
+        Ok(Catalog { database: self.database(), tables: tables.into_iter().map(|t| t.info).collect() })
+    }
+
+    async fn check(&self, streams: &[StreamName]) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        let client = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                report.fail("connect", e.to_string(), None);
+                return Ok(report);
+            }
+        };
+        let row = client
+            .query_one("SELECT current_setting('server_version'), current_user, current_setting('wal_level')", &[])
+            .await
+            .map_err(|e| pg_error(&e, "reading server settings"))?;
+        let version: String = row.get(0);
+        let user: String = row.get(1);
+        let wal_level: String = row.get(2);
+        report.pass("connect", format!("connected to {} as {user} (Postgres {version}, wal_level={wal_level})", self.opts.target()));
+        let role = client
+            .query_one("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user", &[])
+            .await
+            .map_err(|e| pg_error(&e, "reading role attributes"))?;
+        let bypass_rls: bool = role.get(0);
+        for s in streams {
+            check_stream(&client, s, &user, bypass_rls, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    async fn read_snapshot(&self, request: SnapshotRequest, out: mpsc::Sender<SourceBatch>) -> Result<ReadStats> {
+        let stream = request.table.stream.clone();
+        let client = self.connect().await?;
+        client
+            .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n{SNAPSHOT_SETTINGS}"))
+            .await
+            .map_err(|e| pg_error(&e, "starting the snapshot transaction"))?;
+        let tables = discover::discover(&client, Some(&stream)).await?;
+        let table = tables.into_iter().next().ok_or_else(|| {
+            Error::not_found(format!("table {stream} no longer exists in source `{}`", self.name))
+        })?;
+        let mut select = Vec::with_capacity(request.table.columns.len());
+        let mut reads = Vec::with_capacity(request.table.columns.len());
+        for c in &request.table.columns {
+            let pg = table.columns.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Conflict,
+                    format!("column {} of {stream} was dropped or renamed during the sync", c.source_name),
+                )
+                .with_hint("run the sync again")
+            })?;
+            if pg.plan.sql_type != c.sql_type {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "column {} of {stream} changed type during the sync ({} → {})",
+                        c.source_name, c.source_type, pg.info.type_name
+                    ),
+                )
+                .with_hint("run the sync again"));
+            }
+            let q = quote_ident(&c.source_name);
+            select.push(match pg.plan.read {
+                ReadAs::Native => q,
+                ReadAs::Text => format!("{q}::text"),
+                ReadAs::ToJsonb => format!("to_jsonb({q})"),
+                ReadAs::Numeric => format!("{q}::numeric"),
+            });
+            reads.push(ColumnRead { name: c.name.clone(), decoder: pg.plan.decoder });
+        }
+        let key: Vec<usize> = request
+            .table
+            .key
+            .iter()
+            .filter_map(|k| request.table.columns.iter().position(|c| &c.name == k))
+            .collect();
+        let sql = format!(
+            "COPY (SELECT {} FROM {}.{}) TO STDOUT (FORMAT binary)",
+            select.join(", "),
+            quote_ident(&stream.schema),
+            quote_ident(&stream.table)
+        );
+        tracing::debug!(stream = %stream, sql = %sql, "snapshot query");
+        let copy = client.copy_out(sql.as_str()).await.map_err(|e| read_error(&e, &stream, &self.opts.user()))?;
+        futures::pin_mut!(copy);
+        let mut rows = RowDecoder::new(
+            &stream.to_string(),
+            &reads,
+            request.table.source_schema(),
+            key,
+            request.limits,
+            request.on_unrepresentable == OnUnrepresentable::Fail,
+            request.batch_rows,
+            request.batch_bytes,
+        );
+        let mut parser = CopyParser::new();
+        let mut bytes: u64 = 0;
+        let closed = || Error::internal(format!("{stream}: the staging side stopped receiving batches"));
+        while let Some(chunk) = copy.next().await {
+            let chunk = chunk.map_err(|e| read_error(&e, &stream, &self.opts.user()))?;
+            bytes += chunk.len() as u64;
+            parser.feed(&chunk, &mut rows)?;
+            let ready: Vec<_> = rows.take_ready().collect();
+            for (batch, source_bytes) in ready {
+                out.send(SourceBatch { batch, source_bytes }).await.map_err(|_| closed())?;
+            }
+        }
+        parser.finish()?;
+        rows.finish_batch()?;
+        let ready: Vec<_> = rows.take_ready().collect();
+        for (batch, source_bytes) in ready {
+            out.send(SourceBatch { batch, source_bytes }).await.map_err(|_| closed())?;
+        }
+        client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
+        Ok(ReadStats { rows: rows.rows(), source_bytes: bytes, unrepresentable: rows.tally.clone().into_entries() })
+    }
+}
+
+fn read_error(e: &tokio_postgres::Error, stream: &StreamName, user: &str) -> Error {
+    let err = pg_error(e, &format!("reading {stream}"));
+    match err.kind() {
+        ErrorKind::Permission => {
+            let grant = format!(
+                "GRANT USAGE ON SCHEMA {} TO {u}; GRANT SELECT ON {}.{} TO {u};",
+                quote_ident(&stream.schema),
+                quote_ident(&stream.schema),
+                quote_ident(&stream.table),
+                u = quote_ident(user)
+            );
+            if err.message().contains("row-level security") {
+                err.with_hint(format!(
+                    "row-level security would hide rows from SimplyLoad; run as an admin: ALTER ROLE {} BYPASSRLS;",
+                    quote_ident(user)
+                ))
+            } else {
+                err.with_hint(format!("run as an admin: {grant}"))
+            }
+        }
+        _ => err,
+    }
+}
+
+async fn check_stream(
+    client: &tokio_postgres::Client,
+    s: &StreamName,
+    user: &str,
+    bypass_rls: bool,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let what = format!("SELECT on {s}");
+    let row = client
+        .query_opt(
+            "SELECT c.oid::int8,
+                    has_schema_privilege(n.oid, 'USAGE'),
+                    has_table_privilege(c.oid, 'SELECT')
+                      OR NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+                                     AND NOT a.attisdropped AND NOT has_column_privilege(c.oid, a.attnum, 'SELECT')),
+                    c.relrowsecurity AND pg_get_userbyid(c.relowner) <> current_user
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+            &[&s.schema, &s.table],
+        )
+        .await
+        .map_err(|e| pg_error(&e, &format!("checking {s}")))?;
+    let Some(row) = row else {
+        report.fail(what, format!("table {s} does not exist (or is not visible to {user})"), None);
+        return Ok(());
+    };
+    let usage: bool = row.get(1);
+    let select: bool = row.get(2);
+    let rls: bool = row.get(3);
+    let u = quote_ident(user);
+    let mut fixes = Vec::new();
+    if !usage {
+        fixes.push(format!("GRANT USAGE ON SCHEMA {} TO {u};", quote_ident(&s.schema)));
+    }
+    if !select {
+        fixes.push(format!("GRANT SELECT ON {}.{} TO {u};", quote_ident(&s.schema), quote_ident(&s.table)));
+    }
+    if !fixes.is_empty() {
+        let missing = match (usage, select) {
+            (false, false) => "USAGE on the schema and SELECT on the table",
+            (false, true) => "USAGE on the schema",
+            _ => "SELECT on the table",
+        };
+        report.fail(what, format!("{user} lacks {missing}"), Some(fixes.join("\n")));
+    } else if rls && !bypass_rls {
+        report.fail(
+            what,
+            format!("row-level security is enabled on {s}: {user} would not see every row"),
+            Some(format!("ALTER ROLE {u} BYPASSRLS;")),
+        );
+    } else {
+        report.pass(what, "ok");
+    }
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! Staging: Arrow record batches → zstd Parquet files in an object store.
+//!
+//! Layout (DESIGN.md §2): `{prefix}/{pipeline}/{stream}/{batch_id:012}/part-{n:05}.parquet`.
+//!
+//! Parquet encoding and compression are CPU work, so each batch writer runs
+//! on its own blocking thread fed by a small bounded channel: the source
+//! keeps decoding while the previous record batch is being compressed, and
+//! memory stays bounded by the channel depth plus one open row group.
+//!
+//! A file is written under a temporary name, flushed to disk, and only then
+//! given its final name (or uploaded, for a remote store), so a file that
+//! has its final name is always complete.
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use simplyload_core::batch::{batch_prefix, file_key};
+use simplyload_core::staging::tempfile_guard::TempPath;
+use simplyload_core::{BatchWriter, Error, ErrorKind, LocalFile, Result, StagedFile, StagingArea};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Files roll over at this compressed size (Snowflake recommends 100–250 MB).
+pub const DEFAULT_FILE_BYTES: u64 = 128 * 1024 * 1024;
+/// Rows per Parquet row group: small enough that a row group of wide rows
+/// stays a modest amount of memory, large enough for good compression.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// A row group is also closed when its encoded size reaches this.
+pub const ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
+/// Where staged files live.
+#[derive(Clone)]
+pub struct Staging {
+    store: Arc<dyn ObjectStore>,
+    /// For a local folder: its absolute path. Files are then written in place.
+    local_root: Option<PathBuf>,
+    /// Key prefix inside the store (empty for a local folder).
+    prefix: String,
+    url: String,
+    file_bytes: u64,
+    zstd_level: i32,
+}
+
+impl std::fmt::Debug for Staging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staging").field("url", &self.url).finish()
+    }
+}
+
+impl Staging {
+    /// A local folder (created if missing).
+    pub fn local(root: &Path) -> Result<Staging> {
+        std::fs::create_dir_all(root).map_err(|e| {
+            Error::from(e).context(format!("cannot create staging folder {}", root.display()))
+        })?;
+        let root = root.canonicalize()?;
+        let store = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| Error::internal(format!("staging folder {}: {e}", root.display())))?;
+        Ok(Staging {
+            store: Arc::new(store),
+            url: format!("file://{}", root.display()),
+            local_root: Some(root),
+            prefix: String::new(),
+            file_bytes: DEFAULT_FILE_BYTES,
+            zstd_level: 1,
+        })
+    }
+
+    /// Opens a staging location from the config's `staging:` value: a path
+    /// (relative to `base_dir`) or a `file://` URL.
+    pub fn open(url: &str, base_dir: &Path) -> Result<Staging> {
+        if let Some(rest) = url.strip_prefix("file://") {
+            return Self::local(Path::new(rest));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("staging `{url}`: `{scheme}://` staging is not available in this build yet"),
+            )
+            .with_hint("use a local folder for `staging:` (the default is .simplyload/staging)"));
+        }
+        let p = Path::new(url);
+        Self::local(&if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) })
+    }
+
+    /// Sets the size at which files roll over.
+    pub fn with_file_bytes(mut self, bytes: u64) -> Self {
+        self.file_bytes = bytes.max(1);
+        self
+    }
+
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
+    }
+
+    fn object_path(&self, key: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    fn writer_properties(&self) -> Result<WriterProperties> {
+        let level = ZstdLevel::try_new(self.zstd_level).map_err(|e| Error::internal(format!("zstd level: {e}")))?;
+        Ok(WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build())
+    }
+}
+
+#[async_trait::async_trait]
+impl StagingArea for Staging {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn writer(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        batch_id: u64,
+        schema: SchemaRef,
+    ) -> Result<Box<dyn BatchWriter>> {
+        let job = WriteJob {
+            staging: self.clone(),
+            pipeline: pipeline.to_owned(),
+            stream: stream.to_owned(),
+            batch_id,
+            schema,
+            props: self.writer_properties()?,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+        let handle = tokio::task::spawn_blocking(move || job.run(rx));
+        Ok(Box::new(ParquetBatchWriter { tx: Some(tx), handle }))
+    }
+
+    async fn local_file(&self, key: &str) -> Result<LocalFile> {
+        if let Some(root) = &self.local_root {
+            let path = root.join(key);
+            if !path.is_file() {
+                return Err(Error::not_found(format!(
+                    "staged file {} is missing; it is named in a batch manifest, so it was removed by hand or by retention",
+                    path.display()
+                )));
+            }
+            return Ok(LocalFile { path, temp: None });
+        }
+        let bytes = self
+            .store
+            .get(&self.object_path(key))
+            .await
+            .map_err(|e| store_error(e, key))?
+            .bytes()
+            .await
+            .map_err(|e| store_error(e, key))?;
+        let tmp = tempfile::Builder::new().suffix(".parquet").tempfile()?;
+        std::fs::write(tmp.path(), &bytes)?;
+        let (_, path) = tmp.keep().map_err(|e| Error::from(e.error))?;
+        Ok(LocalFile { temp: Some(TempPath(path.clone())), path })
+    }
+
+    async fn remove_batch(&self, pipeline: &str, stream: &str, batch_id: u64) -> Result<()> {
+        let prefix = batch_prefix(pipeline, stream, batch_id);
+        if let Some(root) = &self.local_root {
+            let dir = root.join(&prefix);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::from(e).context(format!("removing {}", dir.display()))),
+            }
+            return Ok(());
+        }
+        use futures::TryStreamExt;
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&self.object_path(&prefix)))
+            .try_collect()
+            .await
+            .map_err(|e| store_error(e, &prefix))?;
+        for meta in listed {
+            self.store.delete(&meta.location).await.map_err(|e| store_error(e, meta.location.as_ref()))?;
+        }
+        Ok(())
+    }
+}
+
+fn store_error(e: object_store::Error, key: &str) -> Error {
+    let kind = match &e {
+        object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            ErrorKind::Permission
+        }
+        _ => ErrorKind::Transient,
+    };
+    Error::new(kind, format!("staging object {key}: {e}"))
+}
+
+struct ParquetBatchWriter {
+    tx: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
+    handle: tokio::task::JoinHandle<Result<Vec<StagedFile>>>,
+}
+
+#[async_trait::async_trait]
+impl BatchWriter for ParquetBatchWriter {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let tx = self.tx.as_ref().ok_or_else(|| Error::internal("write after finish"))?;
+        if tx.send(batch).await.is_err() {
+            // The writer thread stopped: its error is the real one.
+            let tx = self.tx.take();
+            drop(tx);
+            let handle = std::mem::replace(&mut self.handle, tokio::task::spawn_blocking(|| Ok(Vec::new())));
+            return match handle.await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(_)) => Err(Error::internal("parquet writer stopped early")),
+                Err(e) => Err(Error::internal(format!("parquet writer panicked: {e}"))),
+            };
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<Vec<StagedFile>> {
+        drop(self.tx.take());
+        match (&mut self.handle).await {
+            Ok(r) => r,
+            Err(e) => Err(Error::internal(format!("parquet writer panicked: {e}"))),
+        }
+    }
+}
+
+struct WriteJob {
+    staging: Staging,
+    pipeline: String,
+    stream: String,
+    batch_id: u64,
+    schema: SchemaRef,
+    props: WriterProperties,
+    runtime: tokio::runtime::Handle,
+}
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    tmp_path: PathBuf,
+    key: String,
+    rows: u64,
+}
+
+impl WriteJob {
+    fn run(self, mut rx: tokio::sync::mpsc::Receiver<RecordBatch>) -> Result<Vec<StagedFile>> {
+        let mut files = Vec::new();
+        let mut open: Option<OpenFile> = None;
+        let spool = match &self.staging.local_root {
+            Some(root) => root.join(batch_prefix(&self.pipeline, &self.stream, self.batch_id)),
+            None => std::env::temp_dir().join(format!("simplyload-spool-{}", std::process::id())),
+        };
+        std::fs::create_dir_all(&spool)
+            .map_err(|e| Error::from(e).context(format!("creating staging folder {}", spool.display())))?;
+        while let Some(batch) = rx.blocking_recv() {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            if open.is_none() {
+                let n = files.len() as u32;
+                let key = file_key(&self.pipeline, &self.stream, self.batch_id, n);
+                let tmp_path = spool.join(format!(".part-{n:05}.parquet.tmp"));
+                let file = File::create(&tmp_path)
+                    .map_err(|e| Error::from(e).context(format!("creating {}", tmp_path.display())))?;
+                let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
+                    .map_err(parquet_error)?;
+                open = Some(OpenFile { writer, tmp_path, key, rows: 0 });
+            }
+            let f = open.as_mut().expect("opened above");
+            f.writer.write(&batch).map_err(parquet_error)?;
+            f.rows += batch.num_rows() as u64;
+            if f.writer.in_progress_size() >= ROW_GROUP_BYTES {
+                f.writer.flush().map_err(parquet_error)?;
+            }
+            let size = f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64;
+            if size >= self.staging.file_bytes {
+                files.push(self.close(open.take().expect("open"))?);
+            }
+        }
+        if let Some(f) = open.take() {
+            files.push(self.close(f)?);
+        }
+        if self.staging.local_root.is_some() {
+            sync_dir(&spool)?;
+        }
+        Ok(files)
+    }
+
+    fn close(&self, f: OpenFile) -> Result<StagedFile> {
+        let file = f.writer.into_inner().map_err(parquet_error)?;
+        file.sync_all()?;
+        drop(file);
+        let byte_count = std::fs::metadata(&f.tmp_path)?.len();
+        match &self.staging.local_root {
+            Some(root) => {
+                let dest = root.join(&f.key);
+                std::fs::rename(&f.tmp_path, &dest)
+                    .map_err(|e| Error::from(e).context(format!("renaming {} to {}", f.tmp_path.display(), dest.display())))?;
+            }
+            None => {
+                let data = std::fs::read(&f.tmp_path)?;
+                let path = self.staging.object_path(&f.key);
+                self.runtime
+                    .block_on(self.staging.store.put(&path, data.into()))
+                    .map_err(|e| store_error(e, &f.key))?;
+                let _ = std::fs::remove_file(&f.tmp_path);
+            }
+        }
+        tracing::debug!(key = %f.key, rows = f.rows, bytes = byte_count, "staged file written");
+        Ok(StagedFile { key: f.key, row_count: f.rows, byte_count })
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)?.sync_all()?;
+    if let Some(parent) = dir.parent() {
+        let _ = File::open(parent).and_then(|f| f.sync_all());
+    }
+    Ok(())
+}
+
+fn parquet_error(e: parquet::errors::ParquetError) -> Error {
+    Error::internal(format!("parquet: {e}"))
+}
+
+#[cfg(test)]
+mod tests;

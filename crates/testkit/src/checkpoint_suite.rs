@@ -1,0 +1,108 @@
+//! The checkpoint-store conformance suite: one set of tests every
+//! `CheckpointStore` must pass (SQLite now, Postgres later).
+
+use simplyload_core::checkpoint::{Checkpoint, CheckpointStore, LoadedStream};
+use simplyload_core::{BatchManifest, BatchState, LoadKind, SqlType, StagedFile, SyncReport};
+
+fn manifest(pipeline: &str, stream: &str, batch_id: u64, sync_id: i64) -> BatchManifest {
+    let table = crate::destination_suite::table("t", &[("id", SqlType::Int64)], &["id"]);
+    BatchManifest {
+        pipeline: pipeline.into(),
+        stream: stream.into(),
+        batch_id,
+        sync_id,
+        kind: LoadKind::Replace,
+        table,
+        files: vec![StagedFile { key: format!("{pipeline}/{stream}/{batch_id:012}/part-00000.parquet"), row_count: 3, byte_count: 100 }],
+        row_count: 3,
+        start_position: None,
+        end_position: Some(serde_json::json!({"lsn": "0/16B3748"})),
+    }
+}
+
+fn loaded<'a>(stream: &'a str, ids: &'a [u64], cp: u64) -> LoadedStream<'a> {
+    LoadedStream {
+        pipeline: "p",
+        stream,
+        mode: "full_refresh",
+        table: "t",
+        sync_id: 1,
+        batch_ids: ids,
+        checkpoint: Checkpoint { batch_id: cp, position: Some(serde_json::json!(cp)) },
+        rows: 10,
+        destination_rows: Some(10),
+    }
+}
+
+async fn checkpoint_of(store: &impl CheckpointStore, stream: &str) -> Checkpoint {
+    store.streams("p").await.unwrap().into_iter().find(|x| x.stream == stream).unwrap().checkpoint.unwrap()
+}
+
+/// Runs every case against stores made by `open` (called again to reopen
+/// the same store, to check durability).
+pub async fn run<S: CheckpointStore>(open: impl Fn() -> S) {
+    let store = open();
+    // pipeline ids are stable and distinct.
+    let a = store.pipeline_id("p").await.unwrap();
+    assert_eq!(store.pipeline_id("p").await.unwrap(), a);
+    assert_ne!(store.pipeline_id("q").await.unwrap(), a);
+
+    // batch ids grow per stream and are never reused.
+    let sync = store.begin_sync("p").await.unwrap();
+    let b1 = store.allocate_batch("p", "public.a", sync).await.unwrap();
+    let b2 = store.allocate_batch("p", "public.a", sync).await.unwrap();
+    let other = store.allocate_batch("p", "public.b", sync).await.unwrap();
+    assert!(b2 > b1);
+    assert_eq!(other, 1);
+
+    // staging → abandoned; staged manifests come back after a reopen.
+    store.abandon_batch("p", "public.a", b1).await.unwrap();
+    let m = manifest("p", "public.a", b2, sync);
+    store.record_staged(&m).await.unwrap();
+    drop(store);
+    let store = open();
+    let unfinished = store.unfinished_batches("p").await.unwrap();
+    assert_eq!(unfinished.len(), 2, "{unfinished:?}");
+    let a2 = unfinished.iter().find(|b| b.stream == "public.a").unwrap();
+    assert_eq!(a2.batch_id, b2);
+    assert_eq!(a2.state, BatchState::Staged);
+    assert_eq!(a2.manifest.as_ref(), Some(&m));
+    let b = unfinished.iter().find(|b| b.stream == "public.b").unwrap();
+    assert_eq!(b.state, BatchState::Staging);
+    assert!(b.manifest.is_none());
+    let b3 = store.allocate_batch("p", "public.a", sync).await.unwrap();
+    assert!(b3 > b2, "ids are not reused after a reopen");
+
+    // loading moves the checkpoint forward only.
+    store.mark_loaded(loaded("public.a", &[b2], b2)).await.unwrap();
+    assert_eq!(checkpoint_of(&store, "public.a").await.batch_id, b2);
+    store.mark_loaded(loaded("public.a", &[b1], b1)).await.unwrap();
+    assert_eq!(
+        checkpoint_of(&store, "public.a").await.batch_id,
+        b2,
+        "an older batch never moves the checkpoint back"
+    );
+    assert!(store.unfinished_batches("p").await.unwrap().iter().all(|b| b.stream != "public.a" || b.batch_id == b3));
+
+    // errors and history.
+    store.record_stream_error("p", "public.b", "boom").await.unwrap();
+    let streams = store.streams("p").await.unwrap();
+    assert_eq!(streams.iter().find(|s| s.stream == "public.b").unwrap().last_error.as_deref(), Some("boom"));
+    let a_state = streams.iter().find(|s| s.stream == "public.a").unwrap();
+    assert_eq!(a_state.last_rows, 10);
+    assert!(a_state.last_error.is_none());
+    store
+        .finish_sync(&SyncReport { pipeline: "p".into(), sync_id: sync, streams: vec![], error: None, duration_ms: 5 })
+        .await
+        .unwrap();
+    let next = store.begin_sync("p").await.unwrap();
+    assert!(next > sync);
+    // A sync left running by a killed process is marked when the next starts.
+    let third = store.begin_sync("p").await.unwrap();
+    let history = store.syncs("p", 10).await.unwrap();
+    assert_eq!(history.iter().map(|s| s.sync_id).collect::<Vec<_>>(), vec![third, next, sync]);
+    assert_eq!(history[0].status, "running");
+    assert_eq!(history[1].status, "interrupted");
+    assert_eq!(history[2].status, "succeeded");
+    assert!(store.syncs("other", 10).await.unwrap().is_empty());
+}

@@ -1,0 +1,10 @@
+//! The test harness: real Postgres servers (one per test, each test with its
+//! own database), and the conformance suites every implementation of a
+//! trait must pass (DESIGN.md §10, STYLE.md "one suite for every implementation").
+
+pub mod checkpoint_suite;
+pub mod destination_suite;
+pub mod edge;
+pub mod pg;
+
+pub use pg::{TestDb, TestPg};
