@@ -49,7 +49,11 @@ async fn demo(server: &LocalPostgres, dir: &Path, bars: Option<indicatif::MultiP
     let admin = simplyload_postgres::PostgresSource::from_url("quickstart", &server.url("postgres"))?;
     let client = admin.connect().await?;
     client
-        .batch_execute("DROP DATABASE IF EXISTS playground; CREATE DATABASE playground")
+        .batch_execute("DROP DATABASE IF EXISTS playground")
+        .await
+        .map_err(|e| simplyload_postgres::connect::pg_error(&e, "dropping an old playground database"))?;
+    client
+        .batch_execute("CREATE DATABASE playground")
         .await
         .map_err(|e| simplyload_postgres::connect::pg_error(&e, "creating the playground database"))?;
     let url = server.url("playground");
