@@ -425,12 +425,10 @@ impl Config {
                         s.name
                     )));
                 }
-                if let Some(pk) = &s.primary_key {
-                    if pk.is_empty() {
-                        return Err(ConfigError::new(format!(
-                            "pipelines.{name}.streams[{i}].primary_key: list at least one column"
-                        )));
-                    }
+                if s.primary_key.as_ref().is_some_and(|pk| pk.is_empty()) {
+                    return Err(ConfigError::new(format!(
+                        "pipelines.{name}.streams[{i}].primary_key: list at least one column"
+                    )));
                 }
             }
         }

@@ -189,7 +189,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     ctx.store.record_staged(&manifest).await?;
     failpoint("after_staged");
     ctx.progress.stream_phase(&stream, "loading");
-    let rows_after = load_batches(ctx, pipeline_id, plan.mode.as_str(), &[manifest.clone()]).await?;
+    let rows_after = load_batches(ctx, pipeline_id, plan.mode.as_str(), std::slice::from_ref(&manifest)).await?;
     tracing::info!(
         pipeline = %ctx.pipeline,
         stream = %stream,
@@ -354,11 +354,11 @@ async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &str, batches:
 /// nothing loaded), `after_load` (destination committed, checkpoint not yet
 /// moved).
 pub fn failpoint(name: &str) {
-    if let Ok(points) = std::env::var("SIMPLYLOAD_FAILPOINT") {
-        if points.split(',').any(|p| p.trim() == name) {
-            eprintln!("failpoint {name}: aborting the process");
-            std::process::abort();
-        }
+    if let Ok(points) = std::env::var("SIMPLYLOAD_FAILPOINT")
+        && points.split(',').any(|p| p.trim() == name)
+    {
+        eprintln!("failpoint {name}: aborting the process");
+        std::process::abort();
     }
 }
 

@@ -58,12 +58,10 @@ impl DuckdbDestination {
 
     /// Opens the file for writing, waiting a while if another process holds it.
     pub fn open(&self) -> Result<Connection> {
-        if let Some(dir) = self.path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    Error::from(e).context(format!("cannot create the folder of DuckDB file {}", self.path.display()))
-                })?;
-            }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::from(e).context(format!("cannot create the folder of DuckDB file {}", self.path.display()))
+            })?;
         }
         let started = std::time::Instant::now();
         let conn = loop {

@@ -78,10 +78,10 @@ impl ConnectOptions {
             SslMode::Prefer => PgSslMode::Prefer,
             _ => PgSslMode::Require,
         });
-        if config.get_user().is_none() {
-            if let Ok(u) = std::env::var("USER") {
-                config.user(&u);
-            }
+        if config.get_user().is_none()
+            && let Ok(u) = std::env::var("USER")
+        {
+            config.user(&u);
         }
         if config.get_application_name().is_none() {
             config.application_name("simplyload");
@@ -275,9 +275,12 @@ pub fn pg_error(e: &tokio_postgres::Error, what: &str) -> Error {
     }
     let text = e.to_string();
     // Errors without a server error: the connection itself failed or closed.
-    let kind = if e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) {
-        ErrorKind::Transient
-    } else if text.contains("timed out") || text.contains("connection") || text.contains("unexpected EOF") {
+    let lost = e.is_closed()
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        || text.contains("timed out")
+        || text.contains("connection")
+        || text.contains("unexpected EOF");
+    let kind = if lost {
         ErrorKind::Transient
     } else if text.contains("password") {
         ErrorKind::Auth

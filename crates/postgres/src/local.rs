@@ -18,18 +18,12 @@ use std::process::{Command, Output};
 pub const SUPERUSER: &str = "postgres";
 
 /// How to start a local server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LocalOptions {
     /// Extra `-c name=value` settings.
     pub settings: Vec<(String, String)>,
     /// Keep `fsync` on (off by default: these servers are throwaway).
     pub durable: bool,
-}
-
-impl Default for LocalOptions {
-    fn default() -> Self {
-        LocalOptions { settings: Vec::new(), durable: false }
-    }
 }
 
 /// A running local Postgres server.

@@ -133,7 +133,7 @@ fn numeric(typmod: i32) -> TypePlan {
     } else {
         (p, s)
     };
-    if precision > 38 || precision < 1 {
+    if !(1..=38).contains(&precision) {
         return as_text;
     }
     let (precision, scale) = (precision as u8, scale as i8);

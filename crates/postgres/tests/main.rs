@@ -3,7 +3,7 @@
 mod support {
     use arrow_array::RecordBatch;
     use simplyload_core::config::{OnUnrepresentable, PipelineConfig, StreamConfig, SyncMode};
-    use simplyload_core::{ReadStats, SnapshotRequest, Source, StreamName, TableSpec, ValueLimits};
+    use simplyload_core::{ReadStats, SnapshotRequest, Source, TableSpec, ValueLimits};
     use simplyload_postgres::PostgresSource;
 
     /// Plans a table the way a sync would.
@@ -45,10 +45,6 @@ mod support {
         }
         let stats = reader.await.unwrap()?;
         Ok((batches, stats))
-    }
-
-    pub fn name(s: &str) -> StreamName {
-        StreamName::parse(s).unwrap()
     }
 }
 

@@ -103,12 +103,9 @@ fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates a state file.
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    Error::from(e).context(format!("cannot create the state folder {}", dir.display()))
-                })?;
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::from(e).context(format!("cannot create the state folder {}", dir.display())))?;
         }
         let err = db_error(path);
         let mut conn = Connection::open(path).map_err(&err)?;

@@ -263,7 +263,7 @@ pub fn all_types() -> (TableSpec, RecordBatch, Vec<Vec<Value>>) {
     i16b.append_value(i16::MIN);
     i64b.append_value(i64::MIN);
     dec.append_value(-max_dec);
-    money.append_value(-92_233_720_368_547_758_08);
+    money.append_value(-9_223_372_036_854_775_808);
     f32b.append_value(f32::NAN);
     f64b.append_value(f64::INFINITY);
     txt.append_value("");
@@ -299,7 +299,7 @@ pub fn all_types() -> (TableSpec, RecordBatch, Vec<Vec<Value>>) {
     i16b.append_value(i16::MAX);
     i64b.append_value(i64::MAX);
     dec.append_value(max_dec);
-    money.append_value(92_233_720_368_547_758_07);
+    money.append_value(9_223_372_036_854_775_807);
     f32b.append_value(f32::NEG_INFINITY);
     f64b.append_value(-0.0);
     txt.append_value("zwölf 🦀 \u{10FFFF} 日本語");
