@@ -25,9 +25,10 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
-    /// Log filter (`info`, `debug`, or a tracing filter like `warn,simplyload_core=debug`)
-    #[arg(long, global = true, env = "SIMPLYLOAD_LOG", default_value = "info")]
-    log_level: String,
+    /// Log filter: `info`, `debug`, or a tracing filter like `warn,simplyload_core=debug`
+    /// [default: info; warn while progress lines are shown on a terminal]
+    #[arg(long, global = true, env = "SIMPLYLOAD_LOG")]
+    log_level: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -155,8 +156,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 
 fn init_logging(cli: &Cli, bars: Option<indicatif::MultiProgress>) {
     use tracing_subscriber::EnvFilter;
+    // On a terminal the progress lines and the final report say what the
+    // info lines would; elsewhere (CI, cron, files) the info lines are the record.
+    let level = cli.log_level.clone().unwrap_or_else(|| if bars.is_some() { "warn".into() } else { "info".into() });
     // `info` means: our crates at info, everything else at warn.
-    let spec = match cli.log_level.as_str() {
+    let spec = match level.as_str() {
         l @ ("trace" | "debug" | "info" | "warn" | "error") => format!("warn,simplyload={l}"),
         other => other.to_owned(),
     };

@@ -2,7 +2,7 @@
 //! Snowflake (DESIGN.md §3, §7) so every semantic is tested on one machine.
 //!
 //! A load opens the database file, runs one transaction — stage the batch's
-//! Parquet files into a temporary table, shape the target, replace or merge,
+//! Parquet files as a temporary view, shape the target, replace or merge,
 //! record the batches in `_simplyload_batches` — and closes the file again,
 //! because a DuckDB file has one writer at a time: between loads,
 //! `reconcile` and analysts can open it.
@@ -416,17 +416,17 @@ fn load_sync(
     };
 
     let target = qualified(&table.name);
+    // The stage is a view over exactly the manifests' files: DuckDB streams
+    // them into the target instead of materialising the batch in memory.
     let stage = ident("_simplyload_stage");
     let data_cols: Vec<String> = table.columns.iter().map(|c| ident(&c.name)).collect();
     if todo_files.is_empty() {
-        tx.execute_batch(&format!(
-            "CREATE OR REPLACE TEMP TABLE {stage} AS SELECT * FROM {target} WHERE false;"
-        ))
-        .map_err(|e| db_error(e, "creating the stage table"))?;
+        tx.execute_batch(&format!("CREATE OR REPLACE TEMP VIEW {stage} AS SELECT * FROM {target} WHERE false;"))
+            .map_err(|e| db_error(e, "creating the stage view"))?;
     } else {
         let list: Vec<String> = todo_files.iter().map(|p| literal(&p.to_string_lossy())).collect();
         tx.execute_batch(&format!(
-            "CREATE OR REPLACE TEMP TABLE {stage} AS SELECT * FROM read_parquet([{}]);",
+            "CREATE OR REPLACE TEMP VIEW {stage} AS SELECT * FROM read_parquet([{}]);",
             list.join(", ")
         ))
         .map_err(|e| db_error(e, &format!("reading the staged files of {stream}")))?;
@@ -476,7 +476,7 @@ fn load_sync(
         )
         .map_err(|e| db_error(e, "recording the batch"))?;
     }
-    tx.execute_batch(&format!("DROP TABLE {stage};")).map_err(|e| db_error(e, "dropping the stage table"))?;
+    tx.execute_batch(&format!("DROP VIEW {stage};")).map_err(|e| db_error(e, "dropping the stage view"))?;
     let rows_after = live_rows(&tx, &table.name)?;
     tx.commit().map_err(|e| db_error(e, "COMMIT"))?;
     Ok(LoadOutcome { rows_staged: rows_staged as u64, rows_after, already_loaded: already })
