@@ -239,6 +239,27 @@ mod lifecycle {
         assert_eq!(batches, vec![vec![Some("1".into())], vec![Some("2".into())]]);
     }
 
+    /// Crash after crash: each run first settles what the previous one left,
+    /// so every staged batch is loaded exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn repeated_crashes_settle_every_batch_once() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        playground(&db, 30, 10, 10).await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.users"], "");
+        for _ in 0..2 {
+            let crashed = simplyload(dir.path(), &["sync"], &[("SIMPLYLOAD_FAILPOINT", "after_staged")]).await;
+            assert_ne!(crashed.code, Some(0));
+        }
+        let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
+        run.ok();
+        assert_eq!(reports(&run)[0]["streams"][0]["recovered_batches"], serde_json::json!([2]));
+        let batches = duck(dir.path(), "SELECT CAST(batch_id AS VARCHAR) FROM simplyload._simplyload_batches ORDER BY batch_id");
+        assert_eq!(batches, vec![vec![Some("1".into())], vec![Some("2".into())], vec![Some("3".into())]]);
+        assert_eq!(duck_count(dir.path(), &format!("app_{}_users", db.name)), 30);
+    }
+
     /// Killed after the destination committed but before the checkpoint
     /// moved: the next run finds the batch in `_simplyload_batches` and does
     /// not apply it again.

@@ -368,8 +368,15 @@ pub fn failpoint(name: &str) {
 /// the ids of the batches it settled.
 async fn recover(ctx: &SyncContext, pipeline_id: Uuid) -> Result<BTreeMap<String, Vec<u64>>> {
     let unfinished = ctx.store.unfinished_batches(&ctx.pipeline).await?;
+    // Streams taken out of the config keep their batches until they come back.
+    let configured: Vec<String> = ctx
+        .config
+        .streams
+        .iter()
+        .filter_map(|s| crate::naming::StreamName::parse(&s.name).ok().map(|n| n.to_string()))
+        .collect();
     let mut by_stream: BTreeMap<String, Vec<BatchRecord>> = BTreeMap::new();
-    for b in unfinished {
+    for b in unfinished.into_iter().filter(|b| configured.contains(&b.stream)) {
         by_stream.entry(b.stream.clone()).or_default().push(b);
     }
     let mut settled = BTreeMap::new();
@@ -393,10 +400,7 @@ async fn recover(ctx: &SyncContext, pipeline_id: Uuid) -> Result<BTreeMap<String
         let ids: Vec<u64> = staged.iter().map(|m| m.batch_id).collect();
         let in_destination = ctx.destination.loaded_batches(pipeline_id, &stream, &ids).await?;
         let mut done = Vec::new();
-        // A replace batch supersedes everything staged before it.
-        let newest_replace = staged.iter().rposition(|m| m.kind == LoadKind::Replace);
-        for (i, m) in staged.iter().enumerate() {
-            let superseded = matches!(newest_replace, Some(r) if i < r);
+        for m in &staged {
             let mode = if m.kind == LoadKind::Replace { "full_refresh" } else { "incremental" };
             if in_destination.contains(&m.batch_id) {
                 tracing::info!(pipeline = %ctx.pipeline, stream = %stream, batch_id = m.batch_id,
@@ -414,11 +418,6 @@ async fn recover(ctx: &SyncContext, pipeline_id: Uuid) -> Result<BTreeMap<String
                         destination_rows: None,
                     })
                     .await?;
-            } else if superseded {
-                tracing::info!(pipeline = %ctx.pipeline, stream = %stream, batch_id = m.batch_id,
-                    "staged batch superseded by a newer full refresh; abandoning it");
-                ctx.staging.remove_batch(&ctx.pipeline, &stream, m.batch_id).await?;
-                ctx.store.abandon_batch(&ctx.pipeline, &stream, m.batch_id).await?;
             } else {
                 tracing::info!(pipeline = %ctx.pipeline, stream = %stream, batch_id = m.batch_id,
                     rows = m.row_count, "loading a batch staged by an interrupted sync");

@@ -99,23 +99,17 @@ impl LocalPostgres {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Stops the server now (fast shutdown).
+    /// Stops the server now (fast shutdown: open transactions are rolled back).
     pub fn stop(&mut self) -> Result<()> {
-        if self.stopped {
-            return Ok(());
-        }
-        self.stopped = true;
-        let out = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "-t", "30", "stop"])
-            .output()?;
-        check_output("pg_ctl stop", &out)
+        self.pg_ctl_stop("fast")
     }
 
     /// Stops the server abruptly (simulates a crash or network loss).
     pub fn kill(&mut self) -> Result<()> {
+        self.pg_ctl_stop("immediate")
+    }
+
+    fn pg_ctl_stop(&mut self, mode: &str) -> Result<()> {
         if self.stopped {
             return Ok(());
         }
@@ -124,7 +118,7 @@ impl LocalPostgres {
             .command("pg_ctl")
             .arg("-D")
             .arg(&self.data)
-            .args(["-m", "immediate", "-w", "stop"])
+            .args(["-m", mode, "-w", "-t", "30", "stop"])
             .output()?;
         check_output("pg_ctl stop", &out)
     }
@@ -195,7 +189,8 @@ impl Drop for LocalPostgres {
     fn drop(&mut self) {
         if let Err(e) = self.stop() {
             tracing::warn!(error = %e, "stopping the local Postgres failed; killing it");
-            let _ = self.command("pg_ctl").arg("-D").arg(&self.data).args(["-m", "immediate", "stop"]).output();
+            self.stopped = false;
+            let _ = self.kill();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
