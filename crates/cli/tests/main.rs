@@ -348,6 +348,40 @@ mod lifecycle {
         assert_eq!(rows, again);
     }
 
+    /// Quotes, spaces, dots, slashes, upper case and non-Latin letters in
+    /// schema, table and column names.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn awkward_identifiers_round_trip() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec(
+            r#"CREATE SCHEMA "Sales Data";
+               CREATE TABLE "Sales Data"."Order ""Items""/2024.v1" (
+                 "Order ID" int PRIMARY KEY, "createdAt" text, "ÜberPreis" numeric(10,2),
+                 "select" text, "a.b" int, "A.B" int, "日本" text, "%x" int);
+               INSERT INTO "Sales Data"."Order ""Items""/2024.v1" VALUES (1, 'x', 9.99, 'from', 1, 2, 'ja', 3), (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL);"#,
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &[r#"'"Sales Data"."Order ""Items""/2024.v1"'"#], "    table_name: \"{schema}_{table}\"\n");
+        let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
+        run.ok();
+        let report = reports(&run);
+        let table = report[0]["streams"][0]["table"].as_str().unwrap().to_owned();
+        assert_eq!(table, "sales_data_order_items_2024_v1");
+        let renames = &report[0]["streams"][0]["renames"];
+        assert_eq!(renames[0]["destination"], "a_b_2", "{renames}");
+        let cols = duck(dir.path(), &format!("SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"));
+        let cols: Vec<&str> = cols.iter().map(|r| r[0].as_deref().unwrap()).collect();
+        assert_eq!(&cols[..8], &["order_id", "created_at", "ber_preis", "select", "a_b", "a_b_2", "column_7", "x"]);
+        let rows = duck(dir.path(), &format!(r#"SELECT CAST(order_id AS VARCHAR), created_at, CAST(ber_preis AS VARCHAR), "select", CAST(a_b_2 AS VARCHAR), column_7 FROM simplyload.{table} ORDER BY order_id"#));
+        assert_eq!(rows[0], vec![Some("1".into()), Some("x".into()), Some("9.99".into()), Some("from".into()), Some("2".into()), Some("ja".into())]);
+        assert_eq!(rows[1][1], None);
+        let status = simplyload(dir.path(), &["status"], &[]).await;
+        status.ok();
+        assert!(status.stdout.contains(r#""Sales Data"."Order ""Items""/2024.v1""#), "{}", status.stdout);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn discover_and_check_describe_the_source() {
         let pg = TestPg::start();
