@@ -79,7 +79,7 @@ enum Command {
     /// Benchmarks, printed as ratios against a peer measured in the same run
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
-    /// The playground: demo schema and realistic data
+    /// The playground: demo schema, realistic data and load, validation, reconciliation
     #[command(subcommand)]
     Playground(commands::playground::PlaygroundCommand),
 }
@@ -126,7 +126,7 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
         Command::Status { pipeline, json } => commands::status::run(config, pipeline.as_deref(), json).await,
         Command::Quickstart { dir } => commands::quickstart::run(&dir, bars).await,
         Command::Bench(b) => commands::bench::run(b).await,
-        Command::Playground(p) => commands::playground::run(p).await,
+        Command::Playground(p) => commands::playground::run(config, p).await,
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::batch::{BatchManifest, LoadKind};
 use crate::catalog::CheckReport;
 use crate::error::Result;
+use crate::reconcile::{ScanRequest, ScanSender};
 use crate::schema::{TableSpec, ValueLimits};
 use crate::staging::StagingArea;
 use uuid::Uuid;
@@ -66,4 +67,15 @@ pub trait Destination: Send + Sync {
 
     /// Live (not deleted) rows of a destination table; `None` if it does not exist.
     async fn row_count(&self, table: &str) -> Result<Option<u64>>;
+
+    /// The column names of a destination table; `None` if it does not exist.
+    async fn columns(&self, table: &str) -> Result<Option<Vec<String>>>;
+
+    /// Reads rows for `reconcile` (see [`crate::reconcile`]): the rows of
+    /// table `request.table.name` within `request.range` (keys compared as
+    /// the source compares them), every value of `request.table.columns`
+    /// (NULL for a column the table lacks) canonicalised and hashed, the
+    /// flag being `_simplyload_deleted`, sent on `out` in groups. Tombstones
+    /// and deleted rows are sent too; the caller decides.
+    async fn scan(&self, request: ScanRequest, out: ScanSender) -> Result<()>;
 }

@@ -5,6 +5,7 @@
 //! This crate depends on no connector; connectors depend on it.
 
 pub mod batch;
+pub mod canon;
 pub mod catalog;
 pub mod checkpoint;
 pub mod destination;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod naming;
 pub mod plan;
 pub mod progress;
+pub mod reconcile;
 pub mod report;
 pub mod row_id;
 pub mod schema;
@@ -20,6 +22,7 @@ pub mod staging;
 pub mod sync;
 
 pub use batch::{BatchManifest, BatchState, LoadKind, StagedFile};
+pub use canon::Canon;
 pub use catalog::{Catalog, CheckItem, CheckReport, ColumnInfo, TableInfo};
 pub use checkpoint::{BatchRecord, Checkpoint, CheckpointStore, LoadedStream, StreamState, SyncRecord};
 pub use destination::{Destination, LoadOutcome, LoadRequest};

@@ -3,6 +3,7 @@
 use crate::catalog::{Catalog, CheckReport};
 use crate::error::Result;
 use crate::naming::StreamName;
+use crate::reconcile::{ScanRequest, ScanSender};
 use crate::report::Unrepresentable;
 use crate::schema::{TableSpec, ValueLimits};
 use arrow_array::RecordBatch;
@@ -71,4 +72,15 @@ pub trait Source: Send + Sync {
     async fn check(&self, streams: &[StreamName]) -> Result<CheckReport>;
 
     async fn read_snapshot(&self, request: SnapshotRequest, out: mpsc::Sender<SourceBatch>) -> Result<ReadStats>;
+
+    /// Whether the source orders `table`'s key exactly as destinations do
+    /// (byte order for text), so `reconcile` may compare it in key ranges.
+    async fn key_ranges_agree(&self, table: &TableSpec) -> Result<bool>;
+
+    /// Reads rows for `reconcile` (see [`crate::reconcile`]): the rows of
+    /// `request.table.stream` within `request.range` (in key order and at
+    /// most `request.limit` rows when a limit is given), each value read
+    /// independently of the snapshot path and brought to its canonical form
+    /// after the type mapping, hashed, and sent on `out` in groups.
+    async fn scan(&self, request: ScanRequest, out: ScanSender) -> Result<()>;
 }

@@ -11,6 +11,8 @@
 //! builds without its C++.
 
 use duckdb::{Connection, params};
+use simplyload_core::canon::{Canon, canon_from_arrow, uuid_text};
+use simplyload_core::reconcile::{SCAN_BATCH, ScanRequest, ScanSender, ScannedRow};
 use simplyload_core::schema::meta;
 use simplyload_core::{
     BatchManifest, CheckReport, Column, Destination, Error, ErrorKind, LoadKind, LoadOutcome, LoadRequest,
@@ -280,6 +282,141 @@ impl Destination for DuckdbDestination {
         })
         .await
     }
+
+    async fn columns(&self, table: &str) -> Result<Option<Vec<String>>> {
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let table = table.to_owned();
+        self.blocking(move |me| {
+            let conn = me.open()?;
+            if !table_exists(&conn, &table)? {
+                return Ok(None);
+            }
+            Ok(Some(existing_columns(&conn, &table)?.into_iter().map(|(name, _)| name).collect()))
+        })
+        .await
+    }
+
+    async fn scan(&self, request: ScanRequest, out: ScanSender) -> Result<()> {
+        if !self.path.exists() {
+            return Ok(());
+        }
+        self.blocking(move |me| {
+            let conn = me.open()?;
+            scan_table(&conn, &request, &out)
+        })
+        .await
+    }
+}
+
+/// A key value as a DuckDB literal of the key column's type.
+fn key_literal(v: &Canon, t: SqlType) -> Result<String> {
+    Ok(match (v, t) {
+        (Canon::Int(i), _) => i.to_string(),
+        (Canon::Decimal(d), SqlType::Decimal { precision, scale }) => {
+            format!("CAST({} AS DECIMAL({precision},{scale}))", literal(d))
+        }
+        (Canon::Text(s), _) => literal(s),
+        (Canon::Bool(b), _) => b.to_string(),
+        (Canon::Uuid(u), _) => format!("CAST({} AS UUID)", literal(&uuid_text(*u))),
+        (Canon::Date(d), _) => format!("CAST(DATE '1970-01-01' + {d} AS DATE)"),
+        (Canon::Timestamp(us), SqlType::TimestampTz) => format!("CAST(make_timestamp({us}::BIGINT) AS TIMESTAMPTZ)"),
+        (Canon::Timestamp(us), _) => format!("make_timestamp({us}::BIGINT)"),
+        (other, t) => {
+            return Err(Error::internal(format!("reconcile: cannot use {other} as a {} key bound", t.name())));
+        }
+    })
+}
+
+/// `key > bound`, lexicographically over the key columns.
+fn key_greater(keys: &[(String, SqlType)], bound: &[Canon]) -> Result<String> {
+    let mut ors = Vec::new();
+    for i in 0..keys.len() {
+        let mut ands = Vec::new();
+        for (j, (k, t)) in keys.iter().enumerate().take(i) {
+            ands.push(format!("{} = {}", ident(k), key_literal(&bound[j], *t)?));
+        }
+        ands.push(format!("{} > {}", ident(&keys[i].0), key_literal(&bound[i], keys[i].1)?));
+        ors.push(format!("({})", ands.join(" AND ")));
+    }
+    Ok(format!("({})", ors.join(" OR ")))
+}
+
+fn scan_table(conn: &Connection, request: &ScanRequest, out: &ScanSender) -> Result<()> {
+    let table = &request.table;
+    if !table_exists(conn, &table.name)? {
+        return Ok(());
+    }
+    let existing: Vec<String> = existing_columns(conn, &table.name)?.into_iter().map(|(n, _)| n).collect();
+    let mut select: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            if existing.contains(&c.name) {
+                ident(&c.name)
+            } else {
+                format!("CAST(NULL AS {})", duck_type(&c.sql_type))
+            }
+        })
+        .collect();
+    select.push(format!("coalesce({}, false)", ident(meta::DELETED)));
+    let keys: Vec<(String, SqlType)> = table
+        .key
+        .iter()
+        .map(|k| {
+            table
+                .column(k)
+                .map(|c| (c.name.clone(), c.sql_type))
+                .ok_or_else(|| Error::internal(format!("reconcile: key {k} is not a column of {}", table.name)))
+        })
+        .collect::<Result<_>>()?;
+    let key_idx: Vec<usize> =
+        table.key.iter().filter_map(|k| table.columns.iter().position(|c| &c.name == k)).collect();
+    let mut predicates = Vec::new();
+    if let Some(after) = &request.range.after {
+        predicates.push(key_greater(&keys, after)?);
+    }
+    if let Some(upto) = &request.range.upto {
+        predicates.push(format!("NOT {}", key_greater(&keys, upto)?));
+    }
+    let mut sql = format!("SELECT {} FROM {}", select.join(", "), qualified(&table.name));
+    if !predicates.is_empty() {
+        sql.push_str(&format!(" WHERE {}", predicates.join(" AND ")));
+    }
+    tracing::debug!(table = %table.name, sql = %sql, "reconcile destination query");
+    let mut stmt = conn.prepare(&sql).map_err(|e| db_error(e, &format!("reading {}", table.name)))?;
+    let batches = stmt.query_arrow([]).map_err(|e| db_error(e, &format!("reading {}", table.name)))?;
+    let closed = || Error::internal("reconcile stopped reading");
+    let mut group = Vec::with_capacity(SCAN_BATCH);
+    for batch in batches {
+        let flags = batch.column(table.columns.len()).clone();
+        let flags = flags
+            .as_any()
+            .downcast_ref::<duckdb::arrow::array::BooleanArray>()
+            .ok_or_else(|| Error::internal("reconcile: _simplyload_deleted is not BOOLEAN"))?
+            .clone();
+        for row in 0..batch.num_rows() {
+            let mut hashes = Vec::with_capacity(table.columns.len());
+            let mut key = vec![Canon::Null; key_idx.len()];
+            for (i, c) in table.columns.iter().enumerate() {
+                let v = canon_from_arrow(batch.column(i), row, c.sql_type)
+                    .map_err(|e| e.context(format!("{}.{}", table.name, c.name)))?;
+                hashes.push(v.hash64());
+                if let Some(k) = key_idx.iter().position(|k| *k == i) {
+                    key[k] = v;
+                }
+            }
+            group.push(ScannedRow { key, hashes, flag: flags.value(row) });
+            if group.len() >= SCAN_BATCH {
+                out.blocking_send(std::mem::take(&mut group)).map_err(|_| closed())?;
+            }
+        }
+    }
+    if !group.is_empty() {
+        out.blocking_send(group).map_err(|_| closed())?;
+    }
+    Ok(())
 }
 
 fn table_exists(conn: &Connection, table: &str) -> Result<bool> {

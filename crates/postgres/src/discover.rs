@@ -11,6 +11,8 @@ use tokio_postgres::Client;
 pub struct PgColumn {
     pub info: ColumnInfo,
     pub plan: TypePlan,
+    /// The oid of the column's base type (domains resolved).
+    pub base_oid: u32,
 }
 
 /// A table with its columns' read plans.
@@ -140,7 +142,7 @@ pub async fn discover(client: &Client, only: Option<&StreamName>) -> Result<Vec<
         };
         let t = tables.last_mut().expect("pushed above");
         t.info.columns.push(info.clone());
-        t.columns.push(PgColumn { info, plan });
+        t.columns.push(PgColumn { info, plan, base_oid: base_oid as u32 });
     }
     Ok(tables)
 }

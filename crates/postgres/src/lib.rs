@@ -14,14 +14,16 @@ pub mod connect;
 pub mod copy;
 pub mod discover;
 pub mod local;
+pub mod reconcile;
 pub mod types;
 
 use connect::{ConnectOptions, pg_error, quote_ident};
 use copy::{ColumnRead, CopyParser, RowDecoder};
 use futures::StreamExt;
 use simplyload_core::config::{OnUnrepresentable, PostgresSourceConfig};
+use simplyload_core::reconcile::{ScanRequest, ScanSender};
 use simplyload_core::{
-    Catalog, CheckReport, Error, ErrorKind, ReadStats, Result, SnapshotRequest, Source, SourceBatch, StreamName,
+    Catalog, TableSpec, CheckReport, Error, ErrorKind, ReadStats, Result, SnapshotRequest, Source, SourceBatch, StreamName,
 };
 use std::path::Path;
 use tokio::sync::mpsc;
@@ -198,6 +200,14 @@ impl Source for PostgresSource {
         }
         client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
         Ok(ReadStats { rows: rows.rows(), source_bytes: bytes, unrepresentable: rows.tally.clone().into_entries() })
+    }
+
+    async fn key_ranges_agree(&self, table: &TableSpec) -> Result<bool> {
+        reconcile::key_ranges_agree(self, table).await
+    }
+
+    async fn scan(&self, request: ScanRequest, out: ScanSender) -> Result<()> {
+        reconcile::scan(self, request, out).await
     }
 }
 

@@ -3,6 +3,7 @@ pub mod check;
 pub mod discover;
 pub mod playground;
 pub mod quickstart;
+pub mod reconcile;
 pub mod status;
 pub mod sync;
 

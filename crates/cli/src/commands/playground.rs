@@ -29,10 +29,13 @@ pub enum PlaygroundCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Compare each stream's source table with its destination table, row by row
+    Reconcile(super::reconcile::Args),
 }
 
-pub async fn run(cmd: PlaygroundCommand) -> Result<u8> {
+pub async fn run(config: Option<&std::path::Path>, cmd: PlaygroundCommand) -> Result<u8> {
     match cmd {
+        PlaygroundCommand::Reconcile(args) => return super::reconcile::run(config, args).await,
         PlaygroundCommand::Schema { database_url } => {
             let client = PostgresSource::from_url("playground", &database_url)?.connect().await?;
             simplyload_playground::create_schema(&client).await?;
