@@ -537,3 +537,225 @@ mod quickstart {
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     }
 }
+
+mod reconcile {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+    use std::path::Path;
+
+    fn exec_duck(dir: &Path, sql: &str) {
+        let conn = simplyload_duckdb::duckdb::Connection::open(dir.join("warehouse.duckdb")).unwrap();
+        conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}\n{sql}"));
+    }
+
+    fn table<'a>(result: &'a serde_json::Value, stream: &str) -> &'a serde_json::Value {
+        result["tables"].as_array().unwrap().iter().find(|t| t["stream"] == stream).unwrap_or_else(|| panic!("{stream} in {result}"))
+    }
+
+    /// The keys of one kind of difference, sorted.
+    fn keys(t: &serde_json::Value, kind: &str) -> Vec<String> {
+        let mut k: Vec<String> = t["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["kind"] == kind)
+            .map(|s| s["key"].as_str().unwrap().to_owned())
+            .collect();
+        k.sort();
+        k
+    }
+
+    fn counts(t: &serde_json::Value) -> [u64; 4] {
+        ["matched", "missing", "extra", "different"].map(|k| t[k].as_u64().unwrap())
+    }
+
+    /// schema → seed → sync → reconcile is clean; then rows of the
+    /// destination are changed, deleted, added and marked deleted on purpose,
+    /// and reconcile names exactly those keys (and the changed columns), in
+    /// small key-range chunks so chunk edges are crossed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_exactly_the_rows_tampered_with() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        let dir = tempfile::tempdir().unwrap();
+        simplyload(dir.path(), &["playground", "schema", "--database-url", &db.url], &[]).await.ok();
+        simplyload(dir.path(), &["playground", "seed", "--database-url", &db.url, "--scale", "0.2", "--seed", "3"], &[]).await.ok();
+        config(dir.path(), &db.url, &["public.users", "public.orders", "public.events"], "");
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+
+        let clean = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main", "--chunk-rows", "150"], &[]).await;
+        clean.ok();
+        assert!(clean.stdout.contains("result: clean"), "{}", clean.stdout);
+        assert!(clean.stdout.contains("public.orders") && clean.stdout.contains("1,000"), "{}", clean.stdout);
+
+        let t = |name: &str| format!("simplyload.app_{}_{name}", db.name);
+        exec_duck(
+            dir.path(),
+            &format!(
+                "UPDATE {orders} SET amount = amount + 0.01 WHERE id IN (5, 150, 151);
+                 UPDATE {orders} SET status = 'lost', quantity = quantity + 1 WHERE id = 999;
+                 DELETE FROM {orders} WHERE id IN (1, 300);
+                 UPDATE {events} SET properties = '{{\"path\": \"/\"}}' WHERE id = 42;
+                 UPDATE {events} SET created_at = CAST(make_timestamp(epoch_us(created_at) + 1) AS TIMESTAMPTZ) WHERE id = 43;
+                 INSERT INTO {users} SELECT * REPLACE (100000 AS id) FROM {users} WHERE id = 10;
+                 UPDATE {users} SET _simplyload_deleted = true WHERE id = 7;",
+                orders = t("orders"),
+                events = t("events"),
+                users = t("users"),
+            ),
+        );
+        let run = simplyload(
+            dir.path(),
+            &["playground", "reconcile", "--pipeline", "main", "--chunk-rows", "150", "--samples", "10", "--json"],
+            &[],
+        )
+        .await;
+        assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+        let r = reports(&run);
+        assert_eq!(r["clean"], false);
+        let orders = table(&r, "public.orders");
+        assert_eq!(counts(orders), [994, 2, 0, 4], "{orders}");
+        assert_eq!(keys(orders, "missing"), ["1", "300"]);
+        assert_eq!(keys(orders, "different"), ["150", "151", "5", "999"]);
+        let s999 = orders["samples"].as_array().unwrap().iter().find(|s| s["key"] == "999").unwrap();
+        assert_eq!(s999["columns"], serde_json::json!(["status", "quantity"]));
+        let events = table(&r, "public.events");
+        assert_eq!(counts(events), [3998, 0, 0, 2], "{events}");
+        assert_eq!(keys(events, "different"), ["42", "43"]);
+        let users = table(&r, "public.users");
+        assert_eq!(counts(users), [199, 1, 1, 0], "{users}");
+        assert_eq!(keys(users, "missing"), ["7"]);
+        assert_eq!(keys(users, "extra"), ["100000"]);
+
+        // The same findings in the text report, with the exit code.
+        let text = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert_eq!(text.code, Some(1));
+        assert!(text.stdout.contains("public.orders: missing in the destination, e.g. 1; 300"), "{}", text.stdout);
+        assert!(text.stdout.contains("999 (status, quantity)"), "{}", text.stdout);
+        assert!(text.stdout.contains("result: 3 of 3 table(s) differ"), "{}", text.stdout);
+
+        // A later sync repairs everything (full refresh), and reconcile says so.
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
+    }
+
+    /// Every type of DESIGN.md §5 with its edge values reconciles clean
+    /// (unrepresentable values are expected as NULL), and a one-microsecond
+    /// or one-digit change in any of them is found.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn edge_values_reconcile_to_the_last_digit() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec(simplyload_testkit::edge::SETUP_SQL).await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.edge"], "");
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        let clean = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main", "--json"], &[]).await;
+        clean.ok();
+        assert_eq!(counts(table(&reports(&clean), "public.edge"))[0], 6);
+
+        let edge = format!("simplyload.app_{}_edge", db.name);
+        // One change per column, each in a different row that holds a value there.
+        let changes = [
+            ("c_tstz", "CAST(make_timestamp(epoch_us(c_tstz) + 1) AS TIMESTAMPTZ)", "isfinite(c_tstz)"),
+            ("c_num", "c_num + 0.0000000001", "abs(c_num) < 1e27"),
+            ("c_double", "nextafter(c_double, 0)", "isfinite(c_double) AND c_double <> 0"),
+            ("c_jsonb", "'{\"changed\": 1}'", "true"),
+            ("c_bytea", "c_bytea || '\\x00'::BLOB", "true"),
+        ];
+        let mut expected: Vec<(String, Vec<String>)> = Vec::new();
+        for (col, expr, cond) in changes {
+            let taken: Vec<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
+            let not_in = if taken.is_empty() { String::new() } else { format!("AND id NOT IN ({})", taken.join(", ")) };
+            let id = duck(dir.path(), &format!("SELECT CAST(min(id) AS VARCHAR) FROM {edge} WHERE {col} IS NOT NULL AND {cond} {not_in}"))[0][0]
+                .clone()
+                .unwrap_or_else(|| panic!("no row to change {col} in"));
+            exec_duck(dir.path(), &format!("UPDATE {edge} SET {col} = {expr} WHERE id = {id}"));
+            expected.push((id, vec![col.to_owned()]));
+        }
+        expected.sort();
+        let run = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main", "--json", "--samples", "10"], &[]).await;
+        assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+        let r = reports(&run);
+        let t = table(&r, "public.edge");
+        let mut found: Vec<(String, Vec<String>)> = t["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["key"].as_str().unwrap().to_owned(),
+                    s["columns"].as_array().map(|c| c.iter().map(|x| x.as_str().unwrap().to_owned()).collect()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        found.sort();
+        assert_eq!(found, expected);
+        assert_eq!(counts(t), [1, 0, 0, 5]);
+    }
+
+    /// A table without a key compares as a multiset (duplicates count); a
+    /// text key under a linguistic collation and an enum key compare in hash
+    /// partitions; a composite key in ranges. A missing destination table is
+    /// reported, not an error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keyless_collated_and_composite_keys() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec(
+            r#"CREATE TABLE log (msg text, n int);
+               INSERT INTO log VALUES ('a', 1), ('a', 1), ('a', 1), ('b', NULL), (NULL, NULL);
+               CREATE TYPE colour AS ENUM ('red', 'green', 'blue');
+               CREATE TABLE tagged (c colour PRIMARY KEY, v int);
+               INSERT INTO tagged VALUES ('blue', 1), ('red', 2), ('green', 3);
+               CREATE TABLE words (w text PRIMARY KEY, v int);
+               INSERT INTO words SELECT w, ord::int FROM unnest(ARRAY['Zebra', 'apple', 'Äpfel', 'b', 'ß', 'Ωmega', 'éclair',
+                 'E', 'e', 'a b', 'a-b', 'ab', '日本', 'z', 'A', 'aa', 'ä', 'Ä', '😀', '', ' x']) WITH ORDINALITY AS t(w, ord);
+               CREATE TABLE pairs (a int, b text, v text, PRIMARY KEY (a, b));
+               INSERT INTO pairs SELECT i / 10, 'k' || (i % 10), 'v' || i FROM generate_series(1, 500) i;"#,
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.log", "public.tagged", "public.words", "public.pairs"], "");
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        let run = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main", "--chunk-rows", "7", "--json"], &[]).await;
+        run.ok();
+        let r = reports(&run);
+        assert!(table(&r, "public.log")["method"].as_str().unwrap().starts_with("multiset"));
+        assert!(table(&r, "public.tagged")["method"].as_str().unwrap().starts_with("hash partitions"));
+        assert_eq!(table(&r, "public.pairs")["method"], "key ranges");
+        assert_eq!(counts(table(&r, "public.pairs")), [500, 0, 0, 0]);
+        // Text keys are chunked in byte order on both sides, whatever the column's collation.
+        assert_eq!(table(&r, "public.words")["method"], "key ranges");
+        assert_eq!(counts(table(&r, "public.words")), [21, 0, 0, 0]);
+
+        let t = |name: &str| format!("simplyload.app_{}_{name}", db.name);
+        exec_duck(
+            dir.path(),
+            &format!(
+                "DELETE FROM {log} WHERE _simplyload_index = 2;
+                 UPDATE {tagged} SET v = 20 WHERE c = 'red';
+                 UPDATE {pairs} SET v = 'changed' WHERE a = 3 AND b = 'k7';
+                 DELETE FROM {pairs} WHERE a = 49 AND b = 'k9';",
+                log = t("log"),
+                tagged = t("tagged"),
+                pairs = t("pairs"),
+            ),
+        );
+        db.exec("INSERT INTO pairs VALUES (51, 'k0', 'new'); CREATE TABLE never_synced (id int PRIMARY KEY);").await;
+        let run = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main", "--chunk-rows", "7", "--json"], &[]).await;
+        assert_eq!(run.code, Some(1));
+        let r = reports(&run);
+        assert_eq!(counts(table(&r, "public.log")), [4, 1, 0, 0]);
+        assert_eq!(keys(table(&r, "public.tagged"), "different"), ["\"red\""]);
+        let pairs = table(&r, "public.pairs");
+        assert_eq!(counts(pairs), [498, 2, 0, 1]);
+        assert_eq!(keys(pairs, "missing"), ["(49, \"k9\")", "(51, \"k0\")"]);
+        assert_eq!(keys(pairs, "different"), ["(3, \"k7\")"]);
+
+        config(dir.path(), &db.url, &["public.never_synced"], "");
+        let run = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert_eq!(run.code, Some(1));
+        assert!(run.stdout.contains("does not exist"), "{}", run.stdout);
+    }
+}

@@ -443,6 +443,150 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{Catalog, CheckReport};
+    use crate::destination::{LoadOutcome, LoadRequest};
+    use crate::naming::StreamName;
+    use crate::schema::Column;
+    use crate::source::{ReadStats, SnapshotRequest, SourceBatch};
+
+    /// In-memory rows: (id, value, flag).
+    struct Rows(Vec<(i64, i64, bool)>);
+
+    impl Rows {
+        async fn send(&self, r: ScanRequest, out: ScanSender) -> Result<()> {
+            let mut rows: Vec<_> = self.0.clone();
+            rows.sort();
+            let k = |id: i64| vec![Canon::Int(id as i128)];
+            let rows: Vec<ScannedRow> = rows
+                .into_iter()
+                .filter(|(id, _, _)| r.range.after.as_ref().is_none_or(|a| k(*id) > *a))
+                .filter(|(id, _, _)| r.range.upto.as_ref().is_none_or(|u| k(*id) <= *u))
+                .take(r.limit.unwrap_or(u64::MAX) as usize)
+                .map(|(id, v, flag)| ScannedRow {
+                    key: k(id),
+                    hashes: vec![Canon::Int(id as i128).hash64(), Canon::Int(v as i128).hash64()],
+                    flag,
+                })
+                .collect();
+            for c in rows.chunks(3) {
+                out.send(c.to_vec()).await.unwrap();
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Source for Rows {
+        fn kind(&self) -> &'static str {
+            "memory"
+        }
+        fn name(&self) -> &str {
+            "memory"
+        }
+        async fn discover(&self) -> Result<Catalog> {
+            unreachable!()
+        }
+        async fn check(&self, _: &[StreamName]) -> Result<CheckReport> {
+            unreachable!()
+        }
+        async fn read_snapshot(&self, _: SnapshotRequest, _: mpsc::Sender<SourceBatch>) -> Result<ReadStats> {
+            unreachable!()
+        }
+        async fn key_ranges_agree(&self, _: &TableSpec) -> Result<bool> {
+            Ok(true)
+        }
+        async fn scan(&self, r: ScanRequest, out: ScanSender) -> Result<()> {
+            self.send(r, out).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Destination for Rows {
+        fn kind(&self) -> &'static str {
+            "memory"
+        }
+        fn limits(&self) -> ValueLimits {
+            ValueLimits::STAGING
+        }
+        async fn check(&self) -> Result<CheckReport> {
+            unreachable!()
+        }
+        async fn loaded_batches(&self, _: uuid::Uuid, _: &str, _: &[u64]) -> Result<Vec<u64>> {
+            unreachable!()
+        }
+        async fn load(&self, _: LoadRequest<'_>) -> Result<LoadOutcome> {
+            unreachable!()
+        }
+        async fn row_count(&self, _: &str) -> Result<Option<u64>> {
+            Ok(Some(self.0.len() as u64))
+        }
+        async fn columns(&self, _: &str) -> Result<Option<Vec<String>>> {
+            Ok(Some(vec!["id".into(), "v".into()]))
+        }
+        async fn scan(&self, r: ScanRequest, out: ScanSender) -> Result<()> {
+            self.send(r, out).await
+        }
+    }
+
+    fn spec() -> TableSpec {
+        let col = |n: &str| Column {
+            source_name: n.into(),
+            name: n.into(),
+            sql_type: SqlType::Int64,
+            source_type: "bigint".into(),
+            nullable: true,
+        };
+        TableSpec { stream: StreamName::new("public", "t"), name: "t".into(), columns: vec![col("id"), col("v")], key: vec!["id".into()] }
+    }
+
+    async fn run(src: Vec<(i64, i64, bool)>, dst: Vec<(i64, i64, bool)>, soft: Option<&str>, chunk: u64) -> TableReconcile {
+        let opts = ReconcileOptions { chunk_rows: chunk, partition_rows: 4, samples: 10 };
+        reconcile_table(&Rows(src) as &dyn Source, &Rows(dst) as &dyn Destination, &spec(), soft, None, opts).await.unwrap()
+    }
+
+    fn keys(r: &TableReconcile, kind: Difference) -> Vec<String> {
+        r.samples.iter().filter(|s| s.kind == kind).map(|s| s.key.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn deleted_rows_are_absent_unless_a_soft_delete_column_is_mapped() {
+        let src: Vec<_> = (1..=10).map(|i| (i, i * 10, i == 4)).collect();
+        let mut dst: Vec<_> = (1..=10).map(|i| (i, i * 10, false)).collect();
+        dst[1].2 = true; // 2 deleted in the destination only
+        dst.push((11, 0, true)); // a tombstone
+        dst[4].1 = 0; // 5 differs
+        dst.push((12, 120, false)); // extra
+        for chunk in [1, 3, 100] {
+            let r = run(src.clone(), dst.clone(), None, chunk).await;
+            assert_eq!((r.matched, r.missing, r.extra, r.different), (8, 1, 1, 1), "chunk {chunk}: {r:?}");
+            assert_eq!(keys(&r, Difference::Missing), ["2"]);
+            assert_eq!(keys(&r, Difference::Extra), ["12"]);
+            assert_eq!(keys(&r, Difference::Different), ["5"]);
+            // With soft deletes mapped, the flag must agree with the source column:
+            // 2 (deleted only in the destination) and 4 (deleted only in the source) differ.
+            let r = run(src.clone(), dst.clone(), Some("deleted_at"), chunk).await;
+            assert_eq!((r.matched, r.missing, r.extra, r.different), (7, 0, 1, 3), "chunk {chunk}: {r:?}");
+            let cols: Vec<_> = r.samples.iter().filter(|s| s.key == "4").map(|s| s.columns.clone()).collect();
+            assert_eq!(cols, [vec![crate::schema::meta::DELETED.to_owned()]]);
+        }
+    }
+
+    #[tokio::test]
+    async fn keyless_tables_compare_as_multisets_across_partitions() {
+        let mut table = spec();
+        table.key.clear();
+        let src: Vec<_> = (1..=20).map(|i| (i % 5, 1, false)).collect(); // each row 4 times
+        let mut dst = src.clone();
+        dst.pop(); // one copy of (0, 1) missing
+        dst.push((1, 1, false)); // one copy of (1, 1) too many
+        dst.push((7, 7, true)); // deleted: ignored
+        let opts = ReconcileOptions { chunk_rows: 3, partition_rows: 4, samples: 10 };
+        let r = reconcile_table(&Rows(src) as &dyn Source, &Rows(dst) as &dyn Destination, &table, None, Some(20), opts)
+            .await
+            .unwrap();
+        assert_eq!(r.method, "multiset (6 passes)");
+        assert_eq!((r.source_rows, r.destination_rows, r.matched, r.missing, r.extra), (20, 20, 19, 1, 1), "{r:?}");
+    }
 
     #[test]
     fn partitions_cover_every_key_once() {
