@@ -8,6 +8,7 @@ pub mod batch;
 pub mod canon;
 pub mod catalog;
 pub mod checkpoint;
+pub mod cursor;
 pub mod destination;
 pub mod error;
 pub mod naming;
@@ -31,7 +32,7 @@ pub use naming::StreamName;
 pub use progress::{NoProgress, Progress};
 pub use report::{StreamReport, SyncReport, Unrepresentable, UnrepresentableTally};
 pub use schema::{Column, SqlType, TableSpec, ValueLimits};
-pub use source::{ReadStats, SnapshotRequest, Source, SourceBatch};
+pub use source::{IncrementalRead, ReadStats, SnapshotRequest, Source, SourceBatch};
 pub use staging::{BatchWriter, LocalFile, StagingArea};
 
 pub use simplyload_config as config;

@@ -17,6 +17,17 @@ pub struct StreamPlan {
     /// Columns renamed to avoid collisions.
     pub renames: Vec<Rename>,
     pub estimated_rows: Option<u64>,
+    /// `incremental`: the cursor column (index into `table.columns`) and lookback.
+    pub cursor: Option<CursorPlan>,
+    /// The column mapped onto `_simplyload_deleted` (index into `table.columns`).
+    pub soft_delete: Option<usize>,
+}
+
+/// The cursor of an incremental stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorPlan {
+    pub index: usize,
+    pub lookback: crate::cursor::Lookback,
 }
 
 impl StreamPlan {
@@ -97,12 +108,24 @@ fn plan_stream(
     let name = stream_name(pipeline_name, index, stream)?;
     let info = catalog.table(&name).ok_or_else(|| missing_table(&name, pipeline, catalog))?;
     let mode = stream.mode.unwrap_or(pipeline.mode);
-    if mode != SyncMode::FullRefresh {
+    if mode == SyncMode::Cdc {
         return Err(Error::new(
             ErrorKind::Unsupported,
-            format!("{key}: mode `{mode}` is not available in this build yet; only `full_refresh` is"),
+            format!("{key}: mode `{mode}` is not available in this build yet"),
         )
-        .with_hint(format!("set `mode: full_refresh` on pipelines.{pipeline_name} or on the stream")));
+        .with_hint(format!(
+            "set `mode: incremental` (with `cursor: updated_at`) or `mode: full_refresh` on pipelines.{pipeline_name} or on the stream"
+        )));
+    }
+    for (field, col) in [("cursor", &stream.cursor), ("soft_delete", &stream.soft_delete)] {
+        if let Some(c) = col {
+            if !info.columns.iter().any(|x| &x.name == c) {
+                return Err(unknown_column(&key, field, c, info));
+            }
+            if stream.exclude_columns.contains(c) {
+                return Err(Error::config(format!("{key}.{field}: column `{c}` is also in exclude_columns")));
+            }
+        }
     }
     for ex in &stream.exclude_columns {
         if !info.columns.iter().any(|c| &c.name == ex) {
@@ -158,7 +181,37 @@ fn plan_stream(
         columns,
         key: key_cols,
     };
-    Ok(StreamPlan { config: stream.clone(), mode, table, renames, estimated_rows: info.estimated_rows })
+    let index_of = |c: &str| table.columns.iter().position(|x| x.source_name == c).expect("checked above");
+    let cursor = match (mode, &stream.cursor) {
+        (SyncMode::Incremental, None) => {
+            return Err(Error::config(format!("{key}: mode `incremental` needs a cursor column"))
+                .with_hint(format!("add `cursor: updated_at` (a timestamp, timestamptz, integer or numeric column that grows on every change) to {key}")));
+        }
+        (SyncMode::Incremental, Some(c)) => {
+            let index = index_of(c);
+            let t = table.columns[index].sql_type;
+            if !crate::cursor::cursor_type_ok(t) {
+                return Err(Error::config(format!(
+                    "{key}.cursor: column `{c}` is {} ({}); a cursor must be a timestamp, timestamptz, integer or numeric column",
+                    table.columns[index].source_type,
+                    t.name()
+                )));
+            }
+            if !table.has_key() {
+                return Err(Error::config(format!(
+                    "{key}: table {} has no primary key, so changed rows cannot be matched to the rows already loaded",
+                    table.stream
+                ))
+                .with_hint(format!("add `primary_key: [..]` to {key}, or use `mode: full_refresh`")));
+            }
+            let lookback = crate::cursor::lookback_for(t, stream.lookback.as_ref())
+                .map_err(|e| Error::config(format!("{key}.{}", e.message())))?;
+            Some(CursorPlan { index, lookback })
+        }
+        _ => None,
+    };
+    let soft_delete = stream.soft_delete.as_deref().map(index_of);
+    Ok(StreamPlan { config: stream.clone(), mode, table, renames, estimated_rows: info.estimated_rows, cursor, soft_delete })
 }
 
 fn missing_table(name: &StreamName, pipeline: &PipelineConfig, catalog: &Catalog) -> Error {

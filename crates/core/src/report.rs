@@ -76,6 +76,9 @@ pub struct StreamReport {
     pub batch_id: Option<u64>,
     pub duration_ms: u64,
     pub unrepresentable: Vec<Unrepresentable>,
+    /// The checkpoint position after this sync (incremental: the cursor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<serde_json::Value>,
     pub renames: Vec<Rename>,
     /// Batches left by an earlier run that this sync loaded or found loaded.
     pub recovered_batches: Vec<u64>,

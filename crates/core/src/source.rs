@@ -34,6 +34,19 @@ pub struct SnapshotRequest {
     pub on_unrepresentable: OnUnrepresentable,
     pub batch_rows: usize,
     pub batch_bytes: usize,
+    /// `incremental`: read only rows whose cursor is ≥ `from` (all rows,
+    /// including those with a NULL cursor, when `from` is `None`).
+    pub incremental: Option<IncrementalRead>,
+}
+
+/// The cursor filter of an incremental read.
+#[derive(Debug, Clone)]
+pub struct IncrementalRead {
+    /// The cursor column's source name.
+    pub column: String,
+    pub sql_type: crate::schema::SqlType,
+    /// Inclusive lower bound.
+    pub from: Option<crate::cursor::CursorValue>,
 }
 
 /// What a finished read saw.
@@ -42,6 +55,11 @@ pub struct ReadStats {
     pub rows: u64,
     pub source_bytes: u64,
     pub unrepresentable: Vec<Unrepresentable>,
+    /// `incremental`: the highest cursor value a later commit could still
+    /// carry, as far as the source knows at the start of the read (e.g. the
+    /// start of the oldest transaction still open). The checkpoint never
+    /// moves past it (DESIGN.md §6).
+    pub cursor_ceiling: Option<crate::cursor::CursorValue>,
 }
 
 /// A source of data: a database or an API.
@@ -59,6 +77,9 @@ pub struct ReadStats {
 ///   follow `on_unrepresentable`: NULL and counted in
 ///   [`ReadStats::unrepresentable`], or an [`crate::ErrorKind::Data`] error.
 ///   If the receiver is dropped, it stops and returns an error.
+///   With `request.incremental`, it reads only rows whose cursor is ≥ the
+///   bound, and reports in [`ReadStats::cursor_ceiling`] how far a
+///   checkpoint may safely move.
 #[async_trait::async_trait]
 pub trait Source: Send + Sync {
     /// `postgres`, `stripe`, `salesforce`.

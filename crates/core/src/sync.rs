@@ -22,9 +22,12 @@ use crate::progress::Progress;
 use crate::report::{StreamReport, SyncReport};
 use crate::row_id;
 use crate::schema::{TableSpec, ValueLimits, meta};
-use crate::source::{DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, ReadStats, SnapshotRequest, Source, SourceBatch};
+use crate::cursor::CursorValue;
+use crate::source::{
+    DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, IncrementalRead, ReadStats, SnapshotRequest, Source, SourceBatch,
+};
 use crate::staging::StagingArea;
-use arrow_array::{ArrayRef, BooleanArray, Decimal128Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, Decimal128Array, RecordBatch};
 use simplyload_config::{OnUnrepresentable, PipelineConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -121,6 +124,7 @@ async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report:
                 batch_id: Some(done.batch_id),
                 duration_ms: started.elapsed().as_millis() as u64,
                 unrepresentable: done.unrepresentable,
+                position: done.position,
                 renames: plan.renames.clone(),
                 recovered_batches,
                 error: None,
@@ -139,6 +143,7 @@ async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report:
                     batch_id: None,
                     duration_ms: started.elapsed().as_millis() as u64,
                     unrepresentable: Vec::new(),
+                    position: None,
                     renames: Vec::new(),
                     recovered_batches,
                     error: Some(e.to_string()),
@@ -157,10 +162,39 @@ struct StreamDone {
     source_bytes: u64,
     staged_bytes: u64,
     unrepresentable: Vec<crate::report::Unrepresentable>,
+    position: Option<serde_json::Value>,
+}
+
+/// The cursor an incremental stream's checkpoint holds, if it was written
+/// for the same cursor column (a changed cursor starts over with a snapshot).
+pub fn checkpoint_cursor(position: Option<&serde_json::Value>, column: &str) -> Option<CursorValue> {
+    let p = position?;
+    if p.get("mode")?.as_str()? != "incremental" || p.get("column")?.as_str()? != column {
+        return None;
+    }
+    serde_json::from_value(p.get("cursor")?.clone()).ok()
 }
 
 async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &StreamPlan) -> Result<StreamDone> {
     let stream = plan.stream();
+    let incremental = match &plan.cursor {
+        None => None,
+        Some(c) => {
+            let column = &plan.table.columns[c.index];
+            let state = ctx.store.streams(&ctx.pipeline).await?.into_iter().find(|s| s.stream == stream);
+            let previous = state
+                .and_then(|s| s.checkpoint)
+                .and_then(|cp| checkpoint_cursor(cp.position.as_ref(), &column.source_name));
+            Some((
+                IncrementalRead {
+                    column: column.source_name.clone(),
+                    sql_type: column.sql_type,
+                    from: previous.as_ref().map(|p| p.minus(&c.lookback)),
+                },
+                previous,
+            ))
+        }
+    };
     let batch_id = ctx.store.allocate_batch(&ctx.pipeline, &stream, sync_id).await?;
     let staged = stage_snapshot(SnapshotJob {
         source: ctx.source.clone(),
@@ -173,6 +207,9 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
         sync_id,
         batch_id,
         progress: ctx.progress.as_ref(),
+        cursor: plan.cursor.as_ref().map(|c| c.index),
+        soft_delete: plan.soft_delete,
+        incremental,
     })
     .await;
     let (manifest, stats) = match staged {
@@ -205,6 +242,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
         source_bytes: stats.source_bytes,
         staged_bytes: manifest.byte_count(),
         unrepresentable: stats.unrepresentable,
+        position: manifest.end_position.clone(),
     })
 }
 
@@ -220,6 +258,12 @@ pub struct SnapshotJob<'a> {
     pub sync_id: i64,
     pub batch_id: u64,
     pub progress: &'a dyn Progress,
+    /// Index of the cursor column in `table.columns` (incremental streams).
+    pub cursor: Option<usize>,
+    /// Index of the column mapped onto `_simplyload_deleted`.
+    pub soft_delete: Option<usize>,
+    /// The cursor filter, and the checkpoint's cursor it was derived from.
+    pub incremental: Option<(IncrementalRead, Option<CursorValue>)>,
 }
 
 /// Reads a snapshot of one stream into the staged files of one batch: the
@@ -237,6 +281,7 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         on_unrepresentable: job.on_unrepresentable,
         batch_rows: job.options.batch_rows,
         batch_bytes: job.options.batch_bytes,
+        incremental: job.incremental.as_ref().map(|(r, _)| r.clone()),
     };
     let source = job.source.clone();
     let reader = tokio::spawn(async move { source.read_snapshot(request, tx).await });
@@ -244,9 +289,28 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
     let mut rows: u64 = 0;
     let mut bytes: u64 = 0;
     let mut write_error = None;
+    let mut seen: Option<CursorValue> = None;
+    let mut null_cursors: u64 = 0;
     while let Some(b) = rx.recv().await {
         let n = b.batch.num_rows() as u64;
-        let written = match stage_columns(&table, b.batch, batch_id, rows) {
+        if let Some(i) = job.cursor {
+            match crate::cursor::max_cursor(b.batch.column(i)) {
+                Ok((max, nulls)) => {
+                    null_cursors += nulls;
+                    if let Some(m) = max {
+                        seen = Some(match seen.take() {
+                            Some(s) => s.max(m),
+                            None => m,
+                        });
+                    }
+                }
+                Err(e) => {
+                    write_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let written = match stage_columns(&table, b.batch, batch_id, rows, job.soft_delete) {
             Ok(batch) => writer.write(batch).await,
             Err(e) => Err(e),
         };
@@ -271,17 +335,49 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         )));
     }
     let files = writer.finish().await.map_err(|e| e.context(format!("staging {stream}")))?;
+    // Incremental: the checkpoint is the highest cursor read, but never past
+    // what a transaction still open at the start of the read could commit,
+    // and never behind the previous checkpoint.
+    let (kind, start_position, end_position) = match &job.incremental {
+        None => (LoadKind::Replace, None, None),
+        Some((read, previous)) => {
+            let mut pos = match (seen, stats.cursor_ceiling.clone()) {
+                (Some(p), Some(ceiling)) => Some(p.min(ceiling)),
+                (p, _) => p,
+            };
+            if let Some(prev) = previous {
+                pos = Some(match pos {
+                    Some(p) => p.max(prev.clone()),
+                    None => prev.clone(),
+                });
+            }
+            let position = |c: &Option<CursorValue>| {
+                serde_json::json!({
+                    "mode": "incremental",
+                    "column": read.column,
+                    "cursor": c,
+                    "null_cursor_rows": null_cursors,
+                })
+            };
+            let kind = if read.from.is_some() { LoadKind::Merge } else { LoadKind::Replace };
+            (kind, read.from.as_ref().map(|f| position(&Some(f.clone()))), Some(position(&pos)))
+        }
+    };
+    if null_cursors > 0 {
+        tracing::warn!(stream = %stream, rows = null_cursors,
+            "rows with a NULL cursor were read by this snapshot; later incremental reads cannot see their changes");
+    }
     let manifest = BatchManifest {
         pipeline: job.pipeline.to_owned(),
         stream,
         batch_id,
         sync_id: job.sync_id,
-        kind: LoadKind::Replace,
+        kind,
         table,
         row_count: files.iter().map(|f| f.row_count).sum(),
         files,
-        start_position: None,
-        end_position: None,
+        start_position,
+        end_position,
     };
     if manifest.row_count != rows {
         return Err(Error::internal(format!(
@@ -295,7 +391,14 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
 /// Appends the metadata columns a staged file carries: `_simplyload_deleted`,
 /// `_simplyload_version` (`batch_id × 2³² + ordinal`) and, for tables without
 /// a key, `_simplyload_id`.
-pub fn stage_columns(table: &TableSpec, batch: RecordBatch, batch_id: u64, first_ordinal: u64) -> Result<RecordBatch> {
+/// With `soft_delete`, a row is marked deleted when that column is not NULL.
+pub fn stage_columns(
+    table: &TableSpec,
+    batch: RecordBatch,
+    batch_id: u64,
+    first_ordinal: u64,
+    soft_delete: Option<usize>,
+) -> Result<RecordBatch> {
     let n = batch.num_rows() as u64;
     if first_ordinal + n > MAX_ROWS_PER_BATCH {
         return Err(Error::new(
@@ -307,7 +410,14 @@ pub fn stage_columns(table: &TableSpec, batch: RecordBatch, batch_id: u64, first
     let versions = Decimal128Array::from_iter_values((0..n).map(|i| base + (first_ordinal + i) as i128))
         .with_precision_and_scale(meta::VERSION_PRECISION, 0)?;
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns.push(Arc::new(BooleanArray::from(vec![false; n as usize])));
+    let deleted = match soft_delete {
+        Some(i) => {
+            let c = batch.column(i);
+            BooleanArray::from_iter((0..c.len()).map(|r| Some(c.is_valid(r))))
+        }
+        None => BooleanArray::from(vec![false; n as usize]),
+    };
+    columns.push(Arc::new(deleted));
     columns.push(Arc::new(versions));
     if !table.has_key() {
         columns.push(Arc::new(row_id::row_ids(table, &batch)?));

@@ -644,11 +644,20 @@ fn merge(tx: &duckdb::Transaction<'_>, table: &TableSpec, target: &str, stage: &
     cols.extend([at.clone(), d.clone(), v.clone()]);
     let mut vals: Vec<String> = casts.to_vec();
     vals.extend(["now()".to_owned(), format!("s.{d}"), format!("s.{v}")]);
+    // A delete that carries only its key keeps the stored values; a deleted
+    // row that carries its values (a mapped soft delete) stores them.
+    let non_key: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| !table.key.contains(&c.name))
+        .map(|c| format!("s.{} IS NULL", ident(&c.name)))
+        .collect();
+    let key_only = if non_key.is_empty() { "true".to_owned() } else { format!("({})", non_key.join(" AND ")) };
     tx.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE {latest} AS
            SELECT * FROM {stage} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY {v} DESC) = 1;
          MERGE INTO {target} t USING {latest} s ON ({})
-         WHEN MATCHED AND s.{v} >= t.{v} AND s.{d} THEN
+         WHEN MATCHED AND s.{v} >= t.{v} AND s.{d} AND {key_only} THEN
            UPDATE SET {d} = true, {v} = s.{v}, {at} = now()
          WHEN MATCHED AND s.{v} >= t.{v} THEN
            UPDATE SET {}

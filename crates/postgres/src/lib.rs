@@ -21,9 +21,10 @@ use connect::{ConnectOptions, pg_error, quote_ident};
 use copy::{ColumnRead, CopyParser, RowDecoder};
 use futures::StreamExt;
 use simplyload_core::config::{OnUnrepresentable, PostgresSourceConfig};
+use simplyload_core::cursor::CursorValue;
 use simplyload_core::reconcile::{ScanRequest, ScanSender};
 use simplyload_core::{
-    Catalog, TableSpec, CheckReport, Error, ErrorKind, ReadStats, Result, SnapshotRequest, Source, SourceBatch, StreamName,
+    Catalog, IncrementalRead, TableSpec, CheckReport, Error, ErrorKind, ReadStats, Result, SnapshotRequest, Source, SourceBatch, StreamName,
 };
 use std::path::Path;
 use tokio::sync::mpsc;
@@ -118,6 +119,11 @@ impl Source for PostgresSource {
     async fn read_snapshot(&self, request: SnapshotRequest, out: mpsc::Sender<SourceBatch>) -> Result<ReadStats> {
         let stream = request.table.stream.clone();
         let client = self.connect().await?;
+        // Before the snapshot is taken: how far a checkpoint may move.
+        let cursor_ceiling = match &request.incremental {
+            Some(inc) => cursor_ceiling(&client, inc.sql_type, &stream).await?,
+            None => None,
+        };
         client
             .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n{SNAPSHOT_SETTINGS}"))
             .await
@@ -161,8 +167,23 @@ impl Source for PostgresSource {
             .iter()
             .filter_map(|k| request.table.columns.iter().position(|c| &c.name == k))
             .collect();
+        let filter = match &request.incremental {
+            Some(IncrementalRead { column, from: Some(from), .. }) => {
+                let pg = table.columns.iter().find(|p| &p.info.name == column).ok_or_else(|| {
+                    Error::new(ErrorKind::Conflict, format!("cursor column {column} of {stream} no longer exists"))
+                })?;
+                let text = reconcile::bound_text(&from.to_canon(), pg.plan.sql_type)?;
+                format!(
+                    " WHERE {} >= '{}'::{}",
+                    quote_ident(column),
+                    text.replace('\'', "''"),
+                    pg.info.type_name
+                )
+            }
+            _ => String::new(),
+        };
         let sql = format!(
-            "COPY (SELECT {} FROM {}.{}) TO STDOUT (FORMAT binary)",
+            "COPY (SELECT {} FROM {}.{}{filter}) TO STDOUT (FORMAT binary)",
             select.join(", "),
             quote_ident(&stream.schema),
             quote_ident(&stream.table)
@@ -199,7 +220,12 @@ impl Source for PostgresSource {
             out.send(SourceBatch { batch, source_bytes }).await.map_err(|_| closed())?;
         }
         client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
-        Ok(ReadStats { rows: rows.rows(), source_bytes: bytes, unrepresentable: rows.tally.clone().into_entries() })
+        Ok(ReadStats {
+            rows: rows.rows(),
+            source_bytes: bytes,
+            unrepresentable: rows.tally.clone().into_entries(),
+            cursor_ceiling,
+        })
     }
 
     async fn key_ranges_agree(&self, table: &TableSpec) -> Result<bool> {
@@ -209,6 +235,52 @@ impl Source for PostgresSource {
     async fn scan(&self, request: ScanRequest, out: ScanSender) -> Result<()> {
         reconcile::scan(self, request, out).await
     }
+}
+
+/// The highest time-cursor value a checkpoint may take for a read that
+/// starts now: `updated_at` set by `now()` is a transaction's start time, so
+/// a transaction still open at the start of the read can commit rows older
+/// than everything the read sees. Measured before the snapshot is taken, so
+/// every transaction the snapshot cannot see is either counted here or
+/// started after `clock_timestamp()`. Integer and numeric cursors have no
+/// such bound (their lookback is a count).
+async fn cursor_ceiling(
+    client: &tokio_postgres::Client,
+    t: simplyload_core::SqlType,
+    stream: &StreamName,
+) -> Result<Option<CursorValue>> {
+    use simplyload_core::SqlType;
+    let wall = match t {
+        SqlType::TimestampTz => false,
+        SqlType::Timestamp => true,
+        _ => return Ok(None),
+    };
+    // For `timestamp` cursors, times as wall clock in the server's time zone
+    // (the zone writers' `now()` is rendered in); for timestamptz, UTC.
+    let as_us = |e: &str| {
+        if wall {
+            format!("(extract(epoch FROM ({e}) AT TIME ZONE current_setting('TimeZone')) * 1000000)::int8")
+        } else {
+            format!("(extract(epoch FROM {e}) * 1000000)::int8")
+        }
+    };
+    let sql = format!(
+        "SELECT {}, (SELECT {} FROM pg_stat_activity
+                      WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'),
+                (SELECT count(*) FROM pg_stat_activity
+                  WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' AND query = '<insufficient privilege>')",
+        as_us("clock_timestamp()"),
+        as_us("min(xact_start)")
+    );
+    let row = client.query_one(sql.as_str(), &[]).await.map_err(|e| pg_error(&e, "reading open transactions"))?;
+    let now: i64 = row.get(0);
+    let oldest: Option<i64> = row.get(1);
+    let hidden: i64 = row.get(2);
+    if hidden > 0 {
+        tracing::warn!(stream = %stream, sessions = hidden,
+            "cannot see the transactions of {hidden} other session(s); rows they commit late are caught only by the lookback window (GRANT pg_read_all_stats to SimplyLoad's role to close that gap)");
+    }
+    Ok(Some(CursorValue::Micros { value: oldest.map_or(now, |o| o.min(now)) }))
 }
 
 fn read_error(e: &tokio_postgres::Error, stream: &StreamName, user: &str) -> Error {

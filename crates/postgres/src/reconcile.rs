@@ -59,7 +59,7 @@ pub(crate) async fn key_ranges_agree(source: &PostgresSource, table: &TableSpec)
 }
 
 /// The text Postgres parses back into a key value of this logical type.
-fn bound_text(v: &Canon, t: SqlType) -> Result<String> {
+pub(crate) fn bound_text(v: &Canon, t: SqlType) -> Result<String> {
     let ts = |us: i64, tz: bool| {
         let days = us.div_euclid(86_400_000_000);
         let tod = us.rem_euclid(86_400_000_000);

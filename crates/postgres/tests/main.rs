@@ -31,6 +31,7 @@ mod support {
     ) -> simplyload_core::Result<(Vec<RecordBatch>, ReadStats)> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let req = SnapshotRequest {
+            incremental: None,
             table: table.clone(),
             limits: ValueLimits::STAGING,
             on_unrepresentable,

@@ -87,7 +87,7 @@ impl Bench {
     /// Stages `data` (the table's data columns) as batch `batch_id`, with
     /// versions `batch_id × 2³² + ordinal` and no deletes.
     pub async fn stage(&self, table: &TableSpec, batch_id: u64, data: RecordBatch, kind: LoadKind) -> BatchManifest {
-        let staged = stage_columns(table, data, batch_id, 0).expect("stage columns");
+        let staged = stage_columns(table, data, batch_id, 0, None).expect("stage columns");
         self.write(table, batch_id, staged, kind).await
     }
 

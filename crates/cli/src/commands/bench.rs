@@ -93,6 +93,9 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
             sync_id: 0,
             batch_id: run as u64,
             progress: &NoProgress,
+            cursor: None,
+            soft_delete: None,
+            incremental: None,
         })
         .await?;
         ours_secs.push(started.elapsed().as_secs_f64());
