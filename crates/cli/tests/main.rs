@@ -759,3 +759,181 @@ mod reconcile {
         assert!(run.stdout.contains("does not exist"), "{}", run.stdout);
     }
 }
+
+mod incremental {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+    use std::path::Path;
+
+    async fn playground(db: &simplyload_testkit::TestDb) {
+        simplyload_playground::create_schema(&db.client).await.unwrap();
+        simplyload_playground::seed(&db.client, simplyload_playground::SeedCounts { users: 100, orders: 400, events: 10 }, 11)
+            .await
+            .unwrap();
+    }
+
+    fn incremental_config(dir: &Path, url: &str, lookback: &str) {
+        let streams = format!(
+            "      - name: public.users\n        cursor: updated_at\n        soft_delete: deleted_at\n        lookback: {lookback}\n\
+             \x20     - name: public.orders\n        cursor: updated_at\n        lookback: {lookback}\n"
+        );
+        std::fs::write(
+            dir.join("simplyload.yaml"),
+            format!(
+                "sources:\n  app:\n    type: postgres\n    url: {url}\n\
+                 destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
+                 pipelines:\n  main:\n    source: app\n    destination: local\n    mode: incremental\n    streams:\n{streams}"
+            ),
+        )
+        .unwrap();
+    }
+
+    fn rows(report: &serde_json::Value, stream: &str) -> u64 {
+        report[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == stream).unwrap()["rows"].as_u64().unwrap()
+    }
+
+    async fn sync(dir: &Path) -> serde_json::Value {
+        let run = simplyload(dir, &["sync", "--json"], &[]).await;
+        run.ok();
+        reports(&run)
+    }
+
+    async fn reconcile_clean(dir: &Path) {
+        let run = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    }
+
+    /// The first sync snapshots; later ones read only what changed (plus the
+    /// lookback window), merge it by key, and map soft deletes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_only_changes_and_maps_soft_deletes() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        playground(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        incremental_config(dir.path(), &db.url, "1s");
+        let first = sync(dir.path()).await;
+        assert_eq!((rows(&first, "public.users"), rows(&first, "public.orders")), (100, 400));
+        reconcile_clean(dir.path()).await;
+
+        db.exec(
+            "UPDATE orders SET status = 'refunded' WHERE id <= 7;
+             UPDATE users SET deleted_at = now() WHERE id IN (3, 4);
+             INSERT INTO orders (user_id, status, quantity, amount, currency) VALUES (1, 'pending', 1, 9.99, 'EUR');",
+        )
+        .await;
+        let second = sync(dir.path()).await;
+        // The changed rows, plus the row at the checkpoint itself (the read is `>=`).
+        assert_eq!((rows(&second, "public.users"), rows(&second, "public.orders")), (3, 9));
+        let orders = format!("simplyload.app_{}_orders", db.name);
+        assert_eq!(duck_count(dir.path(), &format!("app_{}_orders", db.name)), 401, "merged by key, no duplicates");
+        let refunded = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM {orders} WHERE status = 'refunded'"));
+        assert_eq!(refunded[0][0].as_deref(), Some("7"));
+        let deleted = duck(
+            dir.path(),
+            &format!("SELECT CAST(id AS VARCHAR) FROM simplyload.app_{}_users WHERE _simplyload_deleted ORDER BY id", db.name),
+        );
+        let deleted: Vec<_> = deleted.iter().map(|r| r[0].clone().unwrap()).collect();
+        let expected: Vec<String> = {
+            let rows = db.client.query("SELECT id::text AS k FROM users WHERE deleted_at IS NOT NULL ORDER BY id", &[]).await.unwrap();
+            rows.iter().map(|r| r.get(0)).collect()
+        };
+        assert_eq!(deleted, expected, "_simplyload_deleted follows deleted_at");
+        assert!(deleted.contains(&"3".to_owned()) && deleted.contains(&"4".to_owned()));
+        reconcile_clean(dir.path()).await;
+
+        // The checkpoint is the cursor; status shows it.
+        let cursor = &second[0]["streams"][1]["position"]["cursor"];
+        assert_eq!(cursor["type"], "micros", "{second}");
+        let status = simplyload(dir.path(), &["status"], &[]).await;
+        status.ok();
+        assert!(status.stdout.contains("incremental"), "{}", status.stdout);
+
+        // Nothing changed: only the lookback window is read again, nothing doubles.
+        let third = sync(dir.path()).await;
+        assert!(rows(&third, "public.orders") <= 9, "{third}");
+        assert_eq!(duck_count(dir.path(), &format!("app_{}_orders", db.name)), 401);
+        reconcile_clean(dir.path()).await;
+    }
+
+    /// `updated_at = now()` is the writing transaction's start: a transaction
+    /// open during a sync commits rows older than what that sync saw. With
+    /// no lookback at all, the checkpoint must still stop at its start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_committing_late_is_not_missed() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        playground(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        incremental_config(dir.path(), &db.url, "0s");
+        sync(dir.path()).await;
+
+        let late = simplyload_testkit::pg::connect(&db.url).await;
+        late.batch_execute("BEGIN; UPDATE orders SET status = 'late' WHERE id = 1;").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        db.exec("UPDATE orders SET status = 'early' WHERE id = 2;").await;
+        sync(dir.path()).await;
+        late.batch_execute("COMMIT").await.unwrap();
+        sync(dir.path()).await;
+        let status = duck(
+            dir.path(),
+            &format!("SELECT status FROM simplyload.app_{}_orders WHERE id IN (1, 2) ORDER BY id", db.name),
+        );
+        assert_eq!(status, vec![vec![Some("late".to_owned())], vec![Some("early".to_owned())]]);
+        reconcile_clean(dir.path()).await;
+    }
+
+    /// Integer cursors: a count lookback (default 0).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn integer_cursor() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE SEQUENCE v; CREATE TABLE items (id int PRIMARY KEY, name text, version bigint NOT NULL DEFAULT nextval('v'));
+             INSERT INTO items (id, name) SELECT i, 'n' || i FROM generate_series(1, 50) i;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["{name: public.items, cursor: version}"], "    mode: incremental\n");
+        assert_eq!(rows(&sync(dir.path()).await, "public.items"), 50);
+        db.exec("UPDATE items SET name = 'changed', version = nextval('v') WHERE id IN (5, 6); INSERT INTO items (id, name) VALUES (51, 'new');").await;
+        // The three changed rows and the row at the checkpoint (the read is `>=`).
+        assert_eq!(rows(&sync(dir.path()).await, "public.items"), 4);
+        assert_eq!(rows(&sync(dir.path()).await, "public.items"), 1, "only the checkpoint row");
+        reconcile_clean(dir.path()).await;
+    }
+
+    /// Misconfigured incremental streams fail with the key and the fix.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn config_mistakes_name_the_key_and_the_fix() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        playground(&db).await;
+        db.exec("CREATE TABLE nokey (a int, t timestamptz);").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(
+            dir.path(),
+            &db.url,
+            &[
+                "public.users",
+                "{name: public.orders, cursor: status}",
+                "{name: public.events, cursor: updated_at, lookback: 10}",
+                "{name: public.nokey, cursor: t}",
+            ],
+            "    mode: incremental\n    table_name: \"{table}_{source}\"\n",
+        );
+        let run = simplyload(dir.path(), &["sync"], &[]).await;
+        let out = run.all();
+        assert_ne!(run.code, Some(0), "{out}");
+        for expected in [
+            "pipelines.main.streams[0]: mode `incremental` needs a cursor column",
+            "add `cursor: updated_at`",
+            "pipelines.main.streams[1].cursor: column `status` is text",
+            "pipelines.main.streams[2].lookback: 10 is a count, but the cursor is a timestamp",
+            "table public.nokey has no primary key",
+            "add `primary_key: [..]`",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+    }
+}
