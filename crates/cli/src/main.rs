@@ -61,6 +61,9 @@ enum Command {
         /// Print the sync reports as JSON on stdout
         #[arg(long)]
         json: bool,
+        /// If another process is syncing a pipeline, wait this long for it (`30s`, `10m`) instead of failing
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        wait: std::time::Duration,
     },
     /// Show each stream's mode, last sync, rows and checkpoint
     Status {
@@ -122,7 +125,7 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
     match cli.command {
         Command::Check { pipeline } => commands::check::run(config, pipeline.as_deref()).await,
         Command::Discover { source, json } => commands::discover::run(config, &source, json).await,
-        Command::Sync { pipelines, json } => commands::sync::run(config, &pipelines, json, bars).await,
+        Command::Sync { pipelines, json, wait } => commands::sync::run(config, &pipelines, json, wait, bars).await,
         Command::Status { pipeline, json } => commands::status::run(config, pipeline.as_deref(), json).await,
         Command::Quickstart { dir } => commands::quickstart::run(&dir, bars).await,
         Command::Bench(b) => commands::bench::run(b).await,

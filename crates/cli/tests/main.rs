@@ -937,3 +937,71 @@ mod incremental {
         }
     }
 }
+
+mod locking {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    /// A second sync of a pipeline that is syncing fails at once (or after
+    /// `--wait`) and names the holder; SIGKILL of the holder frees the lock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_sync_per_pipeline_and_the_lock_dies_with_its_process() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        simplyload_playground::create_schema(&db.client).await.unwrap();
+        simplyload_playground::seed(&db.client, simplyload_playground::SeedCounts { users: 20, orders: 50, events: 5 }, 1)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.users", "public.orders"], "");
+        // The first sync blocks on a table lock while it reads.
+        let blocker = simplyload_testkit::pg::connect(&db.url).await;
+        blocker.batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;").await.unwrap();
+        let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+            .current_dir(dir.path())
+            .args(["sync"])
+            .env_remove("SIMPLYLOAD_CONFIG")
+            .env_remove("SIMPLYLOAD_FAILPOINT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = first.id().unwrap();
+        // Wait until it is inside the read (it holds the lock by then).
+        let mut waited = 0;
+        loop {
+            let n: i64 = db
+                .client
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%orders%' AND wait_event_type = 'Lock'", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                break;
+            }
+            waited += 1;
+            assert!(waited < 300, "the first sync never started reading");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let second = simplyload(dir.path(), &["sync"], &[]).await;
+        assert_eq!(second.code, Some(1), "{}", second.all());
+        assert!(
+            second.all().contains(&format!("pipeline `main` is being synced by another process (pid {pid}, since")),
+            "{}",
+            second.all()
+        );
+        assert!(second.all().contains("--wait"), "{}", second.all());
+        let started = std::time::Instant::now();
+        let third = simplyload(dir.path(), &["sync", "--wait", "1s"], &[]).await;
+        assert_eq!(third.code, Some(1));
+        assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+
+        first.kill().await.unwrap(); // SIGKILL
+        blocker.batch_execute("ROLLBACK").await.unwrap();
+        let after = simplyload(dir.path(), &["sync", "--json"], &[]).await;
+        after.ok();
+        assert_eq!(duck_count(dir.path(), &format!("app_{}_orders", db.name)), 50);
+        simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
+    }
+}

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod cursor;
 pub mod destination;
 pub mod error;
+pub mod lock;
 pub mod naming;
 pub mod plan;
 pub mod progress;

@@ -77,6 +77,11 @@ fn canonical_value(a: &ArrayRef, row: usize, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// Eight hex digits of a SHA-256, for short stable names.
+pub fn short_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The shortest exact text of a scaled decimal (`1.50` at scale 2 → `1.5`).
 pub fn decimal_text(v: i128, scale: i8) -> String {
     let neg = v < 0;

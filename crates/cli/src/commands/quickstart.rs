@@ -78,7 +78,7 @@ async fn demo(server: &LocalPostgres, dir: &Path, bars: Option<indicatif::MultiP
     println!("wrote {}\n\nsyncing…", config_path.display());
     let cfg = crate::connectors::load_config(Some(&config_path))?;
     let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(bars));
-    let report = super::sync::sync_pipeline(&cfg, PIPELINE, progress).await?;
+    let report = super::sync::sync_pipeline(&cfg, PIPELINE, progress, std::time::Duration::ZERO).await?;
     super::sync::print_report(&report);
     if !report.succeeded() {
         return Ok(false);

@@ -7,15 +7,23 @@ use simplyload_core::sync::{SyncContext, SyncOptions, run_sync};
 use simplyload_core::{Progress, Result, SyncReport};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+use simplyload_core::lock::PipelineLock;
 
-pub async fn run(config: Option<&Path>, names: &[String], json: bool, bars: Option<indicatif::MultiProgress>) -> Result<u8> {
+pub async fn run(
+    config: Option<&Path>,
+    names: &[String],
+    json: bool,
+    wait: Duration,
+    bars: Option<indicatif::MultiProgress>,
+) -> Result<u8> {
     let cfg = connectors::load_config(config)?;
     let pipelines = super::select_pipelines(&cfg, names)?;
     let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(bars));
     let mut reports = Vec::new();
     let mut ok = true;
     for name in pipelines {
-        match sync_pipeline(&cfg, &name, progress.clone()).await {
+        match sync_pipeline(&cfg, &name, progress.clone(), wait).await {
             Ok(report) => {
                 ok &= report.succeeded();
                 if !json {
@@ -36,8 +44,16 @@ pub async fn run(config: Option<&Path>, names: &[String], json: bool, bars: Opti
 }
 
 /// Runs one sync of one pipeline with the configured connectors.
-pub async fn sync_pipeline(cfg: &Config, name: &str, progress: Arc<dyn Progress>) -> Result<SyncReport> {
+/// Holds the pipeline's lock for the whole sync (waiting up to `wait` for
+/// another process to finish), so two syncs of one pipeline never overlap.
+pub async fn sync_pipeline(cfg: &Config, name: &str, progress: Arc<dyn Progress>, wait: Duration) -> Result<SyncReport> {
     let p = cfg.pipeline(name)?;
+    let state = cfg.state_path();
+    let state_dir = state.parent().map(Path::to_path_buf).unwrap_or_default();
+    let pipeline = name.to_owned();
+    let _lock = tokio::task::spawn_blocking(move || PipelineLock::acquire(&state_dir, &pipeline, wait))
+        .await
+        .map_err(|e| simplyload_core::Error::internal(format!("lock task failed: {e}")))??;
     let ctx = SyncContext {
         pipeline: name.to_owned(),
         config: p.clone(),
