@@ -883,6 +883,61 @@ mod incremental {
         reconcile_clean(dir.path()).await;
     }
 
+    /// `playground run` (inserts, updates, soft deletes, new columns) while
+    /// incremental syncs run every couple of seconds; after a final sync the
+    /// destination is exactly the source.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn syncs_under_continuous_load_converge() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        let dir = tempfile::tempdir().unwrap();
+        simplyload(dir.path(), &["playground", "seed", "--database-url", &db.url, "--scale", "0.2"], &[]).await.ok();
+        std::fs::write(
+            dir.path().join("simplyload.yaml"),
+            format!(
+                "sources:\n  app:\n    type: postgres\n    url: {}\n\
+                 destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
+                 pipelines:\n  main:\n    source: app\n    destination: local\n    mode: incremental\n    streams:\n\
+                 \x20     - {{name: public.users, cursor: updated_at, soft_delete: deleted_at}}\n\
+                 \x20     - {{name: public.orders, cursor: updated_at}}\n\
+                 \x20     - {{name: public.events, cursor: updated_at}}\n",
+                db.url
+            ),
+        )
+        .unwrap();
+        let mut load = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+            .current_dir(dir.path())
+            .args([
+                "playground", "run", "--database-url", &db.url, "--duration", "25s", "--json",
+                "--orders-per-hour", "36000", "--events-per-hour", "72000", "--soft-deletes-per-hour", "3600",
+                "--schema-changes", "--schema-change-every", "8s",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut syncs = 0;
+        loop {
+            let run = simplyload(dir.path(), &["sync"], &[]).await;
+            assert_eq!(run.code, Some(0), "sync {syncs} under load:\n{}", run.all());
+            syncs += 1;
+            if let Some(status) = load.try_wait().unwrap() {
+                assert!(status.success());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+        assert!(syncs >= 4, "only {syncs} syncs ran during the load");
+        let out = load.wait_with_output().await.unwrap();
+        let totals: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(totals["orders_inserted"].as_u64().unwrap() > 50, "{totals}");
+        assert!(totals["columns_added"].as_u64().unwrap() >= 2, "{totals}");
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        let rec = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert_eq!(rec.code, Some(0), "{}\n{}", rec.stdout, rec.stderr);
+    }
+
     /// Integer cursors: a count lookback (default 0).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn integer_cursor() {
