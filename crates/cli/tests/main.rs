@@ -938,6 +938,84 @@ mod incremental {
         assert_eq!(rec.code, Some(0), "{}\n{}", rec.stdout, rec.stderr);
     }
 
+    /// At least 20 syncs SIGKILLed at random moments (reading, staging,
+    /// loading, between load and checkpoint — some at fixed failpoints) while
+    /// `playground run` writes; after a final sync nothing is lost or doubled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn random_sigkills_under_load_lose_and_double_nothing() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        let dir = tempfile::tempdir().unwrap();
+        simplyload(dir.path(), &["playground", "seed", "--database-url", &db.url, "--scale", "0.5"], &[]).await.ok();
+        std::fs::write(
+            dir.path().join("simplyload.yaml"),
+            format!(
+                "sources:\n  app:\n    type: postgres\n    url: {}\n\
+                 destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
+                 pipelines:\n  main:\n    source: app\n    destination: local\n    mode: incremental\n    streams:\n\
+                 \x20     - {{name: public.users, cursor: updated_at, soft_delete: deleted_at}}\n\
+                 \x20     - {{name: public.orders, cursor: updated_at}}\n\
+                 \x20     - {{name: public.events, cursor: updated_at}}\n",
+                db.url
+            ),
+        )
+        .unwrap();
+        let mut load = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+            .current_dir(dir.path())
+            .args([
+                "playground", "run", "--database-url", &db.url, "--duration", "10m",
+                "--orders-per-hour", "36000", "--events-per-hour", "72000", "--soft-deletes-per-hour", "3600",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut seed: u64 = 0x5eed;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let (mut kills, mut finished) = (0, 0);
+        for i in 0..80 {
+            if kills >= 24 {
+                break;
+            }
+            let failpoint = match i % 6 {
+                1 => "after_staged",
+                4 => "after_load",
+                _ => "",
+            };
+            let mut sync = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+                .current_dir(dir.path())
+                .args(["sync"])
+                .env_remove("SIMPLYLOAD_CONFIG")
+                .env("SIMPLYLOAD_FAILPOINT", failpoint)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(30 + next(1500))).await;
+            match sync.try_wait().unwrap() {
+                Some(status) if status.success() => finished += 1,
+                Some(_) => kills += 1, // aborted at its failpoint
+                None => {
+                    sync.kill().await.unwrap();
+                    kills += 1;
+                }
+            }
+        }
+        eprintln!("{kills} kills, {finished} syncs finished");
+        assert!(kills >= 20, "only {kills} kills ({finished} syncs finished)");
+        load.kill().await.unwrap();
+        // Settle what the last kill left, then one more sync reads what is left.
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        let rec = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert_eq!(rec.code, Some(0), "after {kills} kills and {finished} finished syncs:\n{}\n{}", rec.stdout, rec.stderr);
+    }
+
     /// Integer cursors: a count lookback (default 0).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn integer_cursor() {
