@@ -1138,3 +1138,104 @@ mod locking {
         simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
     }
 }
+
+mod network {
+    use super::support::*;
+    use simplyload_postgres::local::LocalOptions;
+    use simplyload_testkit::TestPg;
+    use std::time::Duration;
+
+    fn spawn_sync(dir: &std::path::Path) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+            .current_dir(dir)
+            .args(["sync", "--json", "--log-format", "json"])
+            .env_remove("SIMPLYLOAD_CONFIG")
+            .env_remove("SIMPLYLOAD_FAILPOINT")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits until the sync is inside its COPY of `big`.
+    async fn wait_for_copy(url: &str) {
+        let c = simplyload_testkit::pg::connect(url).await;
+        for _ in 0..400 {
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%big%' AND state = 'active'", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the sync never started reading");
+    }
+
+    /// Postgres goes away in the middle of a read. Back within the retry
+    /// window: the sync retries and succeeds. Gone for good: the sync fails
+    /// with a message that says what happened, stages nothing, and the next
+    /// sync after Postgres is back is exact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_lost_mid_read_is_retried_then_reported() {
+        let mut pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE big AS SELECT i AS id, md5(i::text) AS h, repeat('x', 300) AS pad FROM generate_series(1, 400000) i; ALTER TABLE big ADD PRIMARY KEY (id); CHECKPOINT;").await;
+        // (The test server runs with synchronous_commit off; CHECKPOINT makes
+        // the setup survive the crashes below.)
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.big"], "");
+
+        // 1. Back quickly: retried.
+        let sync = spawn_sync(dir.path());
+        wait_for_copy(&db.url).await;
+        pg.server.stop().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        pg.server.restart(&LocalOptions::default()).unwrap();
+        let out = sync.wait_with_output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("reading failed; retrying"), "{stderr}");
+        assert_eq!(duck_count(dir.path(), &format!("app_{}_big", db.name)), 400_000);
+
+        // 2. Gone for good: reported, nothing half-loaded.
+        let db2 = simplyload_testkit::pg::connect(&db.url).await;
+        db2.batch_execute("UPDATE big SET h = 'new' WHERE id <= 10; CHECKPOINT;").await.unwrap();
+        let sync = spawn_sync(dir.path());
+        wait_for_copy(&db.url).await;
+        pg.server.stop().unwrap();
+        let out = sync.wait_with_output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let error = report[0]["streams"][0]["error"].as_str().unwrap().to_owned();
+        assert!(error.contains("public.big"), "{error}");
+        assert!(error.to_lowercase().contains("connect") || error.contains("closed"), "{error}");
+        let staged = walk(&dir.path().join(".simplyload/staging"));
+        assert_eq!(staged.len(), 1, "only the loaded batch's files stay: {staged:?}");
+        let unchanged = duck(dir.path(), &format!("SELECT count(*)::VARCHAR FROM simplyload.app_{}_big WHERE h = 'new'", db.name));
+        assert_eq!(unchanged[0][0].as_deref(), Some("0"));
+
+        pg.server.restart(&LocalOptions::default()).unwrap();
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    out.extend(walk(&p));
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+}

@@ -16,7 +16,7 @@
 use crate::batch::{BatchManifest, BatchState, LoadKind};
 use crate::checkpoint::{BatchRecord, Checkpoint, CheckpointStore, LoadedStream};
 use crate::destination::{Destination, LoadRequest};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, RetryPolicy};
 use crate::plan::{self, StreamPlan};
 use crate::progress::Progress;
 use crate::report::{StreamReport, SyncReport};
@@ -46,11 +46,22 @@ pub struct SyncOptions {
     pub batch_bytes: usize,
     /// Arrow batches buffered between the reader and the Parquet writer.
     pub channel_depth: usize,
+    /// Retries of a stream's read or load after a retryable failure
+    /// ([`ErrorKind::policy`]).
+    pub retries: u32,
+    /// The first retry waits this long; each next one twice as long.
+    pub retry_base: std::time::Duration,
 }
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        SyncOptions { batch_rows: DEFAULT_BATCH_ROWS, batch_bytes: DEFAULT_BATCH_BYTES, channel_depth: 4 }
+        SyncOptions {
+            batch_rows: DEFAULT_BATCH_ROWS,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            channel_depth: 4,
+            retries: 3,
+            retry_base: std::time::Duration::from_secs(1),
+        }
     }
 }
 
@@ -195,6 +206,71 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
             ))
         }
     };
+    // Transient failures (a dropped connection, a restarting server) are
+    // retried with backoff; a failed read starts a new batch, a failed load
+    // loads the same staged batch again.
+    let mut attempt = 0;
+    let (manifest, stats) = loop {
+        attempt += 1;
+        match stage_stream(ctx, sync_id, plan, &stream, incremental.clone()).await {
+            Ok(v) => break v,
+            Err(e) if attempt <= ctx.options.retries && e.kind() == ErrorKind::Transient => {
+                backoff(ctx, &stream, attempt, &e, "reading").await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    failpoint("after_staged");
+    ctx.progress.stream_phase(&stream, "loading");
+    let mut attempt = 0;
+    let rows_after = loop {
+        attempt += 1;
+        match load_batches(ctx, pipeline_id, plan.mode.as_str(), std::slice::from_ref(&manifest)).await {
+            Ok(v) => break v,
+            Err(e) if attempt <= ctx.options.retries && e.kind().policy() == RetryPolicy::RetryWithBackoff => {
+                backoff(ctx, &stream, attempt, &e, "loading").await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let batch_id = manifest.batch_id;
+    tracing::info!(
+        pipeline = %ctx.pipeline,
+        stream = %stream,
+        table = %plan.table.name,
+        batch_id,
+        rows = manifest.row_count,
+        destination_rows = rows_after,
+        "stream loaded"
+    );
+    Ok(StreamDone {
+        batch_id,
+        rows: manifest.row_count,
+        source_bytes: stats.source_bytes,
+        staged_bytes: manifest.byte_count(),
+        unrepresentable: stats.unrepresentable,
+        position: manifest.end_position.clone(),
+    })
+}
+
+/// Waits before the next attempt: `retry_base × 2^(attempt−1)`, at most a minute.
+async fn backoff(ctx: &SyncContext, stream: &str, attempt: u32, e: &Error, what: &str) {
+    let wait = ctx.options.retry_base.saturating_mul(1 << (attempt - 1).min(16)).min(std::time::Duration::from_secs(60));
+    tracing::warn!(pipeline = %ctx.pipeline, stream = %stream, attempt, retries = ctx.options.retries,
+        wait_ms = wait.as_millis() as u64, error = %e, "{what} failed; retrying");
+    ctx.progress.stream_phase(stream, &format!("retrying in {}s", wait.as_secs_f64().ceil()));
+    tokio::time::sleep(wait).await;
+}
+
+/// Reads a stream into a new batch and records its manifest (`staged`).
+async fn stage_stream(
+    ctx: &SyncContext,
+    sync_id: i64,
+    plan: &StreamPlan,
+    stream: &str,
+    incremental: Option<(IncrementalRead, Option<CursorValue>)>,
+) -> Result<(BatchManifest, ReadStats)> {
+    let stream = stream.to_owned();
     let batch_id = ctx.store.allocate_batch(&ctx.pipeline, &stream, sync_id).await?;
     let staged = stage_snapshot(SnapshotJob {
         source: ctx.source.clone(),
@@ -224,26 +300,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
         }
     };
     ctx.store.record_staged(&manifest).await?;
-    failpoint("after_staged");
-    ctx.progress.stream_phase(&stream, "loading");
-    let rows_after = load_batches(ctx, pipeline_id, plan.mode.as_str(), std::slice::from_ref(&manifest)).await?;
-    tracing::info!(
-        pipeline = %ctx.pipeline,
-        stream = %stream,
-        table = %plan.table.name,
-        batch_id,
-        rows = manifest.row_count,
-        destination_rows = rows_after,
-        "stream loaded"
-    );
-    Ok(StreamDone {
-        batch_id,
-        rows: manifest.row_count,
-        source_bytes: stats.source_bytes,
-        staged_bytes: manifest.byte_count(),
-        unrepresentable: stats.unrepresentable,
-        position: manifest.end_position.clone(),
-    })
+    Ok((manifest, stats))
 }
 
 /// One snapshot to stage: a stream read from a source into one batch.
