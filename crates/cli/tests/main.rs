@@ -1239,3 +1239,103 @@ mod network {
         out
     }
 }
+
+mod schema_evolution {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    fn types(dir: &std::path::Path, table: &str) -> Vec<(String, String)> {
+        duck(dir, &format!("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{table}' AND column_name NOT LIKE '\\_simplyload%' ESCAPE '\\' ORDER BY ordinal_position"))
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect()
+    }
+
+    async fn sync(dir: &std::path::Path) -> serde_json::Value {
+        let run = simplyload(dir, &["sync", "--json"], &[]).await;
+        run.ok();
+        reports(&run)
+    }
+
+    fn changes(r: &serde_json::Value) -> Vec<String> {
+        r[0]["streams"][0]["schema_changes"].as_array().map(|a| a.iter().map(|c| c.as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+    }
+
+    async fn clean(dir: &std::path::Path) {
+        let rec = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert_eq!(rec.code, Some(0), "{}\n{}", rec.stdout, rec.stderr);
+    }
+
+    /// Added, defaulted, dropped, widened and incompatibly changed columns of
+    /// an incremental stream: the destination's columns and values after each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_kind_of_change_arrives_without_losing_a_value() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE items (id int PRIMARY KEY, code int, price numeric(10,2), note varchar(10), legacy text,
+                                 updated_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO items (id, code, price, note, legacy) SELECT i, i * 10, i + 0.25, 'n' || i, 'l' || i FROM generate_series(1, 20) i;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["{name: public.items, cursor: updated_at, lookback: 1s}"], "    mode: incremental\n");
+        sync(dir.path()).await;
+        let t = format!("app_{}_items", db.name);
+
+        // 1. Added without a default: earlier rows NULL, new values arrive.
+        db.exec("ALTER TABLE items ADD COLUMN color text; UPDATE items SET color = 'red', updated_at = clock_timestamp() WHERE id = 1;").await;
+        let r = sync(dir.path()).await;
+        assert_eq!(changes(&r), ["column color added"]);
+        let colors = duck(dir.path(), &format!("SELECT color FROM simplyload.{t} WHERE id IN (1, 2) ORDER BY id"));
+        assert_eq!(colors, vec![vec![Some("red".into())], vec![None]]);
+        clean(dir.path()).await;
+
+        // 2. Added with a default: every existing row has a value its cursor
+        //    does not show, so the stream is read again.
+        db.exec("ALTER TABLE items ADD COLUMN status text NOT NULL DEFAULT 'active';").await;
+        let r = sync(dir.path()).await;
+        assert_eq!(changes(&r), ["column status added with a default; existing rows are read again"]);
+        assert_eq!(r[0]["streams"][0]["rows"], 20);
+        let active = duck(dir.path(), &format!("SELECT count(*)::VARCHAR FROM simplyload.{t} WHERE status = 'active'"));
+        assert_eq!(active[0][0].as_deref(), Some("20"));
+        clean(dir.path()).await;
+
+        // 3. Dropped: the column stays with its values, new rows leave it NULL.
+        db.exec("ALTER TABLE items DROP COLUMN legacy; INSERT INTO items (id, code, price, note) VALUES (21, 210, 21.25, 'n21');").await;
+        let r = sync(dir.path()).await;
+        assert_eq!(changes(&r), ["column legacy dropped in the source; kept in the destination, no longer filled"]);
+        let legacy = duck(dir.path(), &format!("SELECT legacy FROM simplyload.{t} WHERE id IN (1, 21) ORDER BY id"));
+        assert_eq!(legacy, vec![vec![Some("l1".into())], vec![None]]);
+        clean(dir.path()).await;
+
+        // 4. Widened: altered in place, values intact.
+        db.exec("ALTER TABLE items ALTER COLUMN id TYPE bigint, ALTER COLUMN price TYPE numeric(14,3), ALTER COLUMN note TYPE text;
+                 UPDATE items SET price = 1234567.125, updated_at = clock_timestamp() WHERE id = 2;").await;
+        let r = sync(dir.path()).await;
+        assert_eq!(changes(&r), ["column id widened from int32 to int64", "column price widened from decimal(10,2) to decimal(14,3)"]);
+        let ty = types(dir.path(), &t);
+        assert!(ty.contains(&("id".into(), "BIGINT".into())) && ty.contains(&("price".into(), "DECIMAL(14,3)".into())), "{ty:?}");
+        let prices = duck(dir.path(), &format!("SELECT price::VARCHAR FROM simplyload.{t} WHERE id IN (1, 2) ORDER BY id"));
+        assert_eq!(prices, vec![vec![Some("1.250".into())], vec![Some("1234567.125".into())]]);
+        clean(dir.path()).await;
+
+        // 5. Incompatible: the old column keeps its data, values go to code__text.
+        db.exec("ALTER TABLE items ALTER COLUMN code TYPE text USING 'C-' || code;").await;
+        let r = sync(dir.path()).await;
+        assert_eq!(
+            changes(&r),
+            ["column code changed type from int32 to text; old values stay in code, values are now written to code__text (rows read again)"]
+        );
+        let codes = duck(dir.path(), &format!("SELECT code::VARCHAR, code__text FROM simplyload.{t} WHERE id IN (1, 21) ORDER BY id"));
+        assert_eq!(codes, vec![vec![Some("10".into()), Some("C-10".into())], vec![Some("210".into()), Some("C-210".into())]]);
+        clean(dir.path()).await;
+        // Later syncs keep writing to code__text.
+        db.exec("UPDATE items SET code = 'C-new', updated_at = clock_timestamp() WHERE id = 3;").await;
+        let r = sync(dir.path()).await;
+        assert!(changes(&r).is_empty(), "{r}");
+        let c3 = duck(dir.path(), &format!("SELECT code__text FROM simplyload.{t} WHERE id = 3"));
+        assert_eq!(c3[0][0].as_deref(), Some("C-new"));
+        clean(dir.path()).await;
+    }
+}

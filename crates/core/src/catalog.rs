@@ -40,6 +40,10 @@ pub struct ColumnInfo {
     /// The logical type the column is staged as.
     pub sql_type: SqlType,
     pub nullable: bool,
+    /// The column has a default: added to a table that has rows, it gives
+    /// them values without touching their `updated_at`.
+    #[serde(default)]
+    pub has_default: bool,
 }
 
 /// The outcome of a connection and permission check, one line per thing checked.

@@ -105,6 +105,10 @@ pub trait CheckpointStore: Send + Sync {
     /// Records a stream's failure in its state (shown by `status`).
     async fn record_stream_error(&self, pipeline: &str, stream: &str, error: &str) -> Result<()>;
 
+    /// The table shape of the stream's most recently loaded batch: what the
+    /// destination table looks like now, for schema evolution.
+    async fn last_loaded_table(&self, pipeline: &str, stream: &str) -> Result<Option<crate::schema::TableSpec>>;
+
     /// Batches in state `staging` or `staged`, oldest first.
     async fn unfinished_batches(&self, pipeline: &str) -> Result<Vec<BatchRecord>>;
 

@@ -4,7 +4,7 @@
 use crate::catalog::{Catalog, TableInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::naming::{self, Rename, StreamName, TableNameParts};
-use crate::schema::{Column, TableSpec};
+use crate::schema::{Column, SqlType, TableSpec};
 use simplyload_config::{Config, PipelineConfig, StreamConfig, SyncMode};
 use std::collections::HashMap;
 
@@ -21,6 +21,116 @@ pub struct StreamPlan {
     pub cursor: Option<CursorPlan>,
     /// The column mapped onto `_simplyload_deleted` (index into `table.columns`).
     pub soft_delete: Option<usize>,
+    /// Source names of the columns that have a default (see [`SchemaChange::Added`]).
+    pub defaults: Vec<String>,
+}
+
+/// How a stream's table changed since its last load (DESIGN.md §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaChange {
+    /// A new source column; earlier rows hold NULL in it — unless it came
+    /// with a default, which gave existing rows values without touching
+    /// their cursor, so they are read again.
+    Added { column: String, with_default: bool },
+    /// Gone from the source: the destination column stays and is no longer filled.
+    Dropped { column: String },
+    /// A wider type holds every old value exactly: the column is altered in place.
+    Widened { column: String, from: SqlType, to: SqlType },
+    /// Any other type change: the old column keeps its data, the new values
+    /// go to a new column, and the stream is read again to fill it.
+    Diverted { column: String, from: SqlType, to: SqlType, into: String },
+}
+
+impl SchemaChange {
+    /// Whether existing rows got values their cursor does not show.
+    pub fn needs_reread(&self) -> bool {
+        matches!(self, SchemaChange::Added { with_default: true, .. } | SchemaChange::Diverted { .. })
+    }
+}
+
+impl std::fmt::Display for SchemaChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SchemaChange::Added { column, with_default: false } => write!(f, "column {column} added"),
+            SchemaChange::Added { column, with_default: true } => {
+                write!(f, "column {column} added with a default; existing rows are read again")
+            }
+            SchemaChange::Dropped { column } => {
+                write!(f, "column {column} dropped in the source; kept in the destination, no longer filled")
+            }
+            SchemaChange::Widened { column, from, to } => {
+                write!(f, "column {column} widened from {} to {}", from.name(), to.name())
+            }
+            SchemaChange::Diverted { column, from, to, into } => write!(
+                f,
+                "column {column} changed type from {} to {}; old values stay in {column}, values are now written to {into} (rows read again)",
+                from.name(),
+                to.name()
+            ),
+        }
+    }
+}
+
+/// Brings a freshly planned table in line with what was loaded before:
+/// unchanged columns keep their destination names, widened ones are altered,
+/// and an incompatible type change goes to a new column `<name>__<type>`.
+pub fn evolve(previous: &TableSpec, planned: &mut TableSpec, defaults: &[String]) -> Vec<SchemaChange> {
+    let mut changes = Vec::new();
+    let mut taken: Vec<String> = previous.columns.iter().map(|c| c.name.clone()).collect();
+    let mut renamed: Vec<(String, String)> = Vec::new();
+    for i in 0..planned.columns.len() {
+        let c = planned.columns[i].clone();
+        match previous.columns.iter().find(|p| p.source_name == c.source_name) {
+            None => {
+                // A new column must not take the name of one still in the destination.
+                let mut name = c.name.clone();
+                let mut n = 2;
+                while taken.contains(&name) && !previous.columns.iter().any(|p| p.name == name && p.source_name == c.source_name) {
+                    name = format!("{}_{n}", c.name);
+                    n += 1;
+                }
+                taken.push(name.clone());
+                if name != c.name {
+                    renamed.push((c.name.clone(), name.clone()));
+                    planned.columns[i].name = name.clone();
+                }
+                changes.push(SchemaChange::Added { column: name, with_default: defaults.contains(&c.source_name) });
+            }
+            Some(p) if p.sql_type == c.sql_type || p.sql_type.widens_to(&c.sql_type) => {
+                if p.name != c.name {
+                    renamed.push((c.name.clone(), p.name.clone()));
+                    planned.columns[i].name = p.name.clone();
+                }
+                if p.sql_type != c.sql_type {
+                    changes.push(SchemaChange::Widened { column: p.name.clone(), from: p.sql_type, to: c.sql_type });
+                }
+            }
+            Some(p) => {
+                let base = format!("{}__{}", c.name, crate::naming::normalize(&c.sql_type.name()));
+                let mut into = base.clone();
+                let mut n = 2;
+                while taken.contains(&into) {
+                    into = format!("{base}_{n}");
+                    n += 1;
+                }
+                taken.push(into.clone());
+                renamed.push((c.name.clone(), into.clone()));
+                planned.columns[i].name = into.clone();
+                changes.push(SchemaChange::Diverted { column: p.name.clone(), from: p.sql_type, to: c.sql_type, into });
+            }
+        }
+    }
+    for k in &mut planned.key {
+        if let Some((_, to)) = renamed.iter().find(|(from, _)| from == k) {
+            *k = to.clone();
+        }
+    }
+    for p in &previous.columns {
+        if !planned.columns.iter().any(|c| c.source_name == p.source_name) {
+            changes.push(SchemaChange::Dropped { column: p.name.clone() });
+        }
+    }
+    changes
 }
 
 /// The cursor of an incremental stream.
@@ -211,7 +321,17 @@ fn plan_stream(
         _ => None,
     };
     let soft_delete = stream.soft_delete.as_deref().map(index_of);
-    Ok(StreamPlan { config: stream.clone(), mode, table, renames, estimated_rows: info.estimated_rows, cursor, soft_delete })
+    let defaults = info.columns.iter().filter(|c| c.has_default).map(|c| c.name.clone()).collect();
+    Ok(StreamPlan {
+        config: stream.clone(),
+        mode,
+        table,
+        renames,
+        estimated_rows: info.estimated_rows,
+        cursor,
+        soft_delete,
+        defaults,
+    })
 }
 
 fn missing_table(name: &StreamName, pipeline: &PipelineConfig, catalog: &Catalog) -> Error {
@@ -260,7 +380,13 @@ pipelines:
     }
 
     fn catalog() -> Catalog {
-        let col = |n: &str, t: SqlType| ColumnInfo { name: n.into(), type_name: "x".into(), sql_type: t, nullable: true };
+        let col = |n: &str, t: SqlType| ColumnInfo {
+            name: n.into(),
+            type_name: "x".into(),
+            sql_type: t,
+            nullable: true,
+            has_default: false,
+        };
         Catalog {
             database: "shop".into(),
             tables: vec![
@@ -314,6 +440,61 @@ pipelines:
         let plans = plan_pipeline("p", &cfg.pipelines["p"], &catalog());
         let e = plans[0].1.as_ref().unwrap_err();
         assert!(e.message().contains("pipelines.p.streams[0].primary_key: table sales.orders has no column `idd`"), "{e}");
+    }
+
+    #[test]
+    fn evolution_keeps_names_widens_and_diverts() {
+        let col = |n: &str, t: SqlType| Column {
+            source_name: n.into(),
+            name: n.to_lowercase(),
+            sql_type: t,
+            source_type: "x".into(),
+            nullable: true,
+        };
+        let spec = |cols: Vec<Column>| TableSpec {
+            stream: StreamName::new("public", "t"),
+            name: "t".into(),
+            columns: cols,
+            key: vec!["id".into()],
+        };
+        let previous = spec(vec![
+            col("id", SqlType::Int32),
+            col("amount", SqlType::Decimal { precision: 10, scale: 2 }),
+            col("code", SqlType::Int32),
+            col("gone", SqlType::Text),
+        ]);
+        let mut planned = spec(vec![
+            col("id", SqlType::Int64),
+            col("amount", SqlType::Decimal { precision: 12, scale: 3 }),
+            col("code", SqlType::Text),
+            col("new", SqlType::Text),
+            col("filled", SqlType::Int32),
+        ]);
+        let changes = evolve(&previous, &mut planned, &["filled".into()]);
+        let names: Vec<_> = planned.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "amount", "code__text", "new", "filled"]);
+        assert_eq!(planned.key, ["id"]);
+        let text: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "column id widened from int32 to int64",
+                "column amount widened from decimal(10,2) to decimal(12,3)",
+                "column code changed type from int32 to text; old values stay in code, values are now written to code__text (rows read again)",
+                "column new added",
+                "column filled added with a default; existing rows are read again",
+                "column gone dropped in the source; kept in the destination, no longer filled",
+            ]
+        );
+        assert!(changes.iter().filter(|c| c.needs_reread()).count() == 2);
+        // Loaded once diverted, the column stays diverted.
+        let again = planned.clone();
+        let mut replanned = spec(vec![col("id", SqlType::Int64), col("amount", SqlType::Decimal { precision: 12, scale: 3 }), col("code", SqlType::Text), col("new", SqlType::Text), col("filled", SqlType::Int32)]);
+        assert!(evolve(&again, &mut replanned, &[]).is_empty());
+        assert_eq!(replanned.columns[2].name, "code__text");
+        assert!(!SqlType::Decimal { precision: 10, scale: 2 }.widens_to(&SqlType::Decimal { precision: 10, scale: 3 }));
+        assert!(SqlType::Int32.widens_to(&SqlType::Decimal { precision: 12, scale: 2 }));
+        assert!(!SqlType::Int64.widens_to(&SqlType::Int32));
     }
 
     #[test]

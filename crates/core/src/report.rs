@@ -76,6 +76,9 @@ pub struct StreamReport {
     pub batch_id: Option<u64>,
     pub duration_ms: u64,
     pub unrepresentable: Vec<Unrepresentable>,
+    /// How the table's shape changed at this sync, in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_changes: Vec<String>,
     /// The checkpoint position after this sync (incremental: the cursor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<serde_json::Value>,

@@ -79,6 +79,29 @@ impl SqlType {
         }
     }
 
+    /// Whether every value of `self` is exactly a value of `to` (so a
+    /// destination column can be altered from one to the other in place).
+    pub fn widens_to(&self, to: &SqlType) -> bool {
+        use SqlType::*;
+        let int_digits = |t: &SqlType| match t {
+            Int16 => Some(5),
+            Int32 => Some(10),
+            Int64 => Some(19),
+            _ => None,
+        };
+        match (self, to) {
+            (a, b) if a == b => true,
+            (Int16, Int32 | Int64) | (Int32, Int64) | (Float32, Float64) => true,
+            (Int16 | Int32 | Int64, Decimal { precision, scale }) => {
+                int_digits(self).is_some_and(|d| (*precision as i32 - *scale as i32) >= d)
+            }
+            (Decimal { precision: p1, scale: s1 }, Decimal { precision: p2, scale: s2 }) => {
+                s2 >= s1 && (*p2 as i32 - *s2 as i32) >= (*p1 as i32 - *s1 as i32)
+            }
+            _ => false,
+        }
+    }
+
     /// A short name for reports (`decimal(12,2)`, `timestamptz`, …).
     pub fn name(&self) -> String {
         match self {

@@ -125,6 +125,7 @@ async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report:
         };
         let stream_report = match result {
             Ok((plan, done)) => StreamReport {
+                schema_changes: done.schema_changes,
                 stream: label.clone(),
                 table: plan.table.name.clone(),
                 mode: plan.mode.to_string(),
@@ -144,6 +145,7 @@ async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report:
                 tracing::error!(pipeline = %ctx.pipeline, stream = %label, error = %e, "stream failed");
                 let _ = ctx.store.record_stream_error(&ctx.pipeline, &label, &e.to_string()).await;
                 StreamReport {
+                    schema_changes: Vec::new(),
                     stream: label.clone(),
                     table: String::new(),
                     mode: String::new(),
@@ -174,6 +176,7 @@ struct StreamDone {
     staged_bytes: u64,
     unrepresentable: Vec<crate::report::Unrepresentable>,
     position: Option<serde_json::Value>,
+    schema_changes: Vec<String>,
 }
 
 /// The cursor an incremental stream's checkpoint holds, if it was written
@@ -188,6 +191,17 @@ pub fn checkpoint_cursor(position: Option<&serde_json::Value>, column: &str) -> 
 
 async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &StreamPlan) -> Result<StreamDone> {
     let stream = plan.stream();
+    // Schema evolution against what the destination table holds now.
+    let mut plan = plan.clone();
+    let changes = match ctx.store.last_loaded_table(&ctx.pipeline, &stream).await? {
+        Some(previous) => plan::evolve(&previous, &mut plan.table, &plan.defaults),
+        None => Vec::new(),
+    };
+    for c in &changes {
+        tracing::info!(pipeline = %ctx.pipeline, stream = %stream, change = %c, "schema change");
+    }
+    let reread = changes.iter().any(plan::SchemaChange::needs_reread);
+    let plan = &plan;
     let incremental = match &plan.cursor {
         None => None,
         Some(c) => {
@@ -200,7 +214,10 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
                 IncrementalRead {
                     column: column.source_name.clone(),
                     sql_type: column.sql_type,
-                    from: previous.as_ref().map(|p| p.minus(&c.lookback)),
+                    // A change that gave existing rows new values without
+                    // touching their cursor: read everything again (merged,
+                    // so columns no longer filled keep their data).
+                    from: if reread { None } else { previous.as_ref().map(|p| p.minus(&c.lookback)) },
                 },
                 previous,
             ))
@@ -212,7 +229,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     let mut attempt = 0;
     let (manifest, stats) = loop {
         attempt += 1;
-        match stage_stream(ctx, sync_id, plan, &stream, incremental.clone()).await {
+        match stage_stream(ctx, sync_id, plan, &stream, incremental.clone(), reread).await {
             Ok(v) => break v,
             Err(e) if attempt <= ctx.options.retries && e.kind() == ErrorKind::Transient => {
                 backoff(ctx, &stream, attempt, &e, "reading").await;
@@ -250,6 +267,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
         staged_bytes: manifest.byte_count(),
         unrepresentable: stats.unrepresentable,
         position: manifest.end_position.clone(),
+        schema_changes: changes.iter().map(|c| c.to_string()).collect(),
     })
 }
 
@@ -269,6 +287,7 @@ async fn stage_stream(
     plan: &StreamPlan,
     stream: &str,
     incremental: Option<(IncrementalRead, Option<CursorValue>)>,
+    merge_full_read: bool,
 ) -> Result<(BatchManifest, ReadStats)> {
     let stream = stream.to_owned();
     let batch_id = ctx.store.allocate_batch(&ctx.pipeline, &stream, sync_id).await?;
@@ -286,6 +305,7 @@ async fn stage_stream(
         cursor: plan.cursor.as_ref().map(|c| c.index),
         soft_delete: plan.soft_delete,
         incremental,
+        merge_full_read,
     })
     .await;
     let (manifest, stats) = match staged {
@@ -321,6 +341,9 @@ pub struct SnapshotJob<'a> {
     pub soft_delete: Option<usize>,
     /// The cursor filter, and the checkpoint's cursor it was derived from.
     pub incremental: Option<(IncrementalRead, Option<CursorValue>)>,
+    /// An incremental stream read in full after a schema change is merged,
+    /// not replaced, so destination columns no longer filled keep their data.
+    pub merge_full_read: bool,
 }
 
 /// Reads a snapshot of one stream into the staged files of one batch: the
@@ -416,7 +439,7 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
                     "null_cursor_rows": null_cursors,
                 })
             };
-            let kind = if read.from.is_some() { LoadKind::Merge } else { LoadKind::Replace };
+            let kind = if read.from.is_some() || job.merge_full_read { LoadKind::Merge } else { LoadKind::Replace };
             (kind, read.from.as_ref().map(|f| position(&Some(f.clone()))), Some(position(&pos)))
         }
     };

@@ -147,6 +147,24 @@ pub fn duck_type(t: &SqlType) -> String {
     }
 }
 
+/// The logical type of a DuckDB column type (as `information_schema` prints it).
+fn sql_type_of(duck: &str) -> Option<SqlType> {
+    let t = duck.to_ascii_uppercase().replace(' ', "");
+    Some(match t.as_str() {
+        "SMALLINT" | "INT2" => SqlType::Int16,
+        "INTEGER" | "INT" | "INT4" => SqlType::Int32,
+        "BIGINT" | "INT8" => SqlType::Int64,
+        "REAL" | "FLOAT" | "FLOAT4" => SqlType::Float32,
+        "DOUBLE" | "FLOAT8" => SqlType::Float64,
+        d if d.starts_with("DECIMAL(") => {
+            let inner = d.trim_start_matches("DECIMAL(").trim_end_matches(')');
+            let (p, s) = inner.split_once(',')?;
+            SqlType::Decimal { precision: p.parse().ok()?, scale: s.parse().ok()? }
+        }
+        _ => return None,
+    })
+}
+
 /// Whether a type from `information_schema.columns.data_type` is the type we create.
 fn same_type(info: &str, created: &str) -> bool {
     let norm = |t: &str| match t.to_ascii_uppercase().replace(' ', "").as_str() {
@@ -495,6 +513,7 @@ fn load_sync(
         table.columns.iter().map(|c| (c.name.clone(), duck_type(&c.sql_type))).collect();
     wanted.extend(meta_columns(table).into_iter().map(|(n, t)| (n.to_owned(), t.to_owned())));
     let mut changed = Vec::new();
+    let mut widened: Vec<(String, String)> = Vec::new();
     for (name, ty) in &wanted {
         match existing.iter().find(|(n, _)| n == name) {
             None => {
@@ -505,9 +524,26 @@ fn load_sync(
             Some(_) => {}
         }
     }
-    // A column whose source type changed: a full refresh rewrites every row,
-    // so the column takes the new type on the emptied table (never a cast of
-    // old values); a merge must not cast stored values, so it stops.
+    // A widened column (every old value is exactly a value of the new type)
+    // is altered in place.
+    changed.retain(|(name, have, ty)| {
+        let widen = table
+            .column(name)
+            .zip(sql_type_of(have))
+            .is_some_and(|(c, old)| old != c.sql_type && old.widens_to(&c.sql_type));
+        if widen {
+            widened.push((name.clone(), ty.clone()));
+        }
+        !widen
+    });
+    for (name, ty) in &widened {
+        tx.execute_batch(&format!("ALTER TABLE {} ALTER COLUMN {} SET DATA TYPE {ty};", qualified(&table.name), ident(name)))
+            .map_err(|e| db_error(e, &format!("widening column {name} of {}", table.name)))?;
+    }
+    // Any other type change: a full refresh rewrites every row, so the
+    // column takes the new type on the emptied table (never a cast of old
+    // values); a merge must not cast stored values, so it stops. (The sync
+    // runner diverts such changes to a new column before they get here.)
     if !changed.is_empty() {
         if kind != LoadKind::Replace {
             let (name, have, ty) = &changed[0];

@@ -51,6 +51,7 @@ rels AS (
 )
 SELECT r.oid::int8, r.nspname, r.relname, r.relkind, r.replident, r.reltuples,
        a.attnum::int4, a.attname, a.attnotnull, format_type(a.atttypid, a.atttypmod) AS type_name,
+       (a.atthasdef OR a.atthasmissing OR a.attgenerated <> '') AS has_default,
        bt.oid::int8 AS base_oid, bt.typname, bt.typtype::text, bt.typcategory::text,
        CASE WHEN res.start IS NOT NULL AND a.atttypmod = -1 THEN res.typmod ELSE a.atttypmod END AS typmod
 FROM rels r
@@ -122,11 +123,11 @@ pub async fn discover(client: &Client, only: Option<&StreamName>) -> Result<Vec<
                 columns: Vec::new(),
             });
         }
-        let base_oid: i64 = r.get(10);
-        let typname: String = r.get(11);
-        let typtype: String = r.get(12);
-        let category: String = r.get(13);
-        let typmod: i32 = r.get(14);
+        let base_oid: i64 = r.get(11);
+        let typname: String = r.get(12);
+        let typtype: String = r.get(13);
+        let category: String = r.get(14);
+        let typmod: i32 = r.get(15);
         let plan = types::plan(&BaseType {
             oid: base_oid as u32,
             name: &typname,
@@ -139,6 +140,7 @@ pub async fn discover(client: &Client, only: Option<&StreamName>) -> Result<Vec<
             type_name: r.get(9),
             sql_type: plan.sql_type,
             nullable: !r.get::<_, bool>(8),
+            has_default: r.get(10),
         };
         let t = tables.last_mut().expect("pushed above");
         t.info.columns.push(info.clone());

@@ -355,6 +355,26 @@ impl CheckpointStore for SqliteStore {
         })
     }
 
+    async fn last_loaded_table(&self, pipeline: &str, stream: &str) -> Result<Option<simplyload_core::TableSpec>> {
+        let manifest: Option<String> = self.with(|c| {
+            c.query_row(
+                "SELECT manifest FROM batches WHERE pipeline = ?1 AND stream = ?2 AND state = 'loaded'
+                 ORDER BY batch_id DESC LIMIT 1",
+                [pipeline, stream],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+        })?;
+        manifest
+            .map(|m| {
+                serde_json::from_str::<BatchManifest>(&m).map(|m| m.table).map_err(|e| {
+                    Error::internal(format!("state file: the last manifest of {stream} is unreadable: {e}"))
+                })
+            })
+            .transpose()
+    }
+
     async fn unfinished_batches(&self, pipeline: &str) -> Result<Vec<BatchRecord>> {
         let rows = self.with(|c| {
             let mut st = c.prepare(

@@ -96,6 +96,7 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
             cursor: None,
             soft_delete: None,
             incremental: None,
+            merge_full_read: false,
         })
         .await?;
         ours_secs.push(started.elapsed().as_secs_f64());

@@ -6,7 +6,7 @@ use crate::connectors;
 use crate::progress::count;
 use simplyload_config::SyncMode;
 use simplyload_core::reconcile::{Difference, ReconcileOptions, TableReconcile, reconcile_table};
-use simplyload_core::{Error, Result, StreamName};
+use simplyload_core::{CheckpointStore, Error, Result, StreamName};
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
@@ -34,6 +34,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
     let source = connectors::source(&cfg, &p.source)?;
     let destination = connectors::destination(&cfg, &p.destination)?;
     let catalog = source.discover().await?;
+    let store: Option<std::sync::Arc<simplyload_state::SqliteStore>> =
+        if cfg.state_path().exists() { Some(connectors::store(&cfg)?) } else { None };
     // The table shapes are the sync's, whatever the stream's mode.
     let mut shape = p.clone();
     shape.mode = SyncMode::FullRefresh;
@@ -58,13 +60,19 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
         if !wanted.is_empty() && !wanted.iter().any(|w| w.to_string() == label) {
             continue;
         }
-        let plan = match plan {
+        let mut plan = match plan {
             Ok(p) => p,
             Err(e) => {
                 failures.push((label, e));
                 continue;
             }
         };
+        // The destination's shape after schema evolution (diverted columns).
+        if let Some(store) = &store {
+            if let Some(previous) = store.last_loaded_table(&args.pipeline, &label).await? {
+                simplyload_core::plan::evolve(&previous, &mut plan.table, &plan.defaults);
+            }
+        }
         let started = std::time::Instant::now();
         let result = reconcile_table(
             source.as_ref(),

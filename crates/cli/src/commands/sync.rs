@@ -108,6 +108,9 @@ pub fn print_report(r: &SyncReport) {
                 u.sample_keys.join("; ")
             );
         }
+        for c in &s.schema_changes {
+            println!("  {}: {c}", s.stream);
+        }
         for rn in &s.renames {
             println!("  {}: column {:?} is named {} in the destination (name collision)", s.stream, rn.source, rn.destination);
         }
