@@ -73,6 +73,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read one stream in full at the next sync (a new generation), leaving the others alone
+    Resync {
+        pipeline: String,
+        /// The stream, e.g. `public.orders`
+        stream: String,
+        /// If the pipeline is syncing, wait this long for it
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        wait: std::time::Duration,
+    },
+    /// List a pipeline's past syncs with durations and row counts
+    History {
+        pipeline: String,
+        /// How many syncs to show
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Staged Parquet files
+    #[command(subcommand)]
+    Staging(commands::day2::StagingCommand),
     /// Start a throwaway Postgres with demo data, sync it into DuckDB, compare counts
     Quickstart {
         /// Where to write simplyload.yaml, the state and warehouse.duckdb
@@ -127,6 +149,9 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
         Command::Discover { source, json } => commands::discover::run(config, &source, json).await,
         Command::Sync { pipelines, json, wait } => commands::sync::run(config, &pipelines, json, wait, bars).await,
         Command::Status { pipeline, json } => commands::status::run(config, pipeline.as_deref(), json).await,
+        Command::Resync { pipeline, stream, wait } => commands::day2::resync(config, &pipeline, &stream, wait).await,
+        Command::History { pipeline, limit, json } => commands::day2::history(config, &pipeline, limit, json).await,
+        Command::Staging(cmd) => commands::day2::staging(config, cmd).await,
         Command::Quickstart { dir } => commands::quickstart::run(&dir, bars).await,
         Command::Bench(b) => commands::bench::run(b).await,
         Command::Playground(p) => commands::playground::run(config, p).await,

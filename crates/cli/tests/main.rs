@@ -1339,3 +1339,92 @@ mod schema_evolution {
         clean(dir.path()).await;
     }
 }
+
+mod day2 {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    fn files(dir: &std::path::Path) -> usize {
+        fn walk(d: &std::path::Path) -> usize {
+            std::fs::read_dir(d).map(|rd| rd.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum()).unwrap_or(0)
+        }
+        walk(&dir.join(".simplyload/staging"))
+    }
+
+    /// status (changes, cursor, lag), history, resync of one stream, staging gc.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_history_resync_and_staging_gc() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        simplyload_playground::create_schema(&db.client).await.unwrap();
+        simplyload_playground::seed(&db.client, simplyload_playground::SeedCounts { users: 30, orders: 60, events: 5 }, 5)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        config(
+            dir.path(),
+            &db.url,
+            &["{name: public.users, cursor: updated_at, lookback: 1s}", "{name: public.orders, cursor: updated_at, lookback: 1s}"],
+            "    mode: incremental\n",
+        );
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        db.exec(
+            "UPDATE orders SET status = 'refunded' WHERE id <= 4;
+             INSERT INTO orders (user_id, status, quantity, amount, currency) VALUES (1, 'pending', 1, 1.00, 'USD'), (2, 'pending', 1, 2.00, 'USD');",
+        )
+        .await;
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+
+        let status = simplyload(dir.path(), &["status"], &[]).await;
+        status.ok();
+        let line = status.stdout.lines().find(|l| l.contains("public.orders")).unwrap().to_owned();
+        assert!(line.contains("incremental"), "{line}");
+        // 2 new rows, 4 updated (+1 re-read at the checkpoint, unchanged but newer), none deleted.
+        assert!(line.contains("2 / 5 / 0"), "{}", status.stdout);
+        let json = simplyload(dir.path(), &["status", "--json"], &[]).await;
+        let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        let orders = v[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == "public.orders").unwrap().clone();
+        assert_eq!(orders["checkpoint"]["position"]["cursor"]["type"], "micros", "{orders}");
+        assert_eq!(orders["last_changes"], serde_json::json!({"inserted": 2, "updated": 5, "deleted": 0}));
+
+        let history = simplyload(dir.path(), &["history", "main"], &[]).await;
+        history.ok();
+        let lines: Vec<&str> = history.stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", history.stdout);
+        assert!(lines[1].starts_with("2 ") && lines[1].contains("succeeded"), "{}", history.stdout);
+        assert!(lines[2].starts_with("1 ") && lines[2].contains("90"), "{}", history.stdout);
+
+        // resync: orders is read in full at the next sync, users is not.
+        let bad = simplyload(dir.path(), &["resync", "main", "public.nope"], &[]).await;
+        assert_eq!(bad.code, Some(2));
+        assert!(bad.all().contains("pipeline main has no stream public.nope") && bad.all().contains("public.orders"), "{}", bad.all());
+        let r = simplyload(dir.path(), &["resync", "main", "public.orders"], &[]).await;
+        r.ok();
+        assert!(r.stdout.contains("will be read in full at the next sync"), "{}", r.stdout);
+        let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
+        run.ok();
+        let rep = reports(&run);
+        let rows = |s: &str| rep[0]["streams"].as_array().unwrap().iter().find(|x| x["stream"] == s).unwrap()["rows"].as_u64().unwrap();
+        assert_eq!(rows("public.orders"), 62);
+        assert!(rows("public.users") < 30);
+        simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
+
+        // staging gc: nothing is old enough by default; everything loaded with 0s.
+        let before = files(dir.path());
+        assert!(before >= 6, "{before} staged files");
+        let keep = simplyload(dir.path(), &["staging", "gc"], &[]).await;
+        keep.ok();
+        assert!(keep.stdout.contains("removed the staged files of 0 loaded batch(es)"), "{}", keep.stdout);
+        let dry = simplyload(dir.path(), &["staging", "gc", "--older-than", "0s", "--dry-run"], &[]).await;
+        dry.ok();
+        assert!(dry.stdout.contains("would remove the staged files of 6 loaded batch(es)"), "{}", dry.stdout);
+        assert_eq!(files(dir.path()), before);
+        let gc = simplyload(dir.path(), &["staging", "gc", "--older-than", "0s"], &[]).await;
+        gc.ok();
+        assert!(gc.stdout.contains("removed the staged files of 6 loaded batch(es)"), "{}", gc.stdout);
+        assert_eq!(files(dir.path()), 0);
+        // The next sync does not need them.
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
+    }
+}

@@ -31,6 +31,26 @@ pub struct StreamState {
     /// Live rows in the destination table after the last load.
     pub destination_rows: Option<u64>,
     pub last_error: Option<String>,
+    /// What the last load did to the destination table.
+    #[serde(default)]
+    pub last_changes: Option<RowChanges>,
+}
+
+/// Rows a load inserted, updated and marked deleted in the destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowChanges {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+/// A loaded batch whose staged files may be removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedBatch {
+    pub stream: String,
+    pub batch_id: u64,
+    pub loaded_at_ms: i64,
+    pub byte_count: u64,
 }
 
 /// One batch as the store holds it.
@@ -70,6 +90,7 @@ pub struct LoadedStream<'a> {
     pub checkpoint: Checkpoint,
     pub rows: u64,
     pub destination_rows: Option<u64>,
+    pub changes: Option<RowChanges>,
 }
 
 /// Durable state: pipelines, streams, batches, checkpoints, sync history.
@@ -108,6 +129,17 @@ pub trait CheckpointStore: Send + Sync {
     /// The table shape of the stream's most recently loaded batch: what the
     /// destination table looks like now, for schema evolution.
     async fn last_loaded_table(&self, pipeline: &str, stream: &str) -> Result<Option<crate::schema::TableSpec>>;
+
+    /// Starts a new generation of a stream: its checkpoint position is
+    /// cleared, so the next sync reads it in full and replaces the
+    /// destination table's rows. Returns whether there was a checkpoint.
+    async fn request_resync(&self, pipeline: &str, stream: &str) -> Result<bool>;
+
+    /// Loaded batches (loaded before `before_ms`) whose staged files have not been removed.
+    async fn batches_to_clean(&self, pipeline: &str, before_ms: i64) -> Result<Vec<StagedBatch>>;
+
+    /// Records that a loaded batch's staged files are gone.
+    async fn mark_files_removed(&self, pipeline: &str, stream: &str, batch_id: u64) -> Result<()>;
 
     /// Batches in state `staging` or `staged`, oldest first.
     async fn unfinished_batches(&self, pipeline: &str) -> Result<Vec<BatchRecord>>;

@@ -29,6 +29,9 @@ pub struct LoadOutcome {
     /// Batches that were already recorded in `_simplyload_batches` and so
     /// were not applied again.
     pub already_loaded: Vec<u64>,
+    /// What the load did: rows inserted, updated (a newer version of a
+    /// stored row) and marked deleted.
+    pub changes: crate::checkpoint::RowChanges,
 }
 
 /// A warehouse that staged batches are loaded into.

@@ -26,7 +26,9 @@ pub mod sync;
 pub use batch::{BatchManifest, BatchState, LoadKind, StagedFile};
 pub use canon::Canon;
 pub use catalog::{Catalog, CheckItem, CheckReport, ColumnInfo, TableInfo};
-pub use checkpoint::{BatchRecord, Checkpoint, CheckpointStore, LoadedStream, StreamState, SyncRecord};
+pub use checkpoint::{
+    BatchRecord, Checkpoint, CheckpointStore, LoadedStream, RowChanges, StagedBatch, StreamState, SyncRecord,
+};
 pub use destination::{Destination, LoadOutcome, LoadRequest};
 pub use error::{Error, ErrorKind, Result, RetryPolicy};
 pub use naming::StreamName;

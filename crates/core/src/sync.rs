@@ -533,6 +533,7 @@ async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &str, batches:
             checkpoint: Checkpoint { batch_id: last.batch_id, position: last.end_position.clone() },
             rows: batches.iter().map(|b| b.row_count).sum(),
             destination_rows: Some(outcome.rows_after),
+            changes: Some(outcome.changes),
         })
         .await?;
     Ok(outcome.rows_after)
@@ -606,6 +607,7 @@ async fn recover(ctx: &SyncContext, pipeline_id: Uuid) -> Result<BTreeMap<String
                         checkpoint: Checkpoint { batch_id: m.batch_id, position: m.end_position.clone() },
                         rows: m.row_count,
                         destination_rows: None,
+                        changes: None,
                     })
                     .await?;
             } else {

@@ -16,7 +16,7 @@ use simplyload_core::reconcile::{SCAN_BATCH, ScanRequest, ScanSender, ScannedRow
 use simplyload_core::schema::meta;
 use simplyload_core::{
     BatchManifest, CheckReport, Column, Destination, Error, ErrorKind, LoadKind, LoadOutcome, LoadRequest,
-    LocalFile, Result, SqlType, TableSpec, ValueLimits,
+    LocalFile, Result, RowChanges, SqlType, TableSpec, ValueLimits,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -571,7 +571,7 @@ fn load_sync(
     if todo.is_empty() {
         let rows_after = live_rows(&tx, &table.name)?;
         tx.rollback().map_err(|e| db_error(e, "ROLLBACK"))?;
-        return Ok(LoadOutcome { rows_staged: 0, rows_after, already_loaded: already });
+        return Ok(LoadOutcome { rows_staged: 0, rows_after, already_loaded: already, changes: RowChanges::default() });
     }
     let todo_files: Vec<&PathBuf> = {
         // Files are passed in batch order; keep those of batches still to apply.
@@ -616,7 +616,7 @@ fn load_sync(
 
     let casts: Vec<String> = table.columns.iter().map(cast).collect();
     let (d, v) = (ident(meta::DELETED), ident(meta::VERSION));
-    match kind {
+    let changes = match kind {
         LoadKind::Replace => {
             let mut cols = data_cols.clone();
             cols.extend([ident(meta::SYNCED_AT), d.clone(), v.clone()]);
@@ -636,9 +636,10 @@ fn load_sync(
                 vals.join(", ")
             ))
             .map_err(|e| db_error(e, &format!("replacing the rows of {}", table.name)))?;
+            RowChanges { inserted: rows_staged as u64, updated: 0, deleted: 0 }
         }
         LoadKind::Merge => merge(&tx, table, &target, &stage, &casts)?,
-    }
+    };
     for b in &todo {
         tx.execute(
             &format!(
@@ -652,12 +653,18 @@ fn load_sync(
     tx.execute_batch(&format!("DROP VIEW {stage};")).map_err(|e| db_error(e, "dropping the stage view"))?;
     let rows_after = live_rows(&tx, &table.name)?;
     tx.commit().map_err(|e| db_error(e, "COMMIT"))?;
-    Ok(LoadOutcome { rows_staged: rows_staged as u64, rows_after, already_loaded: already })
+    Ok(LoadOutcome { rows_staged: rows_staged as u64, rows_after, already_loaded: already, changes })
 }
 
 /// Applies staged changes by key: the newest version per key wins, a row
 /// never replaces a newer one, and a delete of an unseen key leaves a tombstone.
-fn merge(tx: &duckdb::Transaction<'_>, table: &TableSpec, target: &str, stage: &str, casts: &[String]) -> Result<()> {
+fn merge(
+    tx: &duckdb::Transaction<'_>,
+    table: &TableSpec,
+    target: &str,
+    stage: &str,
+    casts: &[String],
+) -> Result<RowChanges> {
     if !table.has_key() {
         return Err(Error::new(
             ErrorKind::Unsupported,
@@ -691,8 +698,27 @@ fn merge(tx: &duckdb::Transaction<'_>, table: &TableSpec, target: &str, stage: &
     let key_only = if non_key.is_empty() { "true".to_owned() } else { format!("({})", non_key.join(" AND ")) };
     tx.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE {latest} AS
-           SELECT * FROM {stage} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY {v} DESC) = 1;
-         MERGE INTO {target} t USING {latest} s ON ({})
+           SELECT * FROM {stage} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY {v} DESC) = 1;",
+        keys.join(", ")
+    ))
+    .map_err(|e| db_error(e, &format!("reducing the staged rows of {}", table.name)))?;
+    // What the MERGE below will do, counted before it runs.
+    let first_key = &keys[0];
+    let (inserted, updated, deleted): (i64, i64, i64) = tx
+        .query_row(
+            &format!(
+                "SELECT count(*) FILTER (WHERE t.{first_key} IS NULL AND NOT s.{d}),
+                        count(*) FILTER (WHERE t.{first_key} IS NOT NULL AND s.{v} >= t.{v} AND NOT s.{d}),
+                        count(*) FILTER (WHERE s.{d} AND (t.{first_key} IS NULL OR (s.{v} >= t.{v} AND NOT t.{d})))
+                 FROM {latest} s LEFT JOIN {target} t ON ({})",
+                on.join(" AND ")
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(|e| db_error(e, &format!("counting the changes to {}", table.name)))?;
+    tx.execute_batch(&format!(
+        "MERGE INTO {target} t USING {latest} s ON ({})
          WHEN MATCHED AND s.{v} >= t.{v} AND s.{d} AND {key_only} THEN
            UPDATE SET {d} = true, {v} = s.{v}, {at} = now()
          WHEN MATCHED AND s.{v} >= t.{v} THEN
@@ -700,13 +726,13 @@ fn merge(tx: &duckdb::Transaction<'_>, table: &TableSpec, target: &str, stage: &
          WHEN NOT MATCHED THEN
            INSERT ({}) VALUES ({});
          DROP TABLE {latest};",
-        keys.join(", "),
         on.join(" AND "),
         set_all.join(", "),
         cols.join(", "),
         vals.join(", ")
     ))
-    .map_err(|e| db_error(e, &format!("merging into {}", table.name)))
+    .map_err(|e| db_error(e, &format!("merging into {}", table.name)))?;
+    Ok(RowChanges { inserted: inserted as u64, updated: updated as u64, deleted: deleted as u64 })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use simplyload_core::batch::{BatchManifest, BatchState};
 use simplyload_core::checkpoint::{
     BatchRecord, Checkpoint, CheckpointStore, LoadedStream, StreamState, SyncRecord,
 };
-use simplyload_core::{Error, ErrorKind, Result, SyncReport};
+use simplyload_core::{Error, ErrorKind, Result, StagedBatch, SyncReport};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -67,6 +67,11 @@ const MIGRATIONS: &[&str] = &[
         report         TEXT
     );
     CREATE INDEX syncs_by_pipeline ON syncs (pipeline, sync_id);
+    "#,
+    // 2: what each load did; staged files removed by `staging gc`.
+    r#"
+    ALTER TABLE streams ADD COLUMN last_changes TEXT;
+    ALTER TABLE batches ADD COLUMN files_removed_at_ms INTEGER;
     "#,
 ];
 
@@ -304,6 +309,10 @@ impl CheckpointStore for SqliteStore {
             Some(p) => Some(serde_json::to_string(p).map_err(|e| Error::internal(e.to_string()))?),
             None => None,
         };
+        let changes = match &l.changes {
+            Some(c) => Some(serde_json::to_string(c).map_err(|e| Error::internal(e.to_string()))?),
+            None => None,
+        };
         self.with(|c| {
             let tx = c.transaction()?;
             ensure_pipeline(&tx, l.pipeline)?;
@@ -325,7 +334,8 @@ impl CheckpointStore for SqliteStore {
             )?;
             tx.execute(
                 "UPDATE streams SET mode = ?1, table_name = ?2, last_sync_id = ?3, last_loaded_at_ms = ?4,
-                        last_rows = ?5, destination_rows = COALESCE(?6, destination_rows), last_error = NULL
+                        last_rows = ?5, destination_rows = COALESCE(?6, destination_rows), last_error = NULL,
+                        last_changes = COALESCE(?9, last_changes)
                  WHERE pipeline = ?7 AND stream = ?8",
                 params![
                     l.mode,
@@ -335,7 +345,8 @@ impl CheckpointStore for SqliteStore {
                     l.rows as i64,
                     l.destination_rows.map(|r| r as i64),
                     l.pipeline,
-                    l.stream
+                    l.stream,
+                    changes
                 ],
             )?;
             tx.commit()
@@ -352,6 +363,48 @@ impl CheckpointStore for SqliteStore {
                 params![error, pipeline, stream],
             )?;
             tx.commit()
+        })
+    }
+
+    async fn request_resync(&self, pipeline: &str, stream: &str) -> Result<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE streams SET checkpoint_position = NULL
+                 WHERE pipeline = ?1 AND stream = ?2 AND checkpoint_batch_id IS NOT NULL",
+                params![pipeline, stream],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    async fn batches_to_clean(&self, pipeline: &str, before_ms: i64) -> Result<Vec<StagedBatch>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT stream, batch_id, loaded_at_ms, COALESCE(byte_count, 0) FROM batches
+                 WHERE pipeline = ?1 AND state = 'loaded' AND files_removed_at_ms IS NULL AND loaded_at_ms < ?2
+                 ORDER BY stream, batch_id",
+            )?;
+            let rows = st
+                .query_map(params![pipeline, before_ms], |r| {
+                    Ok(StagedBatch {
+                        stream: r.get(0)?,
+                        batch_id: r.get::<_, i64>(1)? as u64,
+                        loaded_at_ms: r.get(2)?,
+                        byte_count: r.get::<_, i64>(3)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    async fn mark_files_removed(&self, pipeline: &str, stream: &str, batch_id: u64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE batches SET files_removed_at_ms = ?1 WHERE pipeline = ?2 AND stream = ?3 AND batch_id = ?4",
+                params![now_ms(), pipeline, stream, batch_id as i64],
+            )?;
+            Ok(())
         })
     }
 
@@ -420,7 +473,7 @@ impl CheckpointStore for SqliteStore {
         let rows = self.with(|c| {
             let mut st = c.prepare(
                 "SELECT stream, mode, table_name, checkpoint_batch_id, checkpoint_position, last_sync_id,
-                        last_loaded_at_ms, last_rows, destination_rows, last_error
+                        last_loaded_at_ms, last_rows, destination_rows, last_error, last_changes
                  FROM streams WHERE pipeline = ?1 ORDER BY stream",
             )?;
             let rows = st
@@ -436,6 +489,7 @@ impl CheckpointStore for SqliteStore {
                         r.get::<_, i64>(7)?,
                         r.get::<_, Option<i64>>(8)?,
                         r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<String>>(10)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -443,7 +497,7 @@ impl CheckpointStore for SqliteStore {
         })?;
         Ok(rows
             .into_iter()
-            .map(|(stream, mode, table, cp_batch, cp_pos, last_sync_id, loaded_at, last_rows, dest_rows, last_error)| {
+            .map(|(stream, mode, table, cp_batch, cp_pos, last_sync_id, loaded_at, last_rows, dest_rows, last_error, changes)| {
                 StreamState {
                     stream,
                     mode: mode.unwrap_or_default(),
@@ -457,6 +511,7 @@ impl CheckpointStore for SqliteStore {
                     last_rows: last_rows as u64,
                     destination_rows: dest_rows.map(|r| r as u64),
                     last_error,
+                    last_changes: changes.and_then(|c| serde_json::from_str(&c).ok()),
                 }
             })
             .collect())

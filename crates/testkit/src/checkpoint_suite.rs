@@ -1,6 +1,7 @@
 //! The checkpoint-store conformance suite: one set of tests every
 //! `CheckpointStore` must pass (SQLite now, Postgres later).
 
+use simplyload_core::RowChanges;
 use simplyload_core::checkpoint::{Checkpoint, CheckpointStore, LoadedStream};
 use simplyload_core::{BatchManifest, BatchState, LoadKind, SqlType, StagedFile, SyncReport};
 
@@ -31,6 +32,7 @@ fn loaded<'a>(stream: &'a str, ids: &'a [u64], cp: u64) -> LoadedStream<'a> {
         checkpoint: Checkpoint { batch_id: cp, position: Some(serde_json::json!(cp)) },
         rows: 10,
         destination_rows: Some(10),
+        changes: Some(RowChanges { inserted: 7, updated: 2, deleted: 1 }),
     }
 }
 
@@ -91,6 +93,21 @@ pub async fn run<S: CheckpointStore>(open: impl Fn() -> S) {
     let a_state = streams.iter().find(|s| s.stream == "public.a").unwrap();
     assert_eq!(a_state.last_rows, 10);
     assert!(a_state.last_error.is_none());
+    assert_eq!(a_state.last_changes, Some(RowChanges { inserted: 7, updated: 2, deleted: 1 }));
+
+    // The last loaded table shape; staged files to clean; resync.
+    assert_eq!(store.last_loaded_table("p", "public.a").await.unwrap(), Some(m.table.clone()));
+    assert_eq!(store.last_loaded_table("p", "public.b").await.unwrap(), None);
+    let cleanable = store.batches_to_clean("p", i64::MAX).await.unwrap();
+    // (b1 was marked loaded above by the forward-only check.)
+    assert_eq!(cleanable.iter().map(|b| (b.stream.as_str(), b.batch_id)).collect::<Vec<_>>(), vec![("public.a", b1), ("public.a", b2)]);
+    assert!(store.batches_to_clean("p", 0).await.unwrap().is_empty(), "nothing loaded before the epoch");
+    store.mark_files_removed("p", "public.a", b1).await.unwrap();
+    store.mark_files_removed("p", "public.a", b2).await.unwrap();
+    assert!(store.batches_to_clean("p", i64::MAX).await.unwrap().is_empty());
+    assert!(store.request_resync("p", "public.a").await.unwrap());
+    assert_eq!(checkpoint_of(&store, "public.a").await.position, None, "a resync clears the position");
+    assert!(!store.request_resync("p", "public.nope").await.unwrap());
     store
         .finish_sync(&SyncReport { pipeline: "p".into(), sync_id: sync, streams: vec![], error: None, duration_ms: 5 })
         .await

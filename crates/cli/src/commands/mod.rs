@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod check;
+pub mod day2;
 pub mod discover;
 pub mod playground;
 pub mod quickstart;

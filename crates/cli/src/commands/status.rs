@@ -2,6 +2,7 @@
 
 use crate::connectors;
 use crate::progress::count;
+use simplyload_core::cursor::CursorValue;
 use simplyload_core::{CheckpointStore, Result};
 use simplyload_state::SqliteStore;
 use std::path::Path;
@@ -42,20 +43,60 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
                 let st = streams.iter().find(|s| s.stream == label);
                 let mode = sc.mode.unwrap_or(p.mode).to_string();
                 match st {
-                    Some(st) => vec![
+                    Some(st) => {
+                        let cursor = st
+                            .checkpoint
+                            .as_ref()
+                            .and_then(|c| c.position.as_ref())
+                            .and_then(|p| p.get("cursor").cloned())
+                            .and_then(|c| serde_json::from_value::<CursorValue>(c).ok());
+                        let lag = match &cursor {
+                            Some(CursorValue::Micros { value }) => {
+                                let now = std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .map(|d| d.as_micros() as i64)
+                                    .unwrap_or(0);
+                                humantime::format_duration(std::time::Duration::from_secs(((now - value).max(0) / 1_000_000) as u64))
+                                    .to_string()
+                            }
+                            _ => "-".into(),
+                        };
+                        vec![
+                            format!("  {label}"),
+                            mode,
+                            st.last_loaded_at_ms.map(super::ago).unwrap_or_else(|| "never".into()),
+                            count(st.last_rows),
+                            st.last_changes
+                                .map(|c| format!("{} / {} / {}", count(c.inserted), count(c.updated), count(c.deleted)))
+                                .unwrap_or_else(|| "-".into()),
+                            st.destination_rows.map(count).unwrap_or_else(|| "-".into()),
+                            match (&cursor, &st.checkpoint) {
+                                (Some(c), _) => c.to_string(),
+                                (None, Some(c)) => format!("batch {}", c.batch_id),
+                                (None, None) => "-".into(),
+                            },
+                            lag,
+                            st.last_error.as_ref().map(|e| e.lines().next().unwrap_or("").to_owned()).unwrap_or_default(),
+                        ]
+                    }
+                    None => vec![
                         format!("  {label}"),
                         mode,
-                        st.last_loaded_at_ms.map(super::ago).unwrap_or_else(|| "never".into()),
-                        count(st.last_rows),
-                        st.destination_rows.map(count).unwrap_or_else(|| "-".into()),
-                        st.checkpoint.as_ref().map(|c| format!("batch {}", c.batch_id)).unwrap_or_else(|| "-".into()),
-                        st.last_error.as_ref().map(|e| e.lines().next().unwrap_or("").to_owned()).unwrap_or_default(),
+                        "never".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        String::new(),
                     ],
-                    None => vec![format!("  {label}"), mode, "never".into(), "-".into(), "-".into(), "-".into(), String::new()],
                 }
             })
             .collect();
-        super::print_table(&["  stream", "mode", "last loaded", "rows", "in destination", "checkpoint", "last error"], &rows);
+        super::print_table(
+            &["  stream", "mode", "last loaded", "rows read", "ins / upd / del", "in destination", "checkpoint", "lag", "last error"],
+            &rows,
+        );
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&out).expect("status serializes"));

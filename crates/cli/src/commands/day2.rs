@@ -1,0 +1,128 @@
+//! Day-2 commands: `resync`, `history`, `staging gc`.
+
+use crate::connectors;
+use crate::progress::{bytes, count};
+use clap::Subcommand;
+use simplyload_core::lock::PipelineLock;
+use simplyload_core::{CheckpointStore, Error, Result, StagingArea, StreamName};
+use simplyload_state::SqliteStore;
+use std::path::Path;
+use std::time::Duration;
+
+/// `simplyload resync PIPELINE STREAM`: the stream is read in full at the
+/// next sync and its destination rows replaced; other streams are untouched.
+pub async fn resync(config: Option<&Path>, pipeline: &str, stream: &str, wait: Duration) -> Result<u8> {
+    let cfg = connectors::load_config(config)?;
+    let p = cfg.pipeline(pipeline)?;
+    let wanted = StreamName::parse(stream).map_err(|m| Error::config(format!("stream `{stream}`: {m}")))?;
+    let configured: Vec<String> = p
+        .streams
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| simplyload_core::plan::stream_name(pipeline, i, s).ok().map(|n| n.to_string()))
+        .collect();
+    if !configured.contains(&wanted.to_string()) {
+        return Err(Error::config(format!("pipeline {pipeline} has no stream {wanted}"))
+            .with_hint(format!("its streams are: {}", configured.join(", "))));
+    }
+    let Some(store) = SqliteStore::open_existing(&cfg.state_path())? else {
+        println!("{wanted} of pipeline {pipeline} has never been synced; the next sync reads it in full anyway");
+        return Ok(0);
+    };
+    // Not while a sync of the pipeline runs: its checkpoint would overwrite this.
+    let state_dir = cfg.state_path().parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = pipeline.to_owned();
+    let _lock = tokio::task::spawn_blocking(move || PipelineLock::acquire(&state_dir, &name, wait))
+        .await
+        .map_err(|e| Error::internal(format!("lock task failed: {e}")))??;
+    if store.request_resync(pipeline, &wanted.to_string()).await? {
+        println!("{wanted} of pipeline {pipeline} will be read in full at the next sync, and its destination rows replaced");
+    } else {
+        println!("{wanted} of pipeline {pipeline} has no checkpoint yet; the next sync reads it in full anyway");
+    }
+    Ok(0)
+}
+
+/// `simplyload history PIPELINE`: past syncs, newest first.
+pub async fn history(config: Option<&Path>, pipeline: &str, limit: usize, json: bool) -> Result<u8> {
+    let cfg = connectors::load_config(config)?;
+    cfg.pipeline(pipeline)?;
+    let syncs = match SqliteStore::open_existing(&cfg.state_path())? {
+        Some(store) => store.syncs(pipeline, limit).await?,
+        None => Vec::new(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&syncs).expect("history serializes"));
+        return Ok(0);
+    }
+    if syncs.is_empty() {
+        println!("pipeline {pipeline} has never been synced; run `simplyload sync {pipeline}`");
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = syncs
+        .iter()
+        .map(|s| {
+            vec![
+                s.sync_id.to_string(),
+                super::ago(s.started_at_ms),
+                s.finished_at_ms
+                    .map(|f| humantime::format_duration(Duration::from_millis((f - s.started_at_ms).max(0) as u64)).to_string())
+                    .unwrap_or_else(|| "-".into()),
+                s.status.clone(),
+                count(s.rows),
+                s.error.as_ref().map(|e| e.lines().next().unwrap_or("").to_owned()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    super::print_table(&["sync", "started", "duration", "status", "rows", "error"], &rows);
+    Ok(0)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StagingCommand {
+    /// Remove the staged files of loaded batches older than the retention
+    Gc {
+        /// Pipelines to clean [default: all]
+        pipelines: Vec<String>,
+        /// Keep files of batches loaded less than this long ago
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "7d")]
+        older_than: Duration,
+        /// Only say what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub async fn staging(config: Option<&Path>, cmd: StagingCommand) -> Result<u8> {
+    let StagingCommand::Gc { pipelines, older_than, dry_run } = cmd;
+    let cfg = connectors::load_config(config)?;
+    let names = super::select_pipelines(&cfg, &pipelines)?;
+    let Some(store) = SqliteStore::open_existing(&cfg.state_path())? else {
+        println!("nothing has been synced yet; nothing to remove");
+        return Ok(0);
+    };
+    let staging = connectors::staging(&cfg)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let cutoff = now - older_than.as_millis().min(i64::MAX as u128) as i64;
+    let (mut batches, mut total) = (0u64, 0u64);
+    for name in &names {
+        for b in store.batches_to_clean(name, cutoff).await? {
+            if !dry_run {
+                staging.remove_batch(name, &b.stream, b.batch_id).await?;
+                store.mark_files_removed(name, &b.stream, b.batch_id).await?;
+            }
+            batches += 1;
+            total += b.byte_count;
+        }
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!(
+        "{verb} the staged files of {batches} loaded batch(es), {} (loaded more than {} ago)",
+        bytes(total),
+        humantime::format_duration(older_than)
+    );
+    Ok(0)
+}
