@@ -1428,3 +1428,45 @@ mod day2 {
         simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
     }
 }
+
+mod patterns {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    /// `public.*` with `exclude`: matching tables sync, excluded ones do not,
+    /// and a table created later is picked up at the next sync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pattern_streams_pick_up_new_tables() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE a_1 (id int PRIMARY KEY, v text); INSERT INTO a_1 VALUES (1, 'x');
+             CREATE TABLE a_2 (id int PRIMARY KEY, v text); INSERT INTO a_2 VALUES (1, 'y'), (2, 'z');
+             CREATE TABLE tmp_scratch (id int); CREATE SCHEMA other; CREATE TABLE other.a_9 (id int);",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["{name: \"public.*\", exclude: [public.tmp_*]}"], "");
+        let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
+        run.ok();
+        let streams: Vec<String> =
+            reports(&run)[0]["streams"].as_array().unwrap().iter().map(|s| s["stream"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(streams, ["public.a_1", "public.a_2"]);
+
+        db.exec("CREATE TABLE a_3 (id int PRIMARY KEY, v text); INSERT INTO a_3 VALUES (7, 'new');").await;
+        let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
+        run.ok();
+        let streams: Vec<String> =
+            reports(&run)[0]["streams"].as_array().unwrap().iter().map(|s| s["stream"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(streams, ["public.a_1", "public.a_2", "public.a_3"]);
+        assert_eq!(duck_count(dir.path(), &format!("app_{}_a_3", db.name)), 1);
+        let status = simplyload(dir.path(), &["status"], &[]).await;
+        status.ok();
+        assert!(status.stdout.contains("public.a_3") && !status.stdout.contains("tmp_scratch"), "{}", status.stdout);
+        simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
+        simplyload(dir.path(), &["check"], &[]).await.ok();
+        let bad = simplyload(dir.path(), &["resync", "main", "public.tmp_scratch"], &[]).await;
+        assert_eq!(bad.code, Some(2), "excluded tables are not streams: {}", bad.all());
+        simplyload(dir.path(), &["resync", "main", "public.a_2"], &[]).await.ok();
+    }
+}

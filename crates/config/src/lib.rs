@@ -249,6 +249,15 @@ pub struct StreamConfig {
     pub soft_delete: Option<String>,
     pub exclude_columns: Vec<String>,
     pub primary_key: Option<Vec<String>>,
+    /// For a pattern stream (`public.*`): tables (or patterns) to leave out.
+    pub exclude: Vec<String>,
+}
+
+impl StreamConfig {
+    /// Whether the name is a pattern (`*` or `?` in it) that selects tables.
+    pub fn is_pattern(&self) -> bool {
+        self.name.contains('*') || self.name.contains('?')
+    }
 }
 
 /// How far back an incremental read reaches: a duration for time cursors, a
@@ -275,6 +284,8 @@ struct StreamMap {
     exclude_columns: Vec<String>,
     #[serde(default)]
     primary_key: Option<Vec<String>>,
+    #[serde(default)]
+    exclude: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +327,7 @@ impl<'de> Deserialize<'de> for StreamConfig {
                     soft_delete: m.soft_delete,
                     exclude_columns: m.exclude_columns,
                     primary_key: m.primary_key,
+                    exclude: m.exclude,
                 })
             }
         }
@@ -422,6 +434,12 @@ impl Config {
                 if !seen.insert(s.name.as_str()) {
                     return Err(ConfigError::new(format!(
                         "pipelines.{name}.streams[{i}]: stream `{}` is listed twice",
+                        s.name
+                    )));
+                }
+                if !s.exclude.is_empty() && !s.is_pattern() {
+                    return Err(ConfigError::new(format!(
+                        "pipelines.{name}.streams[{i}].exclude: only a pattern stream (like `public.*`) can exclude tables; `{}` names one table",
                         s.name
                     )));
                 }

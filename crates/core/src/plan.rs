@@ -168,7 +168,7 @@ pub fn check_table_names(config: &Config, database: impl Fn(&str) -> Option<Stri
     let mut seen: HashMap<(String, String), String> = HashMap::new();
     for (pname, p) in &config.pipelines {
         let Some(db) = database(&p.source) else { continue };
-        for (i, s) in p.streams.iter().enumerate() {
+        for (i, s) in p.streams.iter().enumerate().filter(|(_, s)| !s.is_pattern()) {
             let name = stream_name(pname, i, s)?;
             let table = destination_table(p, &p.source, &db, &name);
             let here = format!("pipelines.{pname}.streams[{i}] ({name})");
@@ -186,25 +186,133 @@ pub fn check_table_names(config: &Config, database: impl Fn(&str) -> Option<Stri
     Ok(())
 }
 
+/// `*` (any run of characters) and `?` (one character) glob matching.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Whether a table matches a stream pattern like `public.*` or `sales.order_?`.
+pub fn pattern_matches(pattern: &StreamName, table: &StreamName) -> bool {
+    glob_match(&pattern.schema, &table.schema) && glob_match(&pattern.table, &table.table)
+}
+
+/// Whether the pipeline's config selects this table (by name or pattern),
+/// known without the source's catalog.
+pub fn selects(pipeline: &PipelineConfig, table: &StreamName) -> bool {
+    pipeline.streams.iter().any(|s| match StreamName::parse(&s.name) {
+        Ok(n) if !s.is_pattern() => &n == table,
+        Ok(p) => {
+            pattern_matches(&p, table)
+                && !s.exclude.iter().filter_map(|e| StreamName::parse(e).ok()).any(|e| pattern_matches(&e, table))
+        }
+        Err(_) => false,
+    })
+}
+
+/// The pipeline's streams with every pattern (`public.*`) replaced by the
+/// tables of the catalog it matches (minus its `exclude` list and tables
+/// listed on their own), each with the pattern's settings. Tables created
+/// later are picked up the next time this runs. The index is the stream's
+/// position in the config, for error messages.
+pub fn expand_streams(pipeline_name: &str, pipeline: &PipelineConfig, catalog: &Catalog) -> Vec<(usize, StreamConfig)> {
+    let explicit: Vec<StreamName> = pipeline
+        .streams
+        .iter()
+        .filter(|s| !s.is_pattern())
+        .filter_map(|s| StreamName::parse(&s.name).ok())
+        .collect();
+    let mut out: Vec<(usize, StreamConfig)> = Vec::new();
+    for (i, s) in pipeline.streams.iter().enumerate() {
+        if !s.is_pattern() {
+            out.push((i, s.clone()));
+            continue;
+        }
+        let Ok(pattern) = StreamName::parse(&s.name) else {
+            out.push((i, s.clone()));
+            continue;
+        };
+        let excludes: Vec<StreamName> = s.exclude.iter().filter_map(|e| StreamName::parse(e).ok()).collect();
+        let mut matched: Vec<&StreamName> = catalog
+            .tables
+            .iter()
+            .map(|t| &t.name)
+            .filter(|n| pattern_matches(&pattern, n))
+            .filter(|n| !excludes.iter().any(|e| pattern_matches(e, n)))
+            .filter(|n| !explicit.contains(n))
+            .filter(|n| !out.iter().any(|(_, o)| StreamName::parse(&o.name).ok().as_ref() == Some(*n)))
+            .collect();
+        matched.sort_by_key(|n| n.to_string());
+        tracing::debug!(pipeline = pipeline_name, pattern = %s.name, tables = matched.len(), "pattern expanded");
+        for n in matched {
+            let mut c = s.clone();
+            c.name = n.to_string();
+            c.exclude.clear();
+            out.push((i, c));
+        }
+    }
+    out
+}
+
 /// Plans every stream of a pipeline against the source's catalog. Each
 /// stream gets its own result: one missing table does not stop the others.
+/// Patterns are expanded first ([`expand_streams`]); two streams that would
+/// land in one destination table fail with a config error naming both.
 pub fn plan_pipeline(
     pipeline_name: &str,
     pipeline: &PipelineConfig,
     catalog: &Catalog,
 ) -> Vec<(String, Result<StreamPlan>)> {
-    pipeline
-        .streams
-        .iter()
-        .enumerate()
+    let mut plans: Vec<(String, Result<StreamPlan>)> = expand_streams(pipeline_name, pipeline, catalog)
+        .into_iter()
         .map(|(i, s)| {
             let label = match StreamName::parse(&s.name) {
                 Ok(n) => n.to_string(),
                 Err(_) => s.name.clone(),
             };
-            (label, plan_stream(pipeline_name, pipeline, i, s, catalog))
+            (label, plan_stream(pipeline_name, pipeline, i, &s, catalog))
         })
-        .collect()
+        .collect();
+    // Tables reached through a pattern can collide where explicit names could not be checked.
+    for a in 0..plans.len() {
+        let Ok(pa) = &plans[a].1 else { continue };
+        let table = pa.table.name.clone();
+        let first = plans[a].0.clone();
+        for b in a + 1..plans.len() {
+            let collides = matches!(&plans[b].1, Ok(pb) if pb.table.name == table);
+            if collides {
+                let here = plans[b].0.clone();
+                plans[b].1 = Err(Error::config(format!(
+                    "pipelines.{pipeline_name}: streams {first} and {here} both map to table `{table}`"
+                ))
+                .with_hint(format!(
+                    "give pipelines.{pipeline_name} a table_name template that tells them apart, e.g. \"{{source}}_{{database}}_{{schema}}_{{table}}\""
+                )));
+            }
+        }
+    }
+    plans
 }
 
 fn plan_stream(
@@ -495,6 +603,29 @@ pipelines:
         assert!(!SqlType::Decimal { precision: 10, scale: 2 }.widens_to(&SqlType::Decimal { precision: 10, scale: 3 }));
         assert!(SqlType::Int32.widens_to(&SqlType::Decimal { precision: 12, scale: 2 }));
         assert!(!SqlType::Int64.widens_to(&SqlType::Int32));
+    }
+
+    #[test]
+    fn patterns_expand_against_the_catalog() {
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("order_?", "order_1") && !glob_match("order_?", "order_12"));
+        assert!(glob_match("a*b*c", "aXXbYc") && !glob_match("a*b*c", "aXXbY"));
+        let cfg = config(
+            "    table_name: \"{schema}_{table}\"\n    streams:\n      - {name: \"*.orders\", exclude: [sales.*]}\n      - {name: \"public.*\", exclude_columns: []}\n      - public.orders\n",
+        );
+        let expanded = expand_streams("p", &cfg.pipelines["p"], &catalog());
+        let names: Vec<_> = expanded.iter().map(|(i, s)| (*i, s.name.as_str())).collect();
+        // public.orders is listed on its own, so neither pattern takes it.
+        assert_eq!(names, [(2, "public.orders")]);
+        let cfg = config("    table_name: \"{schema}_{table}\"\n    streams:\n      - \"*.*\"\n");
+        let plans = plan_pipeline("p", &cfg.pipelines["p"], &catalog());
+        let labels: Vec<_> = plans.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, ["public.orders", "sales.orders"]);
+        // Without {schema} the two collide: a config error naming both.
+        let cfg = config("    streams:\n      - \"*.orders\"\n");
+        let plans = plan_pipeline("p", &cfg.pipelines["p"], &catalog());
+        let e = plans[1].1.as_ref().unwrap_err();
+        assert!(e.message().contains("streams public.orders and sales.orders both map to table `app_shop_orders`"), "{e}");
     }
 
     #[test]

@@ -560,14 +560,11 @@ pub fn failpoint(name: &str) {
 async fn recover(ctx: &SyncContext, pipeline_id: Uuid) -> Result<BTreeMap<String, Vec<u64>>> {
     let unfinished = ctx.store.unfinished_batches(&ctx.pipeline).await?;
     // Streams taken out of the config keep their batches until they come back.
-    let configured: Vec<String> = ctx
-        .config
-        .streams
-        .iter()
-        .filter_map(|s| crate::naming::StreamName::parse(&s.name).ok().map(|n| n.to_string()))
-        .collect();
+    let configured = |stream: &str| {
+        crate::naming::StreamName::parse(stream).is_ok_and(|n| plan::selects(&ctx.config, &n))
+    };
     let mut by_stream: BTreeMap<String, Vec<BatchRecord>> = BTreeMap::new();
-    for b in unfinished.into_iter().filter(|b| configured.contains(&b.stream)) {
+    for b in unfinished.into_iter().filter(|b| configured(&b.stream)) {
         by_stream.entry(b.stream.clone()).or_default().push(b);
     }
     let mut settled = BTreeMap::new();

@@ -12,11 +12,23 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>) -> Result<u8> {
     for name in pipelines {
         let p = cfg.pipeline(&name)?;
         println!("pipeline {name}: {} → {}", p.source, p.destination);
+        let source = connectors::source(&cfg, &p.source)?;
         let mut streams = Vec::new();
-        for (i, s) in p.streams.iter().enumerate() {
+        for (i, s) in p.streams.iter().enumerate().filter(|(_, s)| !s.is_pattern()) {
             streams.push(simplyload_core::plan::stream_name(&name, i, s)?);
         }
-        let source = connectors::source(&cfg, &p.source)?;
+        if p.streams.iter().any(|s| s.is_pattern()) {
+            // Patterns are checked for the tables they match now.
+            if let Ok(catalog) = source.discover().await {
+                for (_, s) in simplyload_core::plan::expand_streams(&name, p, &catalog) {
+                    if let Ok(n) = simplyload_core::StreamName::parse(&s.name) {
+                        if !streams.contains(&n) {
+                            streams.push(n);
+                        }
+                    }
+                }
+            }
+        }
         let report = source.check(&streams).await?;
         ok &= print_report(&format!("source {}", p.source), &report);
         let dest = connectors::destination(&cfg, &p.destination)?;

@@ -19,9 +19,9 @@ pub async fn resync(config: Option<&Path>, pipeline: &str, stream: &str, wait: D
         .streams
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| simplyload_core::plan::stream_name(pipeline, i, s).ok().map(|n| n.to_string()))
+        .map(|(i, s)| simplyload_core::plan::stream_name(pipeline, i, s).map(|n| n.to_string()).unwrap_or(s.name.clone()))
         .collect();
-    if !configured.contains(&wanted.to_string()) {
+    if !simplyload_core::plan::selects(p, &wanted) {
         return Err(Error::config(format!("pipeline {pipeline} has no stream {wanted}"))
             .with_hint(format!("its streams are: {}", configured.join(", "))));
     }

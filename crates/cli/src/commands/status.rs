@@ -34,12 +34,30 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
             ),
             None => println!("  never synced; run `simplyload sync {name}`"),
         }
-        let rows: Vec<Vec<String>> = p
-            .streams
-            .iter()
-            .enumerate()
-            .map(|(i, sc)| {
+        // Configured streams; a pattern shows the tables it has synced (or itself, before the first sync).
+        let mut listed: Vec<(String, &simplyload_config::StreamConfig)> = Vec::new();
+        for (i, sc) in p.streams.iter().enumerate() {
+            if sc.is_pattern() {
+                let one = simplyload_config::PipelineConfig { streams: vec![sc.clone()], ..p.clone() };
+                let matched: Vec<String> = streams
+                    .iter()
+                    .filter(|s| simplyload_core::StreamName::parse(&s.stream).is_ok_and(|n| simplyload_core::plan::selects(&one, &n)))
+                    .map(|s| s.stream.clone())
+                    .filter(|s| !listed.iter().any(|(l, _)| l == s))
+                    .collect();
+                if matched.is_empty() {
+                    listed.push((sc.name.clone(), sc));
+                }
+                listed.extend(matched.into_iter().map(|m| (m, sc)));
+            } else {
                 let label = simplyload_core::plan::stream_name(name, i, sc).map(|n| n.to_string()).unwrap_or(sc.name.clone());
+                listed.retain(|(l, _)| *l != label);
+                listed.push((label, sc));
+            }
+        }
+        let rows: Vec<Vec<String>> = listed
+            .into_iter()
+            .map(|(label, sc)| {
                 let st = streams.iter().find(|s| s.stream == label);
                 let mode = sc.mode.unwrap_or(p.mode).to_string();
                 match st {
