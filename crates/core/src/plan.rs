@@ -299,11 +299,11 @@ pub fn plan_pipeline(
         let Ok(pa) = &plans[a].1 else { continue };
         let table = pa.table.name.clone();
         let first = plans[a].0.clone();
-        for b in a + 1..plans.len() {
-            let collides = matches!(&plans[b].1, Ok(pb) if pb.table.name == table);
+        for other in plans.iter_mut().skip(a + 1) {
+            let collides = matches!(&other.1, Ok(pb) if pb.table.name == table);
             if collides {
-                let here = plans[b].0.clone();
-                plans[b].1 = Err(Error::config(format!(
+                let here = other.0.clone();
+                other.1 = Err(Error::config(format!(
                     "pipelines.{pipeline_name}: streams {first} and {here} both map to table `{table}`"
                 ))
                 .with_hint(format!(
