@@ -908,7 +908,7 @@ mod incremental {
         let mut load = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
             .current_dir(dir.path())
             .args([
-                "playground", "run", "--database-url", &db.url, "--duration", "25s", "--json",
+                "playground", "run", "--database-url", &db.url, "--duration", "60s", "--json",
                 "--orders-per-hour", "36000", "--events-per-hour", "72000", "--soft-deletes-per-hour", "3600",
                 "--schema-changes", "--schema-change-every", "8s",
             ])
@@ -928,7 +928,7 @@ mod incremental {
             }
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
-        assert!(syncs >= 4, "only {syncs} syncs ran during the load");
+        assert!(syncs >= 10, "only {syncs} syncs ran during the load");
         let out = load.wait_with_output().await.unwrap();
         let totals: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(totals["orders_inserted"].as_u64().unwrap() > 50, "{totals}");

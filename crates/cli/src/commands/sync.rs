@@ -108,6 +108,9 @@ pub fn print_report(r: &SyncReport) {
                 u.sample_keys.join("; ")
             );
         }
+        if let Some(n) = s.position.as_ref().and_then(|p| p.get("null_cursor_rows")).and_then(|n| n.as_u64()).filter(|n| *n > 0) {
+            println!("  {}: {n} row(s) have a NULL cursor; later changes to them are not seen by incremental reads", s.stream);
+        }
         for c in &s.schema_changes {
             println!("  {}: {c}", s.stream);
         }
