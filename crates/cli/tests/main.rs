@@ -1036,6 +1036,27 @@ mod incremental {
         reconcile_clean(dir.path()).await;
     }
 
+    /// Rows whose cursor is NULL are read by the snapshot, counted and reported.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn null_cursors_are_counted_and_reported() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE t (id int PRIMARY KEY, changed timestamptz); INSERT INTO t VALUES (1, now()), (2, NULL), (3, NULL);").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["{name: public.t, cursor: changed}"], "    mode: incremental\n");
+        let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
+        run.ok();
+        let r = reports(&run);
+        assert_eq!(r[0]["streams"][0]["rows"], 3);
+        assert_eq!(r[0]["streams"][0]["position"]["null_cursor_rows"], 2);
+        db.exec("INSERT INTO t VALUES (4, NULL);").await;
+        let text = simplyload(dir.path(), &["resync", "main", "public.t"], &[]).await;
+        text.ok();
+        let text = simplyload(dir.path(), &["sync"], &[]).await;
+        text.ok();
+        assert!(text.stdout.contains("public.t: 3 row(s) have a NULL cursor"), "{}", text.stdout);
+    }
+
     /// Misconfigured incremental streams fail with the key and the fix.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn config_mistakes_name_the_key_and_the_fix() {
