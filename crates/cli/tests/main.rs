@@ -938,8 +938,9 @@ mod incremental {
         assert_eq!(rec.code, Some(0), "{}\n{}", rec.stdout, rec.stderr);
     }
 
-    /// At least 20 syncs SIGKILLed at random moments (reading, staging,
-    /// loading, between load and checkpoint — some at fixed failpoints) while
+    /// At least 20 syncs SIGKILLed at random moments, and some aborted at each
+    /// fixed point (during the read, after staging, inside the destination
+    /// transaction, between load and checkpoint), while
     /// `playground run` writes; after a final sync nothing is lost or doubled.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn random_sigkills_under_load_lose_and_double_nothing() {
@@ -981,9 +982,12 @@ mod incremental {
             if kills >= 24 {
                 break;
             }
-            let failpoint = match i % 6 {
-                1 => "after_staged",
-                4 => "after_load",
+            // Every fourth sync dies at a fixed point; the rest at a random moment.
+            let failpoint = match i % 16 {
+                1 => "during_read",
+                5 => "after_staged",
+                9 => "during_load",
+                13 => "after_load",
                 _ => "",
             };
             let mut sync = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))

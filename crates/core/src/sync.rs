@@ -401,6 +401,7 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         rows += n;
         bytes += b.source_bytes;
         job.progress.stream_advanced(&stream, rows, bytes);
+        failpoint("during_read");
     }
     drop(rx);
     let read = reader.await.map_err(|e| Error::internal(format!("reader task of {stream} failed: {e}")))?;
@@ -541,9 +542,11 @@ async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &str, batches:
 
 /// Crash injection for tests: when `SIMPLYLOAD_FAILPOINT` names this point,
 /// the process aborts on the spot — no destructors, no cleanup — exactly
-/// like `kill -9` at that instant. Points: `after_staged` (manifest recorded,
-/// nothing loaded), `after_load` (destination committed, checkpoint not yet
-/// moved).
+/// like `kill -9` at that instant. Points: `during_read` (the first Arrow
+/// batch is written to staging, the read goes on), `after_staged` (manifest
+/// recorded, nothing loaded), `during_load` (in the destination transaction,
+/// before its commit), `after_load` (destination committed, checkpoint not
+/// yet moved).
 pub fn failpoint(name: &str) {
     if let Ok(points) = std::env::var("SIMPLYLOAD_FAILPOINT")
         && points.split(',').any(|p| p.trim() == name)

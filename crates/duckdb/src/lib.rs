@@ -652,6 +652,7 @@ fn load_sync(
     }
     tx.execute_batch(&format!("DROP VIEW {stage};")).map_err(|e| db_error(e, "dropping the stage view"))?;
     let rows_after = live_rows(&tx, &table.name)?;
+    simplyload_core::sync::failpoint("during_load");
     tx.commit().map_err(|e| db_error(e, "COMMIT"))?;
     Ok(LoadOutcome { rows_staged: rows_staged as u64, rows_after, already_loaded: already, changes })
 }
