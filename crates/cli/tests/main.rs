@@ -788,6 +788,34 @@ mod incremental {
         .unwrap();
     }
 
+    /// The three playground tables, incremental by `updated_at`, users' soft deletes mapped.
+    fn playground_incremental_config(dir: &Path, url: &str) {
+        config(
+            dir,
+            url,
+            &[
+                "{name: public.users, cursor: updated_at, soft_delete: deleted_at}",
+                "{name: public.orders, cursor: updated_at}",
+                "{name: public.events, cursor: updated_at}",
+            ],
+            "    mode: incremental\n",
+        );
+    }
+
+    /// `playground run` in the background at a brisk rate.
+    fn spawn_load(dir: &Path, url: &str, extra: &[&str], stdout: std::process::Stdio) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+            .current_dir(dir)
+            .args(["playground", "run", "--database-url", url])
+            .args(["--orders-per-hour", "36000", "--events-per-hour", "72000", "--soft-deletes-per-hour", "3600"])
+            .args(extra)
+            .stdout(stdout)
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
     fn rows(report: &serde_json::Value, stream: &str) -> u64 {
         report[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == stream).unwrap()["rows"].as_u64().unwrap()
     }
@@ -892,31 +920,13 @@ mod incremental {
         let db = pg.database().await;
         let dir = tempfile::tempdir().unwrap();
         simplyload(dir.path(), &["playground", "seed", "--database-url", &db.url, "--scale", "0.2"], &[]).await.ok();
-        std::fs::write(
-            dir.path().join("simplyload.yaml"),
-            format!(
-                "sources:\n  app:\n    type: postgres\n    url: {}\n\
-                 destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
-                 pipelines:\n  main:\n    source: app\n    destination: local\n    mode: incremental\n    streams:\n\
-                 \x20     - {{name: public.users, cursor: updated_at, soft_delete: deleted_at}}\n\
-                 \x20     - {{name: public.orders, cursor: updated_at}}\n\
-                 \x20     - {{name: public.events, cursor: updated_at}}\n",
-                db.url
-            ),
-        )
-        .unwrap();
-        let mut load = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
-            .current_dir(dir.path())
-            .args([
-                "playground", "run", "--database-url", &db.url, "--duration", "60s", "--json",
-                "--orders-per-hour", "36000", "--events-per-hour", "72000", "--soft-deletes-per-hour", "3600",
-                "--schema-changes", "--schema-change-every", "8s",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        playground_incremental_config(dir.path(), &db.url);
+        let mut load = spawn_load(
+            dir.path(),
+            &db.url,
+            &["--duration", "60s", "--json", "--schema-changes", "--schema-change-every", "8s"],
+            std::process::Stdio::piped(),
+        );
         let mut syncs = 0;
         loop {
             let run = simplyload(dir.path(), &["sync"], &[]).await;
@@ -948,30 +958,8 @@ mod incremental {
         let db = pg.database().await;
         let dir = tempfile::tempdir().unwrap();
         simplyload(dir.path(), &["playground", "seed", "--database-url", &db.url, "--scale", "0.5"], &[]).await.ok();
-        std::fs::write(
-            dir.path().join("simplyload.yaml"),
-            format!(
-                "sources:\n  app:\n    type: postgres\n    url: {}\n\
-                 destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
-                 pipelines:\n  main:\n    source: app\n    destination: local\n    mode: incremental\n    streams:\n\
-                 \x20     - {{name: public.users, cursor: updated_at, soft_delete: deleted_at}}\n\
-                 \x20     - {{name: public.orders, cursor: updated_at}}\n\
-                 \x20     - {{name: public.events, cursor: updated_at}}\n",
-                db.url
-            ),
-        )
-        .unwrap();
-        let mut load = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
-            .current_dir(dir.path())
-            .args([
-                "playground", "run", "--database-url", &db.url, "--duration", "10m",
-                "--orders-per-hour", "36000", "--events-per-hour", "72000", "--soft-deletes-per-hour", "3600",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        playground_incremental_config(dir.path(), &db.url);
+        let mut load = spawn_load(dir.path(), &db.url, &["--duration", "10m"], std::process::Stdio::null());
         let mut seed: u64 = 0x5eed;
         let mut next = move |n: u64| {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

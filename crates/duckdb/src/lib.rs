@@ -91,6 +91,26 @@ impl DuckdbDestination {
         Ok(conn)
     }
 
+    /// Runs `f` on an existing table; `None` when the file or the table does not exist.
+    async fn with_table<T: Send + 'static>(
+        &self,
+        table: &str,
+        f: impl FnOnce(&Connection, &str) -> Result<T> + Send + 'static,
+    ) -> Result<Option<T>> {
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let table = table.to_owned();
+        self.blocking(move |me| {
+            let conn = me.open()?;
+            if !table_exists(&conn, &table)? {
+                return Ok(None);
+            }
+            f(&conn, &table).map(Some)
+        })
+        .await
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&DuckdbDestination) -> Result<T> + Send + 'static,
@@ -287,31 +307,12 @@ impl Destination for DuckdbDestination {
     }
 
     async fn row_count(&self, table: &str) -> Result<Option<u64>> {
-        if !self.path.exists() {
-            return Ok(None);
-        }
-        let table = table.to_owned();
-        self.blocking(move |me| {
-            let conn = me.open()?;
-            if !table_exists(&conn, &table)? {
-                return Ok(None);
-            }
-            live_rows(&conn, &table).map(Some)
-        })
-        .await
+        self.with_table(table, |conn, table| live_rows(conn, table)).await
     }
 
     async fn columns(&self, table: &str) -> Result<Option<Vec<String>>> {
-        if !self.path.exists() {
-            return Ok(None);
-        }
-        let table = table.to_owned();
-        self.blocking(move |me| {
-            let conn = me.open()?;
-            if !table_exists(&conn, &table)? {
-                return Ok(None);
-            }
-            Ok(Some(existing_columns(&conn, &table)?.into_iter().map(|(name, _)| name).collect()))
+        self.with_table(table, |conn, table| {
+            Ok(existing_columns(conn, table)?.into_iter().map(|(name, _)| name).collect())
         })
         .await
     }
