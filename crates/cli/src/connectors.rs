@@ -5,7 +5,7 @@ use simplyload_config::{Config, DestinationConfig, SourceConfig};
 use simplyload_core::{Destination, Error, Result, Source};
 use simplyload_duckdb::DuckdbDestination;
 use simplyload_postgres::PostgresSource;
-use simplyload_staging::Staging;
+use simplyload_staging::{S3Options, Staging};
 use simplyload_state::SqliteStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,9 +57,19 @@ pub fn destination(cfg: &Config, name: &str) -> Result<Arc<dyn Destination>> {
 
 pub fn staging(cfg: &Config) -> Result<Arc<Staging>> {
     let staging = match &cfg.staging {
-        None => Staging::open(simplyload_config::DEFAULT_STAGING, &cfg.base_dir)?,
+        None => Staging::open(simplyload_config::DEFAULT_STAGING, &cfg.base_dir, &S3Options::default())?,
         Some(s) => {
-            let mut st = Staging::open(s.url(), &cfg.base_dir)?;
+            let s3 = match s {
+                simplyload_config::StagingConfig::Detailed(d) => S3Options {
+                    endpoint: d.endpoint.clone(),
+                    region: d.region.clone(),
+                    access_key_id: d.access_key_id.clone(),
+                    secret_access_key: d.secret_access_key.as_ref().map(|k| k.expose().to_owned()),
+                    sse: d.sse.clone(),
+                },
+                simplyload_config::StagingConfig::Url(_) => S3Options::default(),
+            };
+            let mut st = Staging::open(s.url(), &cfg.base_dir, &s3)?;
             if let simplyload_config::StagingConfig::Detailed(d) = s {
                 if let Some(mb) = d.file_size_mb {
                     st = st.with_file_bytes(mb * 1024 * 1024);

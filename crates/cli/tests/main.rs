@@ -1483,3 +1483,46 @@ mod patterns {
         simplyload(dir.path(), &["resync", "main", "public.a_2"], &[]).await.ok();
     }
 }
+
+mod s3_staging {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+    use simplyload_testkit::peers::Moto;
+
+    /// Playground → sync with S3 staging (moto) → DuckDB; reconcile clean;
+    /// `staging gc` removes the batches' objects.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_through_s3_staging() {
+        let moto = Moto::start();
+        moto.create_bucket("simplyload-stage");
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        simplyload_playground::create_schema(&db.client).await.unwrap();
+        simplyload_playground::seed(&db.client, simplyload_playground::SeedCounts { users: 50, orders: 200, events: 500 }, 2)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.users", "public.orders", "public.events"], "");
+        let yaml = std::fs::read_to_string(dir.path().join("simplyload.yaml")).unwrap();
+        std::fs::write(
+            dir.path().join("simplyload.yaml"),
+            format!(
+                "staging:\n  url: s3://simplyload-stage/customer_7\n  endpoint: {}\n  region: us-east-1\n  access_key_id: testing\n  secret_access_key: ${{S3_SECRET}}\n{yaml}",
+                moto.endpoint()
+            ),
+        )
+        .unwrap();
+        let env = [("S3_SECRET", "s3cr3t-never-printed")];
+        let run = simplyload(dir.path(), &["sync", "--json"], &env).await;
+        run.ok();
+        assert!(!run.all().contains("s3cr3t") && !dir.path().join(".simplyload/staging").exists());
+        let key = "<Key>customer_7/main/public.orders/000000000001/part-00000.parquet</Key>";
+        let listing = || moto.request("GET", "/simplyload-stage?list-type=2").1;
+        assert!(listing().contains(key), "{}", listing());
+        simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &env).await.ok();
+        let gc = simplyload(dir.path(), &["staging", "gc", "--older-than", "0s"], &env).await;
+        gc.ok();
+        assert!(gc.stdout.contains("removed the staged files of 3 loaded batch(es)"), "{}", gc.stdout);
+        assert!(!listing().contains("<Key>"), "{}", listing());
+    }
+}

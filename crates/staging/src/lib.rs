@@ -26,6 +26,40 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Connection details for S3 staging (`staging:` as a map).
+#[derive(Clone, Default)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// `AES256` (SSE-S3, the default), `aws:kms`, or `none`.
+    pub sse: Option<String>,
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("sse", &self.sse)
+            .finish()
+    }
+}
+
+/// HTTPS to S3 uses rustls with ring, like every other TLS connection here.
+fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Remote files are uploaded in parts of this size (multipart above it).
+pub const UPLOAD_PART_BYTES: usize = 8 * 1024 * 1024;
+
 /// Files roll over at this compressed size (Snowflake recommends 100–250 MB).
 pub const DEFAULT_FILE_BYTES: u64 = 128 * 1024 * 1024;
 /// Rows per Parquet row group: small enough that a row group of wide rows
@@ -73,20 +107,71 @@ impl Staging {
     }
 
     /// Opens a staging location from the config's `staging:` value: a path
-    /// (relative to `base_dir`) or a `file://` URL.
-    pub fn open(url: &str, base_dir: &Path) -> Result<Staging> {
+    /// (relative to `base_dir`), a `file://` URL, or an `s3://bucket/prefix`
+    /// URL (with `s3` options; credentials otherwise from the usual `AWS_*`
+    /// environment variables).
+    pub fn open(url: &str, base_dir: &Path, s3: &S3Options) -> Result<Staging> {
         if let Some(rest) = url.strip_prefix("file://") {
             return Self::local(Path::new(rest));
+        }
+        if url.starts_with("s3://") {
+            return Self::s3(url, s3);
         }
         if let Some((scheme, _)) = url.split_once("://") {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("staging `{url}`: `{scheme}://` staging is not available in this build yet"),
+                format!("staging `{url}`: `{scheme}://` staging is not supported"),
             )
-            .with_hint("use a local folder for `staging:` (the default is .simplyload/staging)"));
+            .with_hint("use a local folder or an s3://bucket/prefix URL for `staging:`"));
         }
         let p = Path::new(url);
         Self::local(&if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) })
+    }
+
+    /// An S3 bucket (or an S3-compatible server at `endpoint`), with
+    /// server-side encryption SSE-S3 unless `sse` says otherwise.
+    pub fn s3(url: &str, opts: &S3Options) -> Result<Staging> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        install_tls_provider();
+        let rest = url.trim_start_matches("s3://");
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::config(format!("staging `{url}`: no bucket; write s3://bucket/prefix")));
+        }
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(r) = &opts.region {
+            b = b.with_region(r);
+        }
+        if let Some(e) = &opts.endpoint {
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        if let Some(k) = &opts.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(k) = &opts.secret_access_key {
+            b = b.with_secret_access_key(k);
+        }
+        match opts.sse.as_deref().unwrap_or("AES256") {
+            "none" => {}
+            sse => {
+                let key: AmazonS3ConfigKey = "aws_server_side_encryption"
+                    .parse()
+                    .map_err(|e| Error::internal(format!("S3 option: {e}")))?;
+                b = b.with_config(key, sse);
+            }
+        }
+        let store = b.build().map_err(|e| {
+            Error::config(format!("staging `{url}`: {e}"))
+                .with_hint("set staging.region (and staging.endpoint for an S3-compatible server), or AWS_REGION")
+        })?;
+        Ok(Staging {
+            store: Arc::new(store),
+            local_root: None,
+            prefix: prefix.trim_matches('/').to_owned(),
+            url: url.to_owned(),
+            file_bytes: DEFAULT_FILE_BYTES,
+            zstd_level: 1,
+        })
     }
 
     /// Sets the size at which files roll over.
@@ -154,16 +239,15 @@ impl StagingArea for Staging {
             }
             return Ok(LocalFile { path, temp: None });
         }
-        let bytes = self
-            .store
-            .get(&self.object_path(key))
-            .await
-            .map_err(|e| store_error(e, key))?
-            .bytes()
-            .await
-            .map_err(|e| store_error(e, key))?;
-        let tmp = tempfile::Builder::new().suffix(".parquet").tempfile()?;
-        std::fs::write(tmp.path(), &bytes)?;
+        // Streamed to a local temporary file, chunk by chunk.
+        use futures::StreamExt;
+        use std::io::Write;
+        let mut chunks = self.store.get(&self.object_path(key)).await.map_err(|e| store_error(e, key))?.into_stream();
+        let mut tmp = tempfile::Builder::new().suffix(".parquet").tempfile()?;
+        while let Some(chunk) = chunks.next().await {
+            tmp.write_all(&chunk.map_err(|e| store_error(e, key))?)?;
+        }
+        tmp.flush()?;
         let (_, path) = tmp.keep().map_err(|e| Error::from(e.error))?;
         Ok(LocalFile { temp: Some(TempPath(path.clone())), path })
     }
@@ -309,11 +393,22 @@ impl WriteJob {
                     .map_err(|e| Error::from(e).context(format!("renaming {} to {}", f.tmp_path.display(), dest.display())))?;
             }
             None => {
-                let data = std::fs::read(&f.tmp_path)?;
+                // Streamed from the spooled file; files above one part go up
+                // as a multipart upload, so memory stays at one part.
                 let path = self.staging.object_path(&f.key);
+                let store = self.staging.store.clone();
+                let tmp = f.tmp_path.clone();
                 self.runtime
-                    .block_on(self.staging.store.put(&path, data.into()))
-                    .map_err(|e| store_error(e, &f.key))?;
+                    .block_on(async move {
+                        use tokio::io::AsyncWriteExt;
+                        let mut src = tokio::fs::File::open(&tmp).await?;
+                        let mut dst = object_store::buffered::BufWriter::with_capacity(store, path, UPLOAD_PART_BYTES);
+                        tokio::io::copy(&mut src, &mut dst).await?;
+                        dst.shutdown().await
+                    })
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Transient, format!("uploading staged file {}: {e}", f.key))
+                    })?;
                 let _ = std::fs::remove_file(&f.tmp_path);
             }
         }

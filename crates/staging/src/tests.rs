@@ -87,8 +87,17 @@ async fn files_are_zstd_compressed() {
 }
 
 #[test]
-fn remote_schemes_are_reported_as_unavailable() {
-    let e = Staging::open("s3://bucket/prefix", Path::new(".")).unwrap_err();
+fn unknown_schemes_are_refused_with_the_fix() {
+    let e = Staging::open("gs://bucket/prefix", Path::new("."), &S3Options::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
-    assert!(e.to_string().contains("s3://"));
+    assert!(e.to_string().contains("`gs://` staging is not supported"), "{e}");
+    assert!(e.hint().unwrap().contains("s3://"), "{e}");
+    let e = Staging::open("s3:///nobucket", Path::new("."), &S3Options::default()).unwrap_err();
+    assert!(e.to_string().contains("no bucket"), "{e}");
+}
+
+#[test]
+fn s3_options_never_show_the_secret() {
+    let o = S3Options { secret_access_key: Some("hunter2-secret".into()), ..Default::default() };
+    assert!(!format!("{o:?}").contains("hunter2"));
 }
