@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The pinned packages (DESIGN.md §10; issue 5 lists what works here).
-pub const PINS: &[&str] = &["moto[server]==5.2.5"];
+/// fakesnow 0.12.1 needs snowflake-connector-python below 5 (5.x breaks its import).
+pub const PINS: &[&str] = &["moto[server]==5.2.5", "fakesnow[server]==0.12.1", "snowflake-connector-python<5"];
 
 /// The cached virtualenv, created and filled on first use. Several test
 /// processes may ask at once: a file lock lets one install while the others wait.
@@ -108,6 +109,31 @@ impl Moto {
 }
 
 impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `fakesnow` Snowflake server (in-memory) on a free loopback port.
+pub struct Fakesnow {
+    pub port: u16,
+    child: Child,
+}
+
+impl Fakesnow {
+    pub fn start() -> Fakesnow {
+        let port = free_port();
+        let child = start_server("fakesnow", &["-s".into(), "-p".into(), port.to_string()], port);
+        Fakesnow { port, child }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Fakesnow {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
