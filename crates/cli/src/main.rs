@@ -92,6 +92,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the SQL a customer runs once so SimplyLoad has the access it needs
+    #[command(subcommand)]
+    SetupSql(commands::setup_sql::SetupSql),
     /// Staged Parquet files
     #[command(subcommand)]
     Staging(commands::day2::StagingCommand),
@@ -152,6 +155,7 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
         Command::Resync { pipeline, stream, wait } => commands::day2::resync(config, &pipeline, &stream, wait).await,
         Command::History { pipeline, limit, json } => commands::day2::history(config, &pipeline, limit, json).await,
         Command::Staging(cmd) => commands::day2::staging(config, cmd).await,
+        Command::SetupSql(cmd) => commands::setup_sql::run(cmd),
         Command::Quickstart { dir } => commands::quickstart::run(&dir, bars).await,
         Command::Bench(b) => commands::bench::run(b).await,
         Command::Playground(p) => commands::playground::run(config, p).await,

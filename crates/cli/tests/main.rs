@@ -1526,3 +1526,49 @@ mod s3_staging {
         assert!(!listing().contains("<Key>"), "{}", listing());
     }
 }
+
+mod setup_sql {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    /// The Postgres script runs as written, and the role it makes can `check`
+    /// and sync — including a table created after the script (default privileges).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_postgres_script_gives_exactly_enough_access() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE SCHEMA \"Sales Data\"; CREATE TABLE \"Sales Data\".orders (id int PRIMARY KEY, v text); INSERT INTO \"Sales Data\".orders VALUES (1, 'a');").await;
+        let dir = tempfile::tempdir().unwrap();
+        let script = simplyload(
+            dir.path(),
+            &["setup-sql", "postgres", "--database", &db.name, "--role", "sl reader", "--schema", "Sales Data", "--cdc", "--pipeline", "main"],
+            &[],
+        )
+        .await;
+        script.ok();
+        pg.server.psql_script(&db.name, &script.stdout).unwrap();
+        db.exec("ALTER ROLE \"sl reader\" PASSWORD 'pw'; CREATE TABLE \"Sales Data\".later (id int PRIMARY KEY); INSERT INTO \"Sales Data\".later VALUES (5);").await;
+        let url = db.url_as("sl reader", "pw");
+        config(dir.path(), &url, &[r#"'"Sales Data".orders'"#, r#"'"Sales Data".later'"#], "    table_name: \"{schema}_{table}\"\n");
+        simplyload(dir.path(), &["check"], &[]).await.ok();
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        assert_eq!(duck_count(dir.path(), "sales_data_later"), 1);
+        let roles = db.client.query_one("SELECT rolreplication FROM pg_roles WHERE rolname = 'sl reader'", &[]).await.unwrap();
+        assert!(roles.get::<_, bool>(0), "--cdc grants REPLICATION");
+        let publ = db.client.query_one("SELECT count(*) FROM pg_publication WHERE pubname = 'simplyload_main'", &[]).await.unwrap();
+        assert_eq!(publ.get::<_, i64>(0), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_snowflake_script_uses_the_given_key_and_refuses_odd_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rsa_key.pub"), "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkq\nhkiG9w0BAQEF==\n-----END PUBLIC KEY-----\n").unwrap();
+        let run = simplyload(dir.path(), &["setup-sql", "snowflake", "--public-key-file", "rsa_key.pub", "--warehouse", "load_wh"], &[]).await;
+        run.ok();
+        assert!(run.stdout.contains("RSA_PUBLIC_KEY = 'MIIBIjANBgkqhkiG9w0BAQEF=='"), "{}", run.stdout);
+        assert!(run.stdout.contains("CREATE WAREHOUSE IF NOT EXISTS LOAD_WH") && run.stdout.contains("AUTO_SUSPEND = 60"), "{}", run.stdout);
+        let bad = simplyload(dir.path(), &["setup-sql", "snowflake", "--role", "x'; DROP"], &[]).await;
+        assert_eq!(bad.code, Some(2));
+        assert!(bad.all().contains("--role"), "{}", bad.all());
+    }
+}

@@ -99,6 +99,25 @@ impl LocalPostgres {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs a script through psql's standard input, statement by statement
+    /// (as `psql -f` would: not in one transaction), stopping at the first error.
+    pub fn psql_script(&self, database: &str, sql: &str) -> Result<String> {
+        use std::io::Write;
+        let mut child = self
+            .command("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", SUPERUSER, "-d", database, "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child.stdin.take().expect("piped stdin").write_all(sql.as_bytes())?;
+        let out = child.wait_with_output()?;
+        check_output("psql", &out)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Stops the server now (fast shutdown: open transactions are rolled back).
     pub fn stop(&mut self) -> Result<()> {
         self.pg_ctl_stop("fast")

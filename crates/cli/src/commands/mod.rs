@@ -5,6 +5,7 @@ pub mod discover;
 pub mod playground;
 pub mod quickstart;
 pub mod reconcile;
+pub mod setup_sql;
 pub mod status;
 pub mod sync;
 
