@@ -1562,10 +1562,20 @@ mod setup_sql {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_snowflake_script_uses_the_given_key_and_refuses_odd_names() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("rsa_key.pub"), "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkq\nhkiG9w0BAQEF==\n-----END PUBLIC KEY-----\n").unwrap();
+        use simplyload_snowflake::rsa::{self, pkcs8::EncodePublicKey};
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let pem = key.to_public_key().to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        std::fs::write(dir.path().join("rsa_key.pub"), &pem).unwrap();
         let run = simplyload(dir.path(), &["setup-sql", "snowflake", "--public-key-file", "rsa_key.pub", "--warehouse", "load_wh"], &[]).await;
         run.ok();
-        assert!(run.stdout.contains("RSA_PUBLIC_KEY = 'MIIBIjANBgkqhkiG9w0BAQEF=='"), "{}", run.stdout);
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(run.stdout.contains(&format!("RSA_PUBLIC_KEY = '{body}'")), "{}", run.stdout);
+        let fp = simplyload_snowflake::jwt::fingerprint(&key).unwrap();
+        assert!(run.stdout.contains(&format!("RSA_PUBLIC_KEY_FP = {fp}")), "{}", run.stdout);
+        std::fs::write(dir.path().join("bad.pub"), "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").unwrap();
+        let bad = simplyload(dir.path(), &["setup-sql", "snowflake", "--public-key-file", "bad.pub"], &[]).await;
+        assert_eq!(bad.code, Some(2), "{}", bad.all());
+        assert!(bad.all().contains("bad.pub"), "{}", bad.all());
         assert!(run.stdout.contains("CREATE WAREHOUSE IF NOT EXISTS LOAD_WH") && run.stdout.contains("AUTO_SUSPEND = 60"), "{}", run.stdout);
         let bad = simplyload(dir.path(), &["setup-sql", "snowflake", "--role", "x'; DROP"], &[]).await;
         assert_eq!(bad.code, Some(2));

@@ -42,6 +42,16 @@ pub fn fingerprint(key: &RsaPrivateKey) -> Result<String> {
     Ok(format!("SHA256:{}", STANDARD.encode(Sha256::digest(der.as_bytes()))))
 }
 
+/// `SHA256:<base64>` of a PEM public key, as Snowflake shows it in
+/// `DESC USER … RSA_PUBLIC_KEY_FP`, so a customer can check the right key is set.
+pub fn public_key_fingerprint(pem: &str) -> Result<String> {
+    use rsa::pkcs8::DecodePublicKey;
+    let key = rsa::RsaPublicKey::from_public_key_pem(pem.trim())
+        .map_err(|e| Error::config(format!("not an RSA public key in PEM: {e}")))?;
+    let der = key.to_public_key_der().map_err(|e| Error::internal(format!("encoding the public key: {e}")))?;
+    Ok(format!("SHA256:{}", STANDARD.encode(Sha256::digest(der.as_bytes()))))
+}
+
 /// The account part Snowflake expects in the JWT: the locator before any
 /// region or cloud suffix, upper case.
 pub fn account_name(account: &str) -> String {
@@ -106,5 +116,8 @@ mod tests {
         assert!(!e.to_string().contains("wrong"));
         assert!(read_key(&enc, None).unwrap_err().to_string().contains("no passphrase"));
         assert!(read_key("not a key", None).unwrap_err().to_string().contains("no PEM private key"));
+        let public = k.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        assert_eq!(public_key_fingerprint(&public).unwrap(), fingerprint(&k).unwrap());
+        assert!(public_key_fingerprint("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err());
     }
 }

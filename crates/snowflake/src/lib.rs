@@ -7,4 +7,7 @@ pub mod client;
 pub mod error;
 pub mod jwt;
 
+/// The RSA implementation key-pair auth uses (for tools and tests that make keys).
+pub use rsa;
+
 pub use client::{Binding, Column, Credentials, LoginOptions, QueryResult, Rows, Session};

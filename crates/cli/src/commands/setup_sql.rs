@@ -45,13 +45,24 @@ pub enum SetupSql {
 pub fn run(cmd: SetupSql) -> Result<u8> {
     let sql = match cmd {
         SetupSql::Snowflake { user, role, warehouse, database, schema, public_key_file } => {
-            let key = match public_key_file {
-                Some(p) => Some(public_key(&std::fs::read_to_string(&p).map_err(|e| {
-                    Error::from(e).context(format!("reading the public key {}", p.display()))
-                })?)?),
-                None => None,
+            let (key, fingerprint) = match public_key_file {
+                Some(p) => {
+                    let pem = std::fs::read_to_string(&p)
+                        .map_err(|e| Error::from(e).context(format!("reading the public key {}", p.display())))?;
+                    let fp = simplyload_snowflake::jwt::public_key_fingerprint(&pem)
+                        .map_err(|e| e.context(format!("the public key {}", p.display())))?;
+                    (Some(public_key(&pem)?), Some(fp))
+                }
+                None => (None, None),
             };
-            snowflake(&user, &role, &warehouse, &database, &schema, key.as_deref())?
+            let mut sql = snowflake(&user, &role, &warehouse, &database, &schema, key.as_deref())?;
+            if let Some(fp) = fingerprint {
+                sql.push_str(&format!(
+                    "\n-- Check: DESC USER {} shows RSA_PUBLIC_KEY_FP = {fp}\n",
+                    sf_ident("user", &user)?
+                ));
+            }
+            sql
         }
         SetupSql::Postgres { role, database, schemas, cdc, pipeline } => postgres(&role, &database, &schemas, cdc, &pipeline)?,
     };
