@@ -186,9 +186,12 @@ fn with_code(e: Error, code: &str) -> Error {
 }
 
 fn error_code(e: &Error) -> Option<String> {
+    // The statement's text may say "code" too: take the six-digit code.
     let s = e.to_string();
-    let i = s.find("code ")?;
-    Some(s[i + 5..].chars().take_while(|c| c.is_ascii_digit()).collect())
+    s.match_indices("code ").find_map(|(i, _)| {
+        let digits: String = s[i + 5..].chars().take_while(|c| c.is_ascii_digit()).collect();
+        (digits.len() == 6).then_some(digits)
+    })
 }
 
 impl Session {
@@ -296,35 +299,18 @@ impl Session {
                 bindings.iter().enumerate().map(|(i, b)| ((i + 1).to_string(), b.json())).collect();
             body["bindings"] = serde_json::Value::Object(map);
         }
-        let url = format!("{}/queries/v1/query-request", self.opts.base_url.trim_end_matches('/'));
-        let resp = self
+        let req = self
             .http
-            .post(&url)
+            .post(self.url("/queries/v1/query-request"))
             .query(&[("requestId", uuid::Uuid::new_v4().to_string())])
-            .header("Accept", "application/snowflake")
             .header("Content-Type", "application/json")
-            .header("Authorization", self.auth())
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| http_error(e, "sending a statement"))?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| http_error(e, "reading a result"))?;
-        let mut data = unwrap_response(status, &bytes).map_err(|e| e.context(statement_for_error(sql)))?;
+            .body(body.to_string());
+        let mut data = self.send(req, "sending a statement").await.map_err(|e| e.context(statement_for_error(sql)))?;
         // Still running: poll the result URL.
         while let Some(url) = data.get("getResultUrl").and_then(|u| u.as_str()).filter(|_| data.get("rowtype").is_none()) {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let resp = self
-                .http
-                .get(format!("{}{url}", self.opts.base_url.trim_end_matches('/')))
-                .header("Accept", "application/snowflake")
-                .header("Authorization", self.auth())
-                .send()
-                .await
-                .map_err(|e| http_error(e, "polling a result"))?;
-            let status = resp.status().as_u16();
-            let bytes = resp.bytes().await.map_err(|e| http_error(e, "reading a result"))?;
-            data = unwrap_response(status, &bytes)?;
+            let req = self.http.get(self.url(url));
+            data = self.send(req, "polling a result").await.map_err(|e| e.context(statement_for_error(sql)))?;
         }
         self.parse_result(data).await
     }
@@ -379,34 +365,35 @@ impl Session {
 
     /// Keeps the session alive while it is idle.
     pub async fn heartbeat(&self) -> Result<()> {
-        let resp = self
-            .http
-            .post(format!("{}/session/heartbeat", self.opts.base_url.trim_end_matches('/')))
-            .query(&[("requestId", uuid::Uuid::new_v4().to_string())])
-            .header("Accept", "application/snowflake")
-            .header("Authorization", self.auth())
-            .send()
-            .await
-            .map_err(|e| http_error(e, "heartbeat"))?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| http_error(e, "heartbeat"))?;
-        unwrap_response(status, &bytes).map(|_| ())
+        let req = self.http.post(self.url("/session/heartbeat")).query(&[("requestId", uuid::Uuid::new_v4().to_string())]);
+        self.send(req, "heartbeat").await.map(|_| ())
     }
 
     /// Ends the session.
     pub async fn close(&self) -> Result<()> {
-        let resp = self
+        let req = self
             .http
-            .post(format!("{}/session", self.opts.base_url.trim_end_matches('/')))
-            .query(&[("delete", "true"), ("requestId", &uuid::Uuid::new_v4().to_string())])
+            .post(self.url("/session"))
+            .query(&[("delete", "true"), ("requestId", &uuid::Uuid::new_v4().to_string())]);
+        self.send(req, "closing the session").await.map(|_| ())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.opts.base_url.trim_end_matches('/'))
+    }
+
+    /// Sends a request of this session (its token, Snowflake's media type)
+    /// and returns the answer's `data`, or the classified error.
+    async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> Result<serde_json::Value> {
+        let resp = req
             .header("Accept", "application/snowflake")
             .header("Authorization", self.auth())
             .send()
             .await
-            .map_err(|e| http_error(e, "closing the session"))?;
+            .map_err(|e| http_error(e, what))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| http_error(e, "closing the session"))?;
-        unwrap_response(status, &bytes).map(|_| ())
+        let bytes = resp.bytes().await.map_err(|e| http_error(e, what))?;
+        unwrap_response(status, &bytes)
     }
 
     /// The statements sent so far and how long each took.
@@ -501,6 +488,8 @@ mod tests {
         let e = unwrap_response(200, body).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert_eq!(error_code(&e).as_deref(), Some("002003"));
+        let e = e.context("running `UPDATE t SET code = 1`");
+        assert_eq!(error_code(&e).as_deref(), Some("002003"), "{e}");
         let e = unwrap_response(502, b"<html>Bad Gateway</html>").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Transient);
         let ok = unwrap_response(200, br#"{"data":{"token":"t"},"success":true}"#).unwrap();
