@@ -4,6 +4,7 @@
 use simplyload_config::{Config, DestinationConfig, SourceConfig};
 use simplyload_core::{Destination, Error, Result, Source};
 use simplyload_duckdb::DuckdbDestination;
+use simplyload_snowflake::SnowflakeDestination;
 use simplyload_postgres::PostgresSource;
 use simplyload_staging::{S3Options, Staging};
 use simplyload_state::SqliteStore;
@@ -52,6 +53,7 @@ pub fn source(cfg: &Config, name: &str) -> Result<Arc<dyn Source>> {
 pub fn destination(cfg: &Config, name: &str) -> Result<Arc<dyn Destination>> {
     match cfg.destination(name)? {
         DestinationConfig::Duckdb(d) => Ok(Arc::new(DuckdbDestination::from_config(d, &cfg.base_dir))),
+        DestinationConfig::Snowflake(s) => Ok(Arc::new(SnowflakeDestination::from_config(s, &cfg.base_dir)?)),
     }
 }
 

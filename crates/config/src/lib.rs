@@ -157,12 +157,14 @@ pub struct PostgresSourceConfig {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DestinationConfig {
     Duckdb(DuckdbDestinationConfig),
+    Snowflake(Box<SnowflakeDestinationConfig>),
 }
 
 impl DestinationConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             DestinationConfig::Duckdb(_) => "duckdb",
+            DestinationConfig::Snowflake(_) => "snowflake",
         }
     }
 }
@@ -178,6 +180,44 @@ pub struct DuckdbDestinationConfig {
     /// DuckDB's `threads` (default: DuckDB's own choice).
     #[serde(default)]
     pub threads: Option<u32>,
+}
+
+/// A Snowflake account (DESIGN.md §7, §9). Secrets come from `${ENV}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnowflakeDestinationConfig {
+    /// `xy12345.us-east-1` (the account locator with its region) or `org-account`.
+    pub account: String,
+    pub user: String,
+    /// Password authentication; prefer a key pair.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// An RSA private key in PEM (PKCS#8, optionally encrypted), relative to the config file.
+    #[serde(default)]
+    pub private_key_path: Option<String>,
+    #[serde(default)]
+    pub private_key_passphrase: Option<Secret>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub warehouse: Option<String>,
+    /// Default `RAW_DATA`.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Default `SIMPLYLOAD`.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Default `https://{account}.snowflakecomputing.com` (tests point it at fakesnow).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Where COPY reads the batches from: `internal` (default: each sync PUTs
+    /// the files to a temporary internal stage), or the name of an external
+    /// stage whose URL is the S3 staging root (`RAW_DATA.SIMPLYLOAD.SIMPLYLOAD_S3`).
+    #[serde(default)]
+    pub stage: Option<String>,
+    /// Seconds a statement may take before it is abandoned (default 3600).
+    #[serde(default)]
+    pub statement_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -400,8 +440,27 @@ impl Config {
         for (name, _) in &self.sources {
             check_name("sources", name)?;
         }
-        for (name, _) in &self.destinations {
+        for (name, d) in &self.destinations {
             check_name("destinations", name)?;
+            if let DestinationConfig::Snowflake(sf) = d {
+                match (&sf.password, &sf.private_key_path) {
+                    (None, None) => {
+                        return Err(ConfigError::new(format!(
+                            "destinations.{name}: set `private_key_path` (key-pair auth) or `password`"
+                        ))
+                        .with_hint("`simplyload setup-sql snowflake` prints the user's setup with an RSA key"));
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(ConfigError::new(format!(
+                            "destinations.{name}: set only one of `private_key_path` and `password`"
+                        )));
+                    }
+                    _ => {}
+                }
+                if sf.account.trim().is_empty() || sf.user.trim().is_empty() {
+                    return Err(ConfigError::new(format!("destinations.{name}: `account` and `user` must not be empty")));
+                }
+            }
         }
         for (name, p) in &self.pipelines {
             check_name("pipelines", name)?;

@@ -24,8 +24,9 @@ pub struct LoadRequest<'a> {
 pub struct LoadOutcome {
     /// Rows read from the staged files of the batches applied.
     pub rows_staged: u64,
-    /// Live rows in the table after the load.
-    pub rows_after: u64,
+    /// Live rows in the table after the load; `None` when the load did not
+    /// count them (a load with nothing to apply sends no statement at all).
+    pub rows_after: Option<u64>,
     /// Batches that were already recorded in `_simplyload_batches` and so
     /// were not applied again.
     pub already_loaded: Vec<u64>,
@@ -58,6 +59,16 @@ pub struct LoadOutcome {
 pub trait Destination: Send + Sync {
     /// `duckdb`, `snowflake`.
     fn kind(&self) -> &'static str;
+
+    /// A sync starts: a destination with sessions names them after it
+    /// (Snowflake's `QUERY_TAG`). Nothing is sent yet.
+    fn begin_sync(&self, _pipeline: &str, _sync_id: i64) {}
+
+    /// The sync is over: close what it opened, and say which statements it
+    /// sent (for the report; empty for an embedded destination).
+    async fn end_sync(&self) -> Vec<crate::report::Statement> {
+        Vec::new()
+    }
 
     fn limits(&self) -> ValueLimits;
 

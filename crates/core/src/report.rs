@@ -97,6 +97,19 @@ pub struct SyncReport {
     /// An error that stopped the whole sync before or between streams.
     pub error: Option<String>,
     pub duration_ms: u64,
+    /// The statements sent to a warehouse destination, in order, with their
+    /// elapsed times (what the sync cost in warehouse time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<Statement>,
+}
+
+/// One statement sent to the destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub sql: String,
+    pub elapsed_ms: u64,
+    /// Whether it needs a running warehouse (metadata-only statements do not).
+    pub uses_warehouse: bool,
 }
 
 impl SyncReport {

@@ -85,10 +85,12 @@ pub async fn run_sync(ctx: &SyncContext) -> Result<SyncReport> {
     let pipeline_id = ctx.store.pipeline_id(&ctx.pipeline).await?;
     let sync_id = ctx.store.begin_sync(&ctx.pipeline).await?;
     let mut report =
-        SyncReport { pipeline: ctx.pipeline.clone(), sync_id, streams: Vec::new(), error: None, duration_ms: 0 };
+        SyncReport { pipeline: ctx.pipeline.clone(), sync_id, streams: Vec::new(), error: None, duration_ms: 0, statements: Vec::new() };
     tracing::info!(pipeline = %ctx.pipeline, sync_id, "sync started");
 
+    ctx.destination.begin_sync(&ctx.pipeline, sync_id);
     let outcome = run_streams(ctx, pipeline_id, sync_id, &mut report).await;
+    report.statements = ctx.destination.end_sync().await;
     if let Err(e) = outcome {
         tracing::error!(pipeline = %ctx.pipeline, sync_id, error = %e, "sync failed");
         report.error = Some(e.to_string());
@@ -257,7 +259,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
         table = %plan.table.name,
         batch_id,
         rows = manifest.row_count,
-        destination_rows = rows_after,
+        destination_rows = ?rows_after,
         "stream loaded"
     );
     Ok(StreamDone {
@@ -507,8 +509,9 @@ pub fn stage_columns(
 }
 
 /// Loads batches of one stream in one destination transaction, then marks
-/// them loaded and moves the checkpoint. Returns the destination's row count.
-async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &str, batches: &[BatchManifest]) -> Result<u64> {
+/// them loaded and moves the checkpoint. Returns the destination's row count
+/// when the load counted it.
+async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &str, batches: &[BatchManifest]) -> Result<Option<u64>> {
     let last = batches.last().ok_or_else(|| Error::internal("load of no batches"))?;
     let outcome = ctx
         .destination
@@ -533,7 +536,7 @@ async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &str, batches:
             batch_ids: &ids,
             checkpoint: Checkpoint { batch_id: last.batch_id, position: last.end_position.clone() },
             rows: batches.iter().map(|b| b.row_count).sum(),
-            destination_rows: Some(outcome.rows_after),
+            destination_rows: outcome.rows_after,
             changes: Some(outcome.changes),
         })
         .await?;

@@ -572,7 +572,7 @@ fn load_sync(
     if todo.is_empty() {
         let rows_after = live_rows(&tx, &table.name)?;
         tx.rollback().map_err(|e| db_error(e, "ROLLBACK"))?;
-        return Ok(LoadOutcome { rows_staged: 0, rows_after, already_loaded: already, changes: RowChanges::default() });
+        return Ok(LoadOutcome { rows_staged: 0, rows_after: Some(rows_after), already_loaded: already, changes: RowChanges::default() });
     }
     let todo_files: Vec<&PathBuf> = {
         // Files are passed in batch order; keep those of batches still to apply.
@@ -655,7 +655,7 @@ fn load_sync(
     let rows_after = live_rows(&tx, &table.name)?;
     simplyload_core::sync::failpoint("during_load");
     tx.commit().map_err(|e| db_error(e, "COMMIT"))?;
-    Ok(LoadOutcome { rows_staged: rows_staged as u64, rows_after, already_loaded: already, changes })
+    Ok(LoadOutcome { rows_staged: rows_staged as u64, rows_after: Some(rows_after), already_loaded: already, changes })
 }
 
 /// Applies staged changes by key: the newest version per key wins, a row

@@ -273,6 +273,20 @@ impl Session {
 
     /// Runs one statement. A session that expired logs in again once.
     pub async fn query(&self, sql: &str, bindings: &[Binding]) -> Result<QueryResult> {
+        let data = self.execute(sql, bindings).await?;
+        self.parse_result(data).await
+    }
+
+    /// Runs a file command (`PUT`, `GET`) and returns the answer's `data`
+    /// as sent: the stage location, credentials and encryption material
+    /// the client then uploads with (see [`crate::put`]).
+    pub async fn command(&self, sql: &str) -> Result<serde_json::Value> {
+        self.execute(sql, &[]).await
+    }
+
+    /// Sends one statement, logging in again once if the session expired,
+    /// and logs it with its elapsed time.
+    async fn execute(&self, sql: &str, bindings: &[Binding]) -> Result<serde_json::Value> {
         let started = std::time::Instant::now();
         let result = match self.query_once(sql, bindings).await {
             Err(e) if error_code(&e).is_some_and(|c| needs_login(&c)) => {
@@ -287,7 +301,7 @@ impl Session {
         result
     }
 
-    async fn query_once(&self, sql: &str, bindings: &[Binding]) -> Result<QueryResult> {
+    async fn query_once(&self, sql: &str, bindings: &[Binding]) -> Result<serde_json::Value> {
         let mut body = serde_json::json!({
             "sqlText": sql,
             "asyncExec": false,
@@ -312,7 +326,7 @@ impl Session {
             let req = self.http.get(self.url(url));
             data = self.send(req, "polling a result").await.map_err(|e| e.context(statement_for_error(sql)))?;
         }
-        self.parse_result(data).await
+        Ok(data)
     }
 
     async fn parse_result(&self, data: serde_json::Value) -> Result<QueryResult> {
@@ -400,6 +414,11 @@ impl Session {
     pub fn statements(&self) -> Vec<(String, Duration)> {
         self.log.lock().expect("log lock").clone()
     }
+
+    /// The HTTP client, for uploads to the stage's cloud storage.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
 }
 
 /// The statement, shortened, for an error message.
@@ -423,15 +442,78 @@ fn gunzip_if_needed(bytes: Vec<u8>) -> Result<Vec<u8>> {
 }
 
 /// Arrow IPC stream bytes → record batches.
+///
+/// Snowflake's timestamp structs declare their children non-nullable, and
+/// a NULL timestamp may arrive as NULL children under a struct without a
+/// validity buffer (fakesnow sends exactly that). arrow-rs's reader would
+/// refuse the batch, so the stream is decoded message by message with the
+/// schema relaxed: every nested field nullable. Nothing else is loosened;
+/// buffers are still fully validated.
 pub fn arrow_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
+    use arrow_ipc::MessageHeader;
+    let bad = |what: &str| Error::data(format!("Snowflake Arrow result: {what}"));
+    let mut out = Vec::new();
+    let mut schema: Option<arrow_schema::SchemaRef> = None;
+    let dictionaries = std::collections::HashMap::new();
+    let mut pos = 0usize;
+    let read_i32 = |pos: usize| -> Option<i32> {
+        bytes.get(pos..pos + 4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    while pos < bytes.len() {
+        let Some(mut len) = read_i32(pos) else { break };
+        pos += 4;
+        if len == -1 {
+            len = read_i32(pos).ok_or_else(|| bad("truncated message length"))?;
+            pos += 4;
+        }
+        if len == 0 {
+            break;
+        }
+        let len = usize::try_from(len).map_err(|_| bad("negative message length"))?;
+        let meta = bytes.get(pos..pos + len).ok_or_else(|| bad("truncated message"))?;
+        pos += len;
+        let message = arrow_ipc::root_as_message(meta).map_err(|e| bad(&format!("bad message: {e}")))?;
+        let body_len = usize::try_from(message.bodyLength()).map_err(|_| bad("negative body length"))?;
+        let body = bytes.get(pos..pos + body_len).ok_or_else(|| bad("truncated body"))?;
+        pos += body_len;
+        match message.header_type() {
+            MessageHeader::Schema => {
+                let fb = message.header_as_schema().ok_or_else(|| bad("schema message without a schema"))?;
+                let parsed = arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| bad(&format!("bad schema: {e}")))?;
+                schema = Some(std::sync::Arc::new(relax(parsed)));
+            }
+            MessageHeader::RecordBatch => {
+                let batch = message.header_as_record_batch().ok_or_else(|| bad("batch message without a batch"))?;
+                let schema = schema.clone().ok_or_else(|| bad("a record batch before the schema"))?;
+                let buf = arrow_buffer::Buffer::from(body);
+                out.push(
+                    arrow_ipc::reader::read_record_batch(&buf, batch, schema, &dictionaries, None, &message.version())
+                        .map_err(|e| bad(&e.to_string()))?,
+                );
+            }
+            MessageHeader::DictionaryBatch => return Err(bad("dictionary-encoded results are not supported")),
+            _ => {}
+        }
     }
-    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| Error::data(format!("Snowflake Arrow result: {e}")))?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::data(format!("Snowflake Arrow result: {e}")))
+    Ok(out)
+}
+
+/// The schema with every nested field nullable (see [`arrow_ipc`]).
+fn relax(schema: arrow_schema::Schema) -> arrow_schema::Schema {
+    use arrow_schema::{DataType, Field};
+    fn field(f: &Field) -> Field {
+        let dt = match f.data_type() {
+            DataType::Struct(children) => {
+                DataType::Struct(children.iter().map(|c| std::sync::Arc::new(field(c).with_nullable(true))).collect())
+            }
+            other => other.clone(),
+        };
+        f.clone().with_data_type(dt)
+    }
+    arrow_schema::Schema::new_with_metadata(
+        schema.fields().iter().map(|f| field(f)).collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    )
 }
 
 /// `rowsetBase64` → record batches.

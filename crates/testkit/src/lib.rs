@@ -6,6 +6,7 @@ pub mod checkpoint_suite;
 pub mod destination_suite;
 pub mod edge;
 pub mod peers;
+pub mod snowproxy;
 pub mod pg;
 
 pub use pg::{TestDb, TestPg};

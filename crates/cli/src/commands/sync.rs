@@ -121,4 +121,19 @@ pub fn print_report(r: &SyncReport) {
             println!("  {}: settled batches {:?} left by an interrupted sync", s.stream, s.recovered_batches);
         }
     }
+    if !r.statements.is_empty() {
+        let on_warehouse: Vec<_> = r.statements.iter().filter(|s| s.uses_warehouse).collect();
+        println!(
+            "  destination: {} statement(s), {} on the warehouse ({} ms of warehouse statements)",
+            r.statements.len(),
+            on_warehouse.len(),
+            on_warehouse.iter().map(|s| s.elapsed_ms).sum::<u64>()
+        );
+        // W: the statement ran on the warehouse (the others are metadata only).
+        for st in &r.statements {
+            let one_line: String = st.sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            let short: String = one_line.chars().take(120).collect();
+            println!("    {:>7} ms {} {short}", st.elapsed_ms, if st.uses_warehouse { "W" } else { " " });
+        }
+    }
 }
