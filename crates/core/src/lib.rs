@@ -24,6 +24,16 @@ pub mod staging;
 pub mod sync;
 
 pub use batch::{BatchManifest, BatchState, LoadKind, StagedFile};
+
+/// Every HTTPS client here (S3, Snowflake) uses rustls with the ring
+/// provider, like the Postgres connections: installed once per process
+/// before the first client is built.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
 pub use canon::Canon;
 pub use catalog::{Catalog, CheckItem, CheckReport, ColumnInfo, TableInfo};
 pub use checkpoint::{

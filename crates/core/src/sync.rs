@@ -204,14 +204,19 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     }
     let reread = changes.iter().any(plan::SchemaChange::needs_reread);
     let plan = &plan;
+    let mut overlap = None;
     let incremental = match &plan.cursor {
         None => None,
         Some(c) => {
             let column = &plan.table.columns[c.index];
             let state = ctx.store.streams(&ctx.pipeline).await?.into_iter().find(|s| s.stream == stream);
-            let previous = state
-                .and_then(|s| s.checkpoint)
-                .and_then(|cp| checkpoint_cursor(cp.position.as_ref(), &column.source_name));
+            let position = state.and_then(|s| s.checkpoint).and_then(|cp| cp.position);
+            let previous = checkpoint_cursor(position.as_ref(), &column.source_name);
+            overlap = Some(Overlap {
+                lookback: Some(c.lookback),
+                // After a re-read every row is staged again.
+                loaded: if reread { Default::default() } else { checkpoint_overlap(position.as_ref(), &column.source_name) },
+            });
             Some((
                 IncrementalRead {
                     column: column.source_name.clone(),
@@ -231,7 +236,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     let mut attempt = 0;
     let (manifest, stats) = loop {
         attempt += 1;
-        match stage_stream(ctx, sync_id, plan, &stream, incremental.clone(), reread).await {
+        match stage_stream(ctx, sync_id, plan, &stream, incremental.clone(), reread, overlap.clone()).await {
             Ok(v) => break v,
             Err(e) if attempt <= ctx.options.retries && e.kind() == ErrorKind::Transient => {
                 backoff(ctx, &stream, attempt, &e, "reading").await;
@@ -268,7 +273,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
         source_bytes: stats.source_bytes,
         staged_bytes: manifest.byte_count(),
         unrepresentable: stats.unrepresentable,
-        position: manifest.end_position.clone(),
+        position: display_position(manifest.end_position.as_ref()),
         schema_changes: changes.iter().map(|c| c.to_string()).collect(),
     })
 }
@@ -290,6 +295,7 @@ async fn stage_stream(
     stream: &str,
     incremental: Option<(IncrementalRead, Option<CursorValue>)>,
     merge_full_read: bool,
+    overlap: Option<Overlap>,
 ) -> Result<(BatchManifest, ReadStats)> {
     let stream = stream.to_owned();
     let batch_id = ctx.store.allocate_batch(&ctx.pipeline, &stream, sync_id).await?;
@@ -308,6 +314,7 @@ async fn stage_stream(
         soft_delete: plan.soft_delete,
         incremental,
         merge_full_read,
+        overlap,
     })
     .await;
     let (manifest, stats) = match staged {
@@ -346,6 +353,46 @@ pub struct SnapshotJob<'a> {
     /// An incremental stream read in full after a schema change is merged,
     /// not replaced, so destination columns no longer filled keep their data.
     pub merge_full_read: bool,
+    /// Incremental: rows the lookback reads again that were loaded already.
+    pub overlap: Option<Overlap>,
+}
+
+/// The rows an incremental read finds again because of its lookback window
+/// (and its `>=`): those already loaded unchanged are not staged again, so
+/// a sync with no changes loads nothing and the warehouse stays asleep.
+///
+/// Each checkpoint keeps the row ids (a hash of every column, cursor
+/// included) of the rows within one lookback of it; a row read again with
+/// the same id is the same row version the destination already has.
+#[derive(Debug, Clone, Default)]
+pub struct Overlap {
+    pub lookback: Option<crate::cursor::Lookback>,
+    /// Ids of rows loaded by the batches up to the checkpoint, within its window.
+    pub loaded: std::collections::HashSet<String>,
+}
+
+/// At most this many row ids are kept per checkpoint; a busier window is
+/// simply merged again at the next sync.
+pub const OVERLAP_MAX_ROWS: usize = 5_000;
+
+/// The ids of rows within the window of a checkpoint position.
+pub fn checkpoint_overlap(position: Option<&serde_json::Value>, column: &str) -> std::collections::HashSet<String> {
+    let Some(p) = position.filter(|p| p.get("column").and_then(|c| c.as_str()) == Some(column)) else {
+        return Default::default();
+    };
+    p.get("overlap")
+        .and_then(|o| o.as_array())
+        .map(|ids| ids.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// A position as shown to people: without the overlap ids.
+pub fn display_position(position: Option<&serde_json::Value>) -> Option<serde_json::Value> {
+    let mut p = position?.clone();
+    if let Some(o) = p.as_object_mut() {
+        o.remove("overlap");
+    }
+    Some(p)
 }
 
 /// Reads a snapshot of one stream into the staged files of one batch: the
@@ -369,12 +416,18 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
     let reader = tokio::spawn(async move { source.read_snapshot(request, tx).await });
 
     let mut rows: u64 = 0;
+    let mut read_rows: u64 = 0;
     let mut bytes: u64 = 0;
     let mut write_error = None;
     let mut seen: Option<CursorValue> = None;
     let mut null_cursors: u64 = 0;
-    while let Some(b) = rx.recv().await {
-        let n = b.batch.num_rows() as u64;
+    // Row ids within one lookback of the highest cursor seen so far.
+    let mut window: Vec<(CursorValue, String)> = Vec::new();
+    // The window overflowed at this cursor: ids below it are not all kept.
+    let mut window_lost: Option<CursorValue> = None;
+    let mut unchanged: u64 = 0;
+    while let Some(mut b) = rx.recv().await {
+        read_rows += b.batch.num_rows() as u64;
         if let Some(i) = job.cursor {
             match crate::cursor::max_cursor(b.batch.column(i)) {
                 Ok((max, nulls)) => {
@@ -392,6 +445,27 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
                 }
             }
         }
+        if let (Some(ov), Some(ci)) = (&job.overlap, job.cursor) {
+            match skip_loaded(&table, b.batch, ci, ov, &mut window) {
+                Ok((batch, skipped)) => {
+                    b.batch = batch;
+                    unchanged += skipped;
+                }
+                Err(e) => {
+                    write_error = Some(e);
+                    break;
+                }
+            }
+            if let (Some(top), Some(lb)) = (&seen, &ov.lookback) {
+                let from = top.minus(lb);
+                window.retain(|(c, _)| c.compare(&from) != Some(std::cmp::Ordering::Less));
+            }
+            if window.len() > OVERLAP_MAX_ROWS {
+                window.clear();
+                window_lost = seen.clone();
+            }
+        }
+        let n = b.batch.num_rows() as u64;
         let written = match stage_columns(&table, b.batch, batch_id, rows, job.soft_delete) {
             Ok(batch) => writer.write(batch).await,
             Err(e) => Err(e),
@@ -411,9 +485,13 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         return Err(e.context(format!("staging {stream}")));
     }
     let stats = read.map_err(|e| e.context(format!("reading {stream}")))?;
-    if stats.rows != rows {
+    if unchanged > 0 {
+        tracing::info!(stream = %stream, rows = unchanged,
+            "rows read again within the lookback are unchanged since they were loaded; not staged again");
+    }
+    if stats.rows != read_rows {
         return Err(Error::internal(format!(
-            "reading {stream}: the source reported {} rows but sent {rows}",
+            "reading {stream}: the source reported {} rows but sent {read_rows}",
             stats.rows
         )));
     }
@@ -443,7 +521,25 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
                 })
             };
             let kind = if read.from.is_some() || job.merge_full_read { LoadKind::Merge } else { LoadKind::Replace };
-            (kind, read.from.as_ref().map(|f| position(&Some(f.clone()))), Some(position(&pos)))
+            let mut end = position(&pos);
+            // The ids of the rows the next read will find again, if all are known.
+            if let (Some(ov), Some(p)) = (&job.overlap, &pos) {
+                let from = ov.lookback.as_ref().map(|lb| p.minus(lb)).unwrap_or_else(|| p.clone());
+                let complete = window_lost.as_ref().is_none_or(|lost| lost.compare(&from) == Some(std::cmp::Ordering::Less));
+                if complete {
+                    let mut ids: Vec<&str> = window
+                        .iter()
+                        .filter(|(c, _)| c.compare(&from) != Some(std::cmp::Ordering::Less))
+                        .map(|(_, id)| id.as_str())
+                        .collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    if ids.len() <= OVERLAP_MAX_ROWS {
+                        end["overlap"] = serde_json::json!(ids);
+                    }
+                }
+            }
+            (kind, read.from.as_ref().map(|f| position(&Some(f.clone()))), Some(end))
         }
     };
     if null_cursors > 0 {
@@ -469,6 +565,34 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         )));
     }
     Ok((manifest, stats))
+}
+
+/// Drops the rows of `batch` already loaded unchanged (see [`Overlap`]) and
+/// notes every row's id and cursor in `window`. Returns the rows to stage
+/// and how many were dropped.
+fn skip_loaded(
+    table: &TableSpec,
+    batch: RecordBatch,
+    cursor: usize,
+    overlap: &Overlap,
+    window: &mut Vec<(CursorValue, String)>,
+) -> Result<(RecordBatch, u64)> {
+    let ids = row_id::row_ids(table, &batch)?;
+    let col = batch.column(cursor);
+    let mut keep = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let id = ids.value(row);
+        if let (Some(c), _) = crate::cursor::max_cursor(&col.slice(row, 1))? {
+            window.push((c, id.to_owned()));
+        }
+        keep.push(!overlap.loaded.contains(id));
+    }
+    let dropped = keep.iter().filter(|k| !**k).count() as u64;
+    if dropped == 0 {
+        return Ok((batch, 0));
+    }
+    let filtered = arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(keep))?;
+    Ok((filtered, dropped))
 }
 
 /// Appends the metadata columns a staged file carries: `_simplyload_deleted`,

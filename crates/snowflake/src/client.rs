@@ -197,10 +197,7 @@ fn error_code(e: &Error) -> Option<String> {
 impl Session {
     /// Logs in.
     pub async fn login(opts: LoginOptions) -> Result<Session> {
-        static TLS: std::sync::Once = std::sync::Once::new();
-        TLS.call_once(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
+        simplyload_core::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(opts.timeout)
             .connect_timeout(Duration::from_secs(30))

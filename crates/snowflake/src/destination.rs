@@ -243,6 +243,9 @@ impl SnowflakeDestination {
                     Error::config(format!("destination snowflake: cannot read private_key_path {}: {e}", p.display()))
                         .with_hint("`simplyload setup-sql snowflake` shows how to make the key pair")
                 })?;
+                // Read it now, so a bad key is named before anything connects.
+                crate::jwt::read_key(&pem, cfg.private_key_passphrase.as_ref().map(|s| s.expose()))
+                    .map_err(|e| e.context(format!("destination snowflake: private_key_path {}", p.display())))?;
                 Credentials::KeyPair { private_key_pem: Secret::new(pem), passphrase: cfg.private_key_passphrase.clone() }
             }
             (None, None) => return Err(Error::config("destination snowflake: set private_key_path or password")),
@@ -444,30 +447,16 @@ impl SnowflakeDestination {
     /// Copies the staged files of `batches` into the load table; returns the rows loaded.
     async fn copy_batches(&self, request: &LoadRequest<'_>, todo: &[&BatchManifest], load: &str, folder: &str) -> Result<u64> {
         let session = self.session().await?;
-        let format = "FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE BINARY_AS_TEXT = FALSE) \
-                      MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE";
         let mut loaded = 0u64;
         for b in todo.iter().filter(|b| !b.files.is_empty()) {
-            let sql = match &self.stage {
-                StageMode::Internal => {
-                    let dir = format!("@{INTERNAL_STAGE}/{folder}/{:012}/", b.batch_id);
-                    for f in &b.files {
-                        let local = request.staging.local_file(&f.key).await?;
-                        put_file(&session, &local.path, &dir).await.map_err(|e| self.fill_hint(e))?;
-                    }
-                    format!("COPY INTO {load} FROM {dir} {format}")
+            if self.stage == StageMode::Internal {
+                let dir = internal_dir(folder, b.batch_id);
+                for f in &b.files {
+                    let local = request.staging.local_file(&f.key).await?;
+                    put_file(&session, &local.path, &dir).await.map_err(|e| self.fill_hint(e))?;
                 }
-                StageMode::External(stage) => {
-                    let prefix = simplyload_core::batch::batch_prefix(&b.pipeline, &b.stream, b.batch_id);
-                    let files: Vec<String> = b
-                        .files
-                        .iter()
-                        .map(|f| literal(f.key.rsplit('/').next().unwrap_or(&f.key)))
-                        .collect();
-                    format!("COPY INTO {load} FROM @{stage}/{prefix}/ FILES = ({}) {format}", files.join(", "))
-                }
-            };
-            let r = self.run(&sql).await?;
+            }
+            let r = self.run(&copy_sql(&self.stage, load, b, folder)).await?;
             let idx = column_index(&r, "rows_loaded");
             let status = column_index(&r, "status");
             for row in result_rows(&r) {
@@ -682,6 +671,28 @@ impl SnowflakeDestination {
     }
 }
 
+/// The internal stage folder one batch of one load is PUT to.
+fn internal_dir(folder: &str, batch_id: u64) -> String {
+    format!("@{INTERNAL_STAGE}/{folder}/{batch_id:012}/")
+}
+
+/// The COPY of one batch into the load table. From the internal stage the
+/// folder holds exactly the batch's files; from an external stage (whose URL
+/// is the staging root) `FILES` names exactly the manifest's files.
+pub fn copy_sql(stage: &StageMode, load: &str, b: &BatchManifest, folder: &str) -> String {
+    let format = "FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE BINARY_AS_TEXT = FALSE) \
+                  MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE";
+    match stage {
+        StageMode::Internal => format!("COPY INTO {load} FROM {} {format}", internal_dir(folder, b.batch_id)),
+        StageMode::External(stage) => {
+            let prefix = simplyload_core::batch::batch_prefix(&b.pipeline, &b.stream, b.batch_id);
+            let files: Vec<String> =
+                b.files.iter().map(|f| literal(f.key.rsplit('/').next().unwrap_or(&f.key))).collect();
+            format!("COPY INTO {load} FROM @{stage}/{prefix}/ FILES = ({}) {format}", files.join(", "))
+        }
+    }
+}
+
 /// A key value as a Snowflake literal of the key column's type.
 fn key_literal(v: &Canon, t: SqlType) -> Result<String> {
     Ok(match (v, t) {
@@ -752,7 +763,7 @@ impl Destination for SnowflakeDestination {
                 s
             }
             Err(e) => {
-                report.fail("login", e.to_string(), e.hint().map(str::to_owned));
+                report.fail("login", e.to_string(), None);
                 return Ok(report);
             }
         };
@@ -769,7 +780,7 @@ impl Destination for SnowflakeDestination {
                     "schema",
                     e.to_string(),
                     Some(format!(
-                        "create it, or grant it to the role: GRANT USAGE ON DATABASE {d} TO ROLE {role}; GRANT USAGE ON SCHEMA {d}.{s} TO ROLE {role};",
+                        "GRANT USAGE ON DATABASE {d} TO ROLE {role};\nGRANT USAGE ON SCHEMA {d}.{s} TO ROLE {role};",
                         d = self.database,
                         s = self.schema
                     )),
@@ -800,13 +811,14 @@ impl Destination for SnowflakeDestination {
                 Err(e) => report.fail(
                     "warehouse",
                     e.to_string(),
-                    Some(format!("check the name, or GRANT USAGE ON WAREHOUSE {w} TO ROLE {role};")),
+                    Some(format!("GRANT USAGE ON WAREHOUSE {w} TO ROLE {role};")),
                 ),
             },
             None => report.fail(
                 "warehouse",
-                "no warehouse is configured".to_owned(),
-                Some("set `warehouse:` on the destination (`simplyload setup-sql snowflake` creates one)".to_owned()),
+                "no warehouse is configured: set `warehouse:` on the destination (`simplyload setup-sql snowflake` creates one)"
+                    .to_owned(),
+                None,
             ),
         }
         if let StageMode::Internal = self.stage {
@@ -928,6 +940,34 @@ impl Destination for SnowflakeDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_names_exactly_the_manifests_files() {
+        use simplyload_core::{StagedFile, StreamName};
+        let table = TableSpec { stream: StreamName::new("public", "orders"), name: "orders".into(), columns: vec![], key: vec![] };
+        let file = |n: u32| StagedFile { key: simplyload_core::batch::file_key("main", "public.orders", 7, n), row_count: 1, byte_count: 1 };
+        let b = BatchManifest {
+            pipeline: "main".into(),
+            stream: "public.orders".into(),
+            batch_id: 7,
+            sync_id: 1,
+            kind: LoadKind::Merge,
+            table,
+            files: vec![file(0), file(1)],
+            row_count: 2,
+            start_position: None,
+            end_position: None,
+        };
+        let ext = copy_sql(&StageMode::External("RAW_DATA.SIMPLYLOAD.SIMPLYLOAD_S3".into()), "L", &b, "f");
+        assert_eq!(
+            ext,
+            "COPY INTO L FROM @RAW_DATA.SIMPLYLOAD.SIMPLYLOAD_S3/main/public.orders/000000000007/ \
+             FILES = ('part-00000.parquet', 'part-00001.parquet') FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE \
+             BINARY_AS_TEXT = FALSE) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE"
+        );
+        let int = copy_sql(&StageMode::Internal, "L", &b, "f00d");
+        assert!(int.starts_with("COPY INTO L FROM @_SIMPLYLOAD_STAGE/f00d/000000000007/ FILE_FORMAT"), "{int}");
+    }
 
     #[test]
     fn names_types_and_warehouse_use() {

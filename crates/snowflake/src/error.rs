@@ -27,11 +27,11 @@ pub fn classify(code: &str, message: &str, http_status: Option<u16>) -> Error {
         // Snowflake says "does not exist or not authorized" for both.
         "002003" | "002043" => (
             ErrorKind::NotFound,
-            Some("if it exists, the role lacks a grant on it: `simplyload setup-sql snowflake` prints the GRANTs SimplyLoad needs"),
+            Some("if it exists, the role lacks a grant on it: GRANT USAGE ON DATABASE <database> TO ROLE <role>; GRANT USAGE ON SCHEMA <database>.<schema> TO ROLE <role>; (`simplyload setup-sql snowflake` prints every GRANT SimplyLoad needs)"),
         ),
         "003001" | "003011" | "003540" => (
             ErrorKind::Permission,
-            Some("grant the missing privilege to the destination's role (`simplyload setup-sql snowflake` prints the GRANTs)"),
+            Some("the role lacks a privilege; SimplyLoad needs: GRANT USAGE ON DATABASE <database> TO ROLE <role>; GRANT USAGE, CREATE TABLE, CREATE STAGE ON SCHEMA <database>.<schema> TO ROLE <role>; (`simplyload setup-sql snowflake` prints the whole script)"),
         ),
         // Session expired or unknown: log in again.
         "390112" | "390114" | "390104" | "390103" => (ErrorKind::Transient, None),

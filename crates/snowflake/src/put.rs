@@ -56,6 +56,7 @@ pub fn material(data: &serde_json::Value) -> Result<Option<EncryptionMaterial>> 
 
 /// Uploads `local` as `name` where a PUT answer says.
 pub async fn upload(http: &reqwest::Client, data: &serde_json::Value, local: &Path, name: &str) -> Result<()> {
+    simplyload_core::install_tls_provider();
     if data.get("command").and_then(|c| c.as_str()) != Some("UPLOAD") {
         return Err(Error::data("Snowflake answered PUT without an UPLOAD command"));
     }

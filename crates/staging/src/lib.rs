@@ -50,12 +50,7 @@ impl std::fmt::Debug for S3Options {
 }
 
 /// HTTPS to S3 uses rustls with ring, like every other TLS connection here.
-fn install_tls_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
+use simplyload_core::install_tls_provider;
 
 /// Remote files are uploaded in parts of this size (multipart above it).
 pub const UPLOAD_PART_BYTES: usize = 8 * 1024 * 1024;

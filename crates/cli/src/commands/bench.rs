@@ -97,6 +97,7 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
             soft_delete: None,
             incremental: None,
             merge_full_read: false,
+            overlap: None,
         })
         .await?;
         ours_secs.push(started.elapsed().as_secs_f64());

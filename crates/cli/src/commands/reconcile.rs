@@ -92,6 +92,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
         }
     }
     let clean = failures.is_empty() && results.iter().all(TableReconcile::clean);
+    // Ends the destination's session, if it opened one.
+    destination.end_sync().await;
     if args.json {
         let out = serde_json::json!({
             "pipeline": args.pipeline,

@@ -20,6 +20,13 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
             None => (Vec::new(), Vec::new()),
         };
         if json {
+            // The row ids an incremental checkpoint keeps are internal.
+            let mut streams = streams.clone();
+            for st in &mut streams {
+                if let Some(cp) = st.checkpoint.as_mut() {
+                    cp.position = simplyload_core::sync::display_position(cp.position.as_ref());
+                }
+            }
             out.push(serde_json::json!({ "pipeline": name, "last_sync": syncs.first(), "streams": streams }));
             continue;
         }
