@@ -53,7 +53,11 @@ pub fn source(cfg: &Config, name: &str) -> Result<Arc<dyn Source>> {
 pub fn destination(cfg: &Config, name: &str) -> Result<Arc<dyn Destination>> {
     match cfg.destination(name)? {
         DestinationConfig::Duckdb(d) => Ok(Arc::new(DuckdbDestination::from_config(d, &cfg.base_dir))),
-        DestinationConfig::Snowflake(s) => Ok(Arc::new(SnowflakeDestination::from_config(s, &cfg.base_dir)?)),
+        DestinationConfig::Snowflake(s) => {
+            let state = cfg.state_path();
+            let state_dir = state.parent().map(Path::to_path_buf).unwrap_or_default();
+            Ok(Arc::new(SnowflakeDestination::from_config(s, &cfg.base_dir)?.with_state_dir(&state_dir)))
+        }
     }
 }
 

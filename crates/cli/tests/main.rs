@@ -1901,4 +1901,26 @@ mod snowflake {
         clean.ok();
         assert!(clean.stdout.contains("result: clean"), "{}", clean.stdout);
     }
+
+    /// The process dies at every failpoint in turn; the next sync settles
+    /// what the last one left, and every row is in Snowflake exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sync_killed_anywhere_loses_and_doubles_nothing() {
+        let f = faulty(vec![]).await;
+        for (i, point) in ["during_read", "after_staged", "during_load", "after_load"].iter().enumerate() {
+            f.db.exec(&format!(
+                "UPDATE orders SET amount = amount + 1 WHERE id % 7 = {i};
+                 INSERT INTO orders (user_id, status, amount, quantity, currency) SELECT user_id, 'k{i}', 2.00, 1, 'USD' FROM orders WHERE id <= 2;"
+            ))
+            .await;
+            let mut env = ENV.to_vec();
+            env.push(("SIMPLYLOAD_FAILPOINT", point));
+            let killed = simplyload(f.dir.path(), &["sync"], &env).await;
+            assert_ne!(killed.code, Some(0), "{point}: {}", killed.all());
+            f.run(&["sync"]).await.ok();
+            let clean = f.run(&["playground", "reconcile", "--pipeline", "main"]).await;
+            assert!(clean.stdout.contains("result: clean"), "after {point}:\n{}\n{}", clean.stdout, clean.stderr);
+        }
+        assert_eq!(count(&f.admin, &f.table("ORDERS"), "").await, Some(158));
+    }
 }

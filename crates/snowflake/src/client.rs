@@ -380,6 +380,39 @@ impl Session {
         self.send(req, "heartbeat").await.map(|_| ())
     }
 
+    /// This session's token, to end it from another process if this one
+    /// dies inside a transaction (see [`Session::end`]). A secret.
+    pub fn token(&self) -> Secret {
+        Secret::new(self.token.lock().expect("token lock").clone())
+    }
+
+    /// Ends the session a token belongs to — one an earlier process left,
+    /// perhaps inside a transaction, which Snowflake then rolls back and
+    /// whose locks it releases. An expired or unknown token is not an error.
+    pub async fn end(base_url: &str, token: &Secret, timeout: Duration) -> Result<()> {
+        simplyload_core::install_tls_provider();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| Error::internal(format!("HTTP client: {e}")))?;
+        let resp = http
+            .post(format!("{}/session", base_url.trim_end_matches('/')))
+            .query(&[("delete", "true"), ("requestId", &uuid::Uuid::new_v4().to_string())])
+            .header("Accept", "application/snowflake")
+            .header("Authorization", format!("Snowflake Token=\"{}\"", token.expose()))
+            .send()
+            .await
+            .map_err(|e| http_error(e, "ending an earlier session"))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| http_error(e, "ending an earlier session"))?;
+        match unwrap_response(status, &body) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::Transient && status < 500 => Ok(()),
+            Err(e) if matches!(e.kind(), ErrorKind::Auth | ErrorKind::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Ends the session.
     pub async fn close(&self) -> Result<()> {
         let req = self

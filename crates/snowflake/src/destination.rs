@@ -68,6 +68,9 @@ pub struct SnowflakeDestination {
     tag: std::sync::Mutex<String>,
     /// Statements of sessions already closed in this sync.
     closed_log: std::sync::Mutex<Vec<(String, Duration)>>,
+    /// Where the token of a session inside a load transaction is kept
+    /// while the transaction is open (see [`SnowflakeDestination::with_state_dir`]).
+    open_txn_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SnowflakeDestination {
@@ -229,6 +232,56 @@ impl SnowflakeDestination {
             session: tokio::sync::Mutex::new(None),
             tag: std::sync::Mutex::new("simplyload".into()),
             closed_log: std::sync::Mutex::new(Vec::new()),
+            open_txn_file: None,
+        }
+    }
+
+    /// Keeps, in `dir` (the state folder), the session token of a load while
+    /// its transaction is open. A process killed inside the transaction
+    /// leaves it behind; the next run ends that session, so Snowflake rolls
+    /// the transaction back and releases its locks at once instead of when
+    /// the abandoned session times out hours later.
+    pub fn with_state_dir(mut self, dir: &Path) -> SnowflakeDestination {
+        let tag = simplyload_core::row_id::short_hash(
+            format!("{}|{}|{}|{}|{}", self.opts.base_url, self.opts.account, self.opts.user, self.database, self.schema)
+                .as_bytes(),
+        );
+        self.open_txn_file = Some(dir.join(format!("snowflake-{tag}.open-transaction")));
+        self
+    }
+
+    fn note_open_transaction(&self, session: &Session) -> Result<()> {
+        let Some(path) = &self.open_txn_file else { return Ok(()) };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::from(e).context(format!("creating {}", dir.display())))?;
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(path).map_err(|e| Error::from(e).context(format!("writing {}", path.display())))?;
+        std::io::Write::write_all(&mut f, session.token().expose().as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::from(e).context(format!("writing {}", path.display())))
+    }
+
+    fn transaction_closed(&self) {
+        if let Some(path) = &self.open_txn_file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Ends the session an earlier process left inside a load transaction.
+    async fn end_abandoned_session(&self) {
+        let Some(path) = &self.open_txn_file else { return };
+        let Ok(token) = std::fs::read_to_string(path) else { return };
+        match Session::end(&self.opts.base_url, &Secret::new(token.trim()), Duration::from_secs(60)).await {
+            Ok(()) => {
+                tracing::info!("ended the Snowflake session an interrupted sync left inside a load transaction");
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not end the session an interrupted sync left; its transaction \
+                rolls back when Snowflake times it out"),
         }
     }
 
@@ -288,6 +341,9 @@ impl SnowflakeDestination {
         let tag = self.tag.lock().expect("tag lock").clone();
         opts.session_parameters.insert("QUERY_TAG".into(), tag.into());
         opts.session_parameters.insert("TIMEZONE".into(), "UTC".into());
+        // Never wait hours on a lock (Snowflake's default is 12 h): fail, retry at the next sync.
+        opts.session_parameters.insert("LOCK_TIMEOUT".into(), 600.into());
+        self.end_abandoned_session().await;
         let s = Arc::new(Session::login(opts).await.map_err(|e| self.fill_hint(e))?);
         *guard = Some(s.clone());
         Ok(s)
@@ -621,6 +677,7 @@ impl SnowflakeDestination {
                     "{stream}: Snowflake loaded {rows_staged} rows from the staged files but the manifests say {expected}"
                 )));
             }
+            self.note_open_transaction(&*self.session().await?)?;
             self.run("BEGIN").await?;
             let applied = async {
                 let changes = self.apply(table, request.kind, &load, rows_staged).await?;
@@ -643,15 +700,19 @@ impl SnowflakeDestination {
             }
             .await;
             match applied {
-                Ok((changes, rows_after)) => Ok(LoadOutcome {
+                Ok((changes, rows_after)) => {
+                    self.transaction_closed();
+                    Ok(LoadOutcome {
                     rows_staged,
                     rows_after: Some(rows_after),
                     already_loaded: already.clone(),
                     changes,
-                }),
+                    })
+                }
                 Err(e) => {
-                    if let Err(rb) = self.run("ROLLBACK").await {
-                        tracing::warn!(error = %rb, "ROLLBACK after a failed load failed");
+                    match self.run("ROLLBACK").await {
+                        Ok(_) => self.transaction_closed(),
+                        Err(rb) => tracing::warn!(error = %rb, "ROLLBACK after a failed load failed"),
                     }
                     Err(e)
                 }
@@ -742,8 +803,10 @@ impl Destination for SnowflakeDestination {
         let mut log = std::mem::take(&mut *self.closed_log.lock().expect("log lock"));
         if let Some(s) = session {
             log.extend(s.statements());
-            if let Err(e) = s.close().await {
-                tracing::debug!(error = %e, "closing the Snowflake session");
+            match s.close().await {
+                // Closing ends any transaction the session still had.
+                Ok(()) => self.transaction_closed(),
+                Err(e) => tracing::debug!(error = %e, "closing the Snowflake session"),
             }
         }
         log.into_iter()
