@@ -33,6 +33,7 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>) -> Result<u8> {
         ok &= print_report(&format!("source {}", p.source), &report);
         let dest = connectors::destination(&cfg, &p.destination)?;
         let report = dest.check().await?;
+        dest.end_sync().await;
         ok &= print_report(&format!("destination {}", p.destination), &report);
     }
     if ok {
