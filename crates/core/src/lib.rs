@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod canon;
+pub mod cdc;
 pub mod catalog;
 pub mod checkpoint;
 pub mod cursor;

@@ -6,7 +6,7 @@
 //! them through the trait, and reads the rows back as typed values.
 
 use arrow_array::builder::*;
-use arrow_array::{ArrayRef, BooleanArray, Decimal128Array, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, Decimal128Array, RecordBatch, StringArray};
 use simplyload_core::schema::meta;
 use simplyload_core::sync::stage_columns;
 use simplyload_core::{
@@ -152,15 +152,7 @@ impl Bench {
         versions: &[i128],
         deleted: &[bool],
     ) -> BatchManifest {
-        let mut cols: Vec<ArrayRef> = data.columns().to_vec();
-        cols.push(Arc::new(BooleanArray::from(deleted.to_vec())));
-        cols.push(Arc::new(
-            Decimal128Array::from(versions.to_vec()).with_precision_and_scale(meta::VERSION_PRECISION, 0).unwrap(),
-        ));
-        if !table.has_key() {
-            cols.push(Arc::new(simplyload_core::row_id::row_ids(table, &data).unwrap()));
-        }
-        let batch = RecordBatch::try_new(table.staged_schema(), cols).expect("staged batch");
+        let batch = simplyload_core::cdc::stage_changes(table, data, versions, deleted).expect("staged batch");
         self.write(table, batch_id, batch, LoadKind::Merge).await
     }
 
