@@ -75,11 +75,21 @@ pub struct BatchManifest {
     /// Source position before and after the batch (cursor value, LSN), if any.
     pub start_position: Option<serde_json::Value>,
     pub end_position: Option<serde_json::Value>,
+    /// CDC: the source table was truncated at this version (decimal text):
+    /// every stored row older than it is marked deleted. The batch's rows
+    /// all come after the truncate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_at: Option<String>,
 }
 
 impl BatchManifest {
     pub fn byte_count(&self) -> u64 {
         self.files.iter().map(|f| f.byte_count).sum()
+    }
+
+    /// The truncate version, parsed.
+    pub fn truncate_version(&self) -> Option<i128> {
+        self.truncated_at.as_deref().and_then(|v| v.parse().ok())
     }
 }
 

@@ -41,10 +41,18 @@ pub fn snapshot_version(consistent_point: Lsn) -> i128 {
 }
 
 /// Appends the metadata columns to a group of changes of one table: each
-/// row's version and delete flag, and for tables without a key the row id.
-pub fn stage_changes(table: &TableSpec, data: RecordBatch, versions: &[i128], deleted: &[bool]) -> Result<RecordBatch> {
+/// row's version and delete flag, for tables without a key the row id, and
+/// the columns each update left unchanged (`unchanged`: empty, or one list
+/// per row of destination column names).
+pub fn stage_changes(
+    table: &TableSpec,
+    data: RecordBatch,
+    versions: &[i128],
+    deleted: &[bool],
+    unchanged: &[Vec<String>],
+) -> Result<RecordBatch> {
     let n = data.num_rows();
-    if versions.len() != n || deleted.len() != n {
+    if versions.len() != n || deleted.len() != n || !(unchanged.is_empty() || unchanged.len() == n) {
         return Err(Error::internal(format!(
             "{}: {n} changed rows but {} versions and {} delete flags",
             table.stream,
@@ -60,7 +68,70 @@ pub fn stage_changes(table: &TableSpec, data: RecordBatch, versions: &[i128], de
     if !table.has_key() {
         columns.push(Arc::new(row_id::row_ids(table, &data)?));
     }
+    columns.push(Arc::new(
+        (0..n)
+            .map(|i| unchanged.get(i).filter(|u| !u.is_empty()).map(|u| unchanged_list(u)))
+            .collect::<arrow_array::StringArray>(),
+    ));
     Ok(RecordBatch::try_new(table.staged_schema(), columns)?)
+}
+
+/// `,a,b,`: the staged form of a list of unchanged columns (destination
+/// column names never contain a comma: DESIGN.md §4 normalises them).
+pub fn unchanged_list(columns: &[String]) -> String {
+    format!(",{},", columns.join(","))
+}
+
+/// The SQL (DuckDB and Snowflake alike) that reduces a stage of changes to
+/// one row per key: the newest version, where every column comes from the
+/// newest change that carried it — an update that left a TOAST column
+/// unchanged takes that column from an earlier change of the same key in
+/// the stage — and `_simplyload_unchanged` lists the columns no change in
+/// the stage carried, which the merge then keeps from the stored row.
+///
+/// `name` maps a destination column name to its name in the SQL (quoted),
+/// `text` quotes a string literal. Without unchanged values in the stage
+/// (`with_unchanged` false) it is the plain newest-row-per-key query.
+pub fn latest_per_key_sql(
+    table: &TableSpec,
+    stage: &str,
+    with_unchanged: bool,
+    name: impl Fn(&str) -> String,
+    text: impl Fn(&str) -> String,
+) -> String {
+    let keys: Vec<String> = table.key.iter().map(|k| name(k)).collect();
+    let v = name(meta::VERSION);
+    let newest = format!("ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {v} DESC) = 1", keys.join(", "));
+    if !with_unchanged {
+        return format!("SELECT * FROM {stage} QUALIFY {newest}");
+    }
+    let u = name(meta::UNCHANGED);
+    let part = format!("PARTITION BY {}", keys.join(", "));
+    let mut select: Vec<String> = Vec::new();
+    let mut lists: Vec<String> = Vec::new();
+    for c in &table.columns {
+        let q = name(&c.name);
+        if table.key.contains(&c.name) {
+            select.push(q);
+            continue;
+        }
+        let marker = text(&format!(",{},", c.name));
+        let carried = format!("CASE WHEN {u} IS NULL OR NOT CONTAINS({u}, {marker}) THEN {v} END");
+        select.push(format!("FIRST_VALUE({q}) OVER ({part} ORDER BY {carried} DESC NULLS LAST) AS {q}"));
+        lists.push(format!(
+            "CASE WHEN MAX({carried}) OVER ({part}) IS NULL THEN {} ELSE '' END",
+            text(&format!("{},", c.name))
+        ));
+    }
+    for m in [meta::DELETED, meta::VERSION] {
+        select.push(name(m));
+    }
+    if !table.has_key() {
+        select.push(name(meta::ID));
+    }
+    let list = if lists.is_empty() { "''".to_owned() } else { lists.join(" || ") };
+    select.push(format!("CASE WHEN ({list}) = '' THEN NULL ELSE ',' || ({list}) END AS {u}"));
+    format!("SELECT {} FROM {stage} QUALIFY {newest}", select.join(", "))
 }
 
 #[cfg(test)]

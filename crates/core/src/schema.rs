@@ -24,6 +24,9 @@ pub mod meta {
     pub const ID: &str = "_simplyload_id";
     /// BIGINT: for tables without a primary key, the occurrence number among identical rows.
     pub const INDEX: &str = "_simplyload_index";
+    /// Staged only: the columns a CDC update left unchanged (TOAST values
+    /// Postgres did not send), as `,a,b,`; NULL when every value is present.
+    pub const UNCHANGED: &str = "_simplyload_unchanged";
     /// The destination table recording every loaded batch.
     pub const BATCHES_TABLE: &str = "_simplyload_batches";
     /// Precision of the version column.
@@ -179,6 +182,7 @@ impl TableSpec {
         if !self.has_key() {
             fields.push(Field::new(meta::ID, DataType::Utf8, false));
         }
+        fields.push(Field::new(meta::UNCHANGED, DataType::Utf8, true));
         Arc::new(Schema::new(fields))
     }
 

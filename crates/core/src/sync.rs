@@ -557,6 +557,7 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         files,
         start_position,
         end_position,
+        truncated_at: None,
     };
     if manifest.row_count != rows {
         return Err(Error::internal(format!(
@@ -629,6 +630,7 @@ pub fn stage_columns(
     if !table.has_key() {
         columns.push(Arc::new(row_id::row_ids(table, &batch)?));
     }
+    columns.push(arrow_array::new_null_array(&arrow_schema::DataType::Utf8, n as usize));
     Ok(RecordBatch::try_new(table.staged_schema(), columns)?)
 }
 

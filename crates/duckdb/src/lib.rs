@@ -600,7 +600,7 @@ fn load_sync(
     } else {
         let list: Vec<String> = todo_files.iter().map(|p| literal(&p.to_string_lossy())).collect();
         tx.execute_batch(&format!(
-            "CREATE OR REPLACE TEMP VIEW {stage} AS SELECT * FROM read_parquet([{}]);",
+            "CREATE OR REPLACE TEMP VIEW {stage} AS SELECT * FROM read_parquet([{}], union_by_name = true);",
             list.join(", ")
         ))
         .map_err(|e| db_error(e, &format!("reading the staged files of {stream}")))?;
@@ -639,8 +639,25 @@ fn load_sync(
             .map_err(|e| db_error(e, &format!("replacing the rows of {}", table.name)))?;
             RowChanges { inserted: rows_staged as u64, updated: 0, deleted: 0 }
         }
+        LoadKind::Merge if rows_staged == 0 => RowChanges::default(),
         LoadKind::Merge => merge(&tx, table, &target, &stage, &casts)?,
     };
+    let mut changes = changes;
+    // A truncate in the source: every stored row older than it is deleted.
+    if let Some(at) = todo.iter().filter_map(|b| b.truncate_version()).max() {
+        let older = format!("{} < CAST({at} AS DECIMAL(38,0))", ident(meta::VERSION));
+        let n: i64 = tx
+            .query_row(&format!("SELECT count(*) FROM {target} WHERE {older} AND NOT {}", ident(meta::DELETED)), [], |r| r.get(0))
+            .map_err(|e| db_error(e, &format!("counting the rows a truncate deletes in {}", table.name)))?;
+        tx.execute_batch(&format!(
+            "UPDATE {target} SET {} = true, {} = CAST({at} AS DECIMAL(38,0)), {} = now() WHERE {older};",
+            ident(meta::DELETED),
+            ident(meta::VERSION),
+            ident(meta::SYNCED_AT)
+        ))
+        .map_err(|e| db_error(e, &format!("applying a truncate to {}", table.name)))?;
+        changes.deleted += n as u64;
+    }
     for b in &todo {
         tx.execute(
             &format!(
@@ -678,11 +695,25 @@ fn merge(
     let keys: Vec<String> = table.key.iter().map(|k| ident(k)).collect();
     let on: Vec<String> = keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect();
     let latest = ident("_simplyload_latest");
+    let u = ident(meta::UNCHANGED);
+    let with_unchanged: i64 = tx
+        .query_row(&format!("SELECT count(*) FROM {stage} WHERE {u} IS NOT NULL"), [], |r| r.get(0))
+        .map_err(|e| db_error(e, "reading the staged unchanged columns"))?;
+    let with_unchanged = with_unchanged > 0;
+    // A column an update left unchanged (TOAST) keeps the stored value.
     let set_all: Vec<String> = table
         .columns
         .iter()
         .zip(casts)
-        .map(|(c, e)| format!("{} = {e}", ident(&c.name)))
+        .map(|(c, e)| {
+            let q = ident(&c.name);
+            if with_unchanged && !table.key.contains(&c.name) {
+                let marker = literal(&format!(",{},", c.name));
+                format!("{q} = CASE WHEN s.{u} IS NOT NULL AND contains(s.{u}, {marker}) THEN t.{q} ELSE {e} END")
+            } else {
+                format!("{q} = {e}")
+            }
+        })
         .chain([format!("{at} = now()"), format!("{d} = s.{d}"), format!("{v} = s.{v}")])
         .collect();
     let mut cols: Vec<String> = table.columns.iter().map(|c| ident(&c.name)).collect();
@@ -699,9 +730,8 @@ fn merge(
         .collect();
     let key_only = if non_key.is_empty() { "true".to_owned() } else { format!("({})", non_key.join(" AND ")) };
     tx.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE {latest} AS
-           SELECT * FROM {stage} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY {v} DESC) = 1;",
-        keys.join(", ")
+        "CREATE OR REPLACE TEMP TABLE {latest} AS {};",
+        simplyload_core::cdc::latest_per_key_sql(table, stage, with_unchanged, ident, literal)
     ))
     .map_err(|e| db_error(e, &format!("reducing the staged rows of {}", table.name)))?;
     // What the MERGE below will do, counted before it runs.

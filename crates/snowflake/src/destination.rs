@@ -527,14 +527,11 @@ impl SnowflakeDestination {
         Ok(loaded)
     }
 
-    /// The rows of a load, per key only the newest version.
-    fn latest(table: &TableSpec, load: &str) -> String {
-        let keys: Vec<String> = table.key.iter().map(|k| ident(&sf_name(k))).collect();
-        format!(
-            "(SELECT * FROM {load} QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {} DESC) = 1)",
-            keys.join(", "),
-            ident(&sf_name(meta::VERSION))
-        )
+    /// The rows of a load, per key only the newest version (see
+    /// [`simplyload_core::cdc::latest_per_key_sql`]).
+    fn latest(table: &TableSpec, load: &str, with_unchanged: bool) -> String {
+        let sql = simplyload_core::cdc::latest_per_key_sql(table, load, with_unchanged, |n| ident(&sf_name(n)), literal);
+        format!("({sql})")
     }
 
     /// The statements of the transaction that applies a load; returns what they did.
@@ -571,7 +568,16 @@ impl SnowflakeDestination {
                     )
                     .with_hint("set primary_key: [...] for this stream"));
                 }
-                let latest = Self::latest(table, load);
+                if rows_staged == 0 {
+                    return Ok(RowChanges::default());
+                }
+                let u = ident(&sf_name(meta::UNCHANGED));
+                let r = self.run(&format!("SELECT COUNT(*) FROM {load} WHERE {u} IS NOT NULL")).await?;
+                let with_unchanged = result_rows(&r)
+                    .first()
+                    .and_then(|row| row.first().cloned().flatten())
+                    .is_some_and(|n| n != "0");
+                let latest = Self::latest(table, load, with_unchanged);
                 let key_eq = |a: &str, b: &str| -> String {
                     table
                         .key
@@ -618,10 +624,19 @@ impl SnowflakeDestination {
                         key_eq("t", "s")
                     ))
                     .await?;
+                    // A column an update left unchanged (TOAST) keeps the stored value.
                     let set_all: Vec<String> = table
                         .columns
                         .iter()
-                        .map(|c| format!("{} = {}", ident(&sf_name(&c.name)), value(c)))
+                        .map(|c| {
+                            let q = ident(&sf_name(&c.name));
+                            if with_unchanged && !table.key.contains(&c.name) {
+                                let marker = literal(&format!(",{},", c.name));
+                                format!("{q} = CASE WHEN s.{u} IS NOT NULL AND CONTAINS(s.{u}, {marker}) THEN t.{q} ELSE {} END", value(c))
+                            } else {
+                                format!("{q} = {}", value(c))
+                            }
+                        })
                         .chain([format!("{at} = CURRENT_TIMESTAMP()"), format!("{d} = s.{d}"), format!("{v} = s.{v}")])
                         .collect();
                     self.run(&format!(
@@ -648,7 +663,7 @@ impl SnowflakeDestination {
         let stream = request.batches.first().map(|b| b.stream.clone()).unwrap_or_default();
         self.shape_table(table, request.kind).await?;
         // Nothing to apply: no warehouse statement (a merge of no rows is a no-op).
-        if request.kind == LoadKind::Merge && request.batches.iter().all(|b| b.row_count == 0) {
+        if request.kind == LoadKind::Merge && request.batches.iter().all(|b| b.row_count == 0 && b.truncated_at.is_none()) {
             return Ok(LoadOutcome::default());
         }
         self.ensure_batches_table().await?;
@@ -667,6 +682,7 @@ impl SnowflakeDestination {
         if !table.has_key() {
             cols.push(format!("{} VARCHAR", ident(&sf_name(meta::ID))));
         }
+        cols.push(format!("{} VARCHAR", ident(&sf_name(meta::UNCHANGED))));
         self.run(&format!("CREATE OR REPLACE TRANSIENT TABLE {load} ({})", cols.join(", "))).await?;
         let folder = Uuid::new_v4().simple().to_string();
         let result = async {
@@ -680,7 +696,22 @@ impl SnowflakeDestination {
             self.note_open_transaction(&*self.session().await?)?;
             self.run("BEGIN").await?;
             let applied = async {
-                let changes = self.apply(table, request.kind, &load, rows_staged).await?;
+                let mut changes = self.apply(table, request.kind, &load, rows_staged).await?;
+                // A truncate in the source: every stored row older than it is deleted.
+                if let Some(at) = todo.iter().filter_map(|b| b.truncate_version()).max() {
+                    let target = self.qualified(&table.name);
+                    let (d, v, sa) = (ident(&sf_name(meta::DELETED)), ident(&sf_name(meta::VERSION)), ident(&sf_name(meta::SYNCED_AT)));
+                    let r = self.run(&format!("SELECT COUNT(*) FROM {target} WHERE {v} < {at} AND NOT COALESCE({d}, FALSE)")).await?;
+                    changes.deleted += result_rows(&r)
+                        .first()
+                        .and_then(|row| row.first().cloned().flatten())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    self.run(&format!(
+                        "UPDATE {target} SET {d} = TRUE, {v} = {at}, {sa} = CURRENT_TIMESTAMP() WHERE {v} < {at}"
+                    ))
+                    .await?;
+                }
                 for b in &todo {
                     self.run(&format!(
                         "INSERT INTO {} (PIPELINE_ID, STREAM, BATCH_ID, ROW_COUNT, LOADED_AT) \
@@ -1020,6 +1051,7 @@ mod tests {
             row_count: 2,
             start_position: None,
             end_position: None,
+            truncated_at: None,
         };
         let ext = copy_sql(&StageMode::External("RAW_DATA.SIMPLYLOAD.SIMPLYLOAD_S3".into()), "L", &b, "f");
         assert_eq!(

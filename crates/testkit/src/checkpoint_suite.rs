@@ -18,6 +18,7 @@ fn manifest(pipeline: &str, stream: &str, batch_id: u64, sync_id: i64) -> BatchM
         row_count: 3,
         start_position: None,
         end_position: Some(serde_json::json!({"lsn": "0/16B3748"})),
+        truncated_at: None,
     }
 }
 

@@ -152,7 +152,20 @@ impl Bench {
         versions: &[i128],
         deleted: &[bool],
     ) -> BatchManifest {
-        let batch = simplyload_core::cdc::stage_changes(table, data, versions, deleted).expect("staged batch");
+        self.stage_changes_with(table, batch_id, data, versions, deleted, &[]).await
+    }
+
+    /// Like [`Bench::stage_changes`], with the columns each update left unchanged (TOAST).
+    pub async fn stage_changes_with(
+        &self,
+        table: &TableSpec,
+        batch_id: u64,
+        data: RecordBatch,
+        versions: &[i128],
+        deleted: &[bool],
+        unchanged: &[Vec<String>],
+    ) -> BatchManifest {
+        let batch = simplyload_core::cdc::stage_changes(table, data, versions, deleted, unchanged).expect("staged batch");
         self.write(table, batch_id, batch, LoadKind::Merge).await
     }
 
@@ -172,6 +185,7 @@ impl Bench {
             files,
             start_position: None,
             end_position: None,
+            truncated_at: None,
         }
     }
 
@@ -658,6 +672,91 @@ pub async fn awkward_names_are_quoted(h: &dyn DestinationHarness) {
     assert_eq!(h.rows("select", &["from", "we\"ird name"], &["from"]).await, vec![vec![Value::Int(1), text("it's")]]);
 }
 
+/// CDC: an update that left a TOAST column unchanged keeps the stored
+/// value, or takes it from an earlier change of the same key in the load.
+pub async fn unchanged_columns_keep_their_values(h: &dyn DestinationHarness) {
+    let bench = Bench::new();
+    let dest = h.destination();
+    let t = table("docs", &[("id", SqlType::Int64), ("name", SqlType::Text), ("body", SqlType::Text)], &["id"]);
+    let rows = |ids: Vec<i64>, names: Vec<Option<&str>>, bodies: Vec<Option<&str>>| {
+        RecordBatch::try_new(
+            t.source_schema(),
+            vec![
+                Arc::new(arrow_array::Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+                Arc::new(StringArray::from(bodies)),
+            ],
+        )
+        .unwrap()
+    };
+    let big = "x".repeat(100_000);
+    let m1 = bench.stage_changes(&t, 1, rows(vec![1, 2], vec![Some("a"), Some("b")], vec![Some(&big), Some("b1")]), &[10, 10], &[false, false]).await;
+    bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m1]).await.unwrap();
+    let body = || vec!["body".to_owned()];
+    // id 1: only the name changes (body not sent). id 2: body and name change,
+    // then the name again with the body not sent. id 3: never loaded, body not sent.
+    let m2 = bench
+        .stage_changes_with(
+            &t,
+            2,
+            rows(vec![1, 2, 2, 3], vec![Some("a2"), Some("b2"), Some("b3"), Some("c")], vec![None, Some("b2 body"), None, None]),
+            &[20, 21, 22, 23],
+            &[false, false, false, false],
+            &[body(), vec![], body(), body()],
+        )
+        .await;
+    let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m2]).await.unwrap();
+    assert_eq!(out.rows_after, Some(3));
+    let got = h.rows("docs", &["id", "name", "body"], &["id"]).await;
+    assert_eq!(
+        got,
+        vec![
+            vec![Value::Int(1), text("a2"), text(&big)],
+            vec![Value::Int(2), text("b3"), text("b2 body")],
+            vec![Value::Int(3), text("c"), Value::Null],
+        ]
+    );
+    // A later full row replaces everything.
+    let m3 = bench.stage_changes(&t, 3, rows(vec![1], vec![Some("a3")], vec![Some("new")]), &[30], &[false]).await;
+    bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m3]).await.unwrap();
+    assert_eq!(h.rows("docs", &["id", "name", "body"], &["id"]).await[0], vec![Value::Int(1), text("a3"), text("new")]);
+}
+
+/// CDC: a truncate marks every older row deleted; rows after it, in the
+/// same load, stay; an older change replayed later cannot bring a row back.
+pub async fn truncate_deletes_older_rows(h: &dyn DestinationHarness) {
+    let bench = Bench::new();
+    let dest = h.destination();
+    let (t, b1) = id_name(&[1, 2, 3], &[Some("a"), Some("b"), Some("c")]);
+    let m1 = bench.stage_changes(&t, 1, b1, &[10, 10, 10], &[false, false, false]).await;
+    bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m1]).await.unwrap();
+    let (_, b2) = id_name(&[4], &[Some("d")]);
+    let mut m2 = bench.stage_changes(&t, 2, b2, &[20], &[false]).await;
+    m2.truncated_at = Some("15".into());
+    let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m2]).await.unwrap();
+    assert_eq!(out.rows_after, Some(1));
+    assert_eq!(out.changes.deleted, 3);
+    let (_, b3) = id_name(&[1], &[Some("zombie")]);
+    let m3 = bench.stage_changes(&t, 3, b3, &[12], &[false]).await;
+    bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m3]).await.unwrap();
+    let rows = h.rows("people", &["id", "name", meta::DELETED], &["id"]).await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![Value::Int(1), text("a"), Value::Bool(true)],
+            vec![Value::Int(2), text("b"), Value::Bool(true)],
+            vec![Value::Int(3), text("c"), Value::Bool(true)],
+            vec![Value::Int(4), text("d"), Value::Bool(false)],
+        ]
+    );
+    // A truncate alone (no rows after it) is applied too.
+    let (_, empty) = id_name(&[], &[]);
+    let mut m4 = bench.stage_changes(&t, 4, empty, &[], &[]).await;
+    m4.truncated_at = Some("40".into());
+    let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m4]).await.unwrap();
+    assert_eq!(out.rows_after, Some(0));
+}
+
 /// Expands to one `#[tokio::test]` per suite case. `$make` is an async
 /// expression producing a value that implements [`DestinationHarness`].
 #[macro_export]
@@ -674,6 +773,8 @@ macro_rules! destination_conformance {
             new_source_column_is_added,
             changed_column_type_is_never_cast,
             awkward_names_are_quoted,
+            unchanged_columns_keep_their_values,
+            truncate_deletes_older_rows,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
