@@ -1924,3 +1924,203 @@ mod snowflake {
         assert_eq!(count(&f.admin, &f.table("ORDERS"), "").await, Some(158));
     }
 }
+
+mod cdc {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+    use std::path::Path;
+
+    fn rows(report: &serde_json::Value, stream: &str) -> u64 {
+        report[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == stream).unwrap()["rows"].as_u64().unwrap()
+    }
+
+    async fn sync(dir: &Path) -> serde_json::Value {
+        let run = simplyload(dir, &["sync", "--json"], &[]).await;
+        assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+        reports(&run)
+    }
+
+    fn live(dir: &Path, table: &str) -> i64 {
+        duck(dir, &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{table} WHERE NOT _simplyload_deleted"))[0][0]
+            .as_ref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    async fn reconcile_clean(dir: &Path) {
+        let run = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    }
+
+    /// 1 MB of text Postgres cannot compress below its TOAST threshold.
+    const BIG: &str = "(SELECT string_agg(md5(random()::text || g::text), '') FROM generate_series(1, 32768) g)";
+
+    /// The first sync snapshots at the slot's consistent point; then
+    /// inserts, updates, deletes, an update that leaves a TOASTed column
+    /// unchanged, a rolled-back transaction, a key change and a truncate
+    /// arrive through the slot, exactly.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_arrive_exactly() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec(&format!(
+            "CREATE TABLE items (id int PRIMARY KEY, name text, body text, n numeric(12,2), at timestamptz);
+             CREATE TABLE other (id bigint PRIMARY KEY, v text);
+             INSERT INTO items SELECT i, 'n' || i, CASE WHEN i = 1 THEN {BIG} ELSE 'small' END, i * 1.5, now() FROM generate_series(1, 100) i;
+             INSERT INTO other VALUES (1, 'a'), (2, 'b');"
+        ))
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.items", "public.other"], "    mode: cdc\n");
+        let first = sync(dir.path()).await;
+        assert_eq!((rows(&first, "public.items"), rows(&first, "public.other")), (100, 2));
+        let items = format!("app_{}_items", db.name);
+        assert_eq!(live(dir.path(), &items), 100);
+
+        let big_before = duck(dir.path(), &format!("SELECT md5(body) FROM simplyload.{items} WHERE id = 1"))[0][0].clone();
+        // (One exec is one implicit transaction: a BEGIN inside it would take
+        // the statements before it into its block, so each part runs apart.)
+        for sql in [
+            "INSERT INTO items VALUES (101, 'new', 'x', 1.00, now())",
+            "UPDATE items SET name = 'renamed' WHERE id = 1",
+            "UPDATE items SET n = n + 1 WHERE id BETWEEN 2 AND 11",
+            "DELETE FROM items WHERE id IN (50, 51)",
+            "BEGIN; INSERT INTO items VALUES (900, 'rolled back', 'x', 0, now()); ROLLBACK;",
+            "UPDATE items SET id = 1000 WHERE id = 60",
+            "TRUNCATE other",
+            "INSERT INTO other VALUES (3, 'c')",
+        ] {
+            db.exec(sql).await;
+        }
+        let second = sync(dir.path()).await;
+        assert!(rows(&second, "public.items") >= 14, "{second}");
+        assert_eq!(live(dir.path(), &items), 99, "100 + 1 − 2 deleted, id 60 became 1000");
+        let one = duck(dir.path(), &format!("SELECT name, md5(body) FROM simplyload.{items} WHERE id = 1"));
+        assert_eq!(one[0][0].as_deref(), Some("renamed"));
+        assert_eq!(one[0][1], big_before, "the unchanged TOAST value is kept, never NULL");
+        let gone = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{items} WHERE _simplyload_deleted AND id IN (50, 51, 60)"));
+        assert_eq!(gone[0][0].as_deref(), Some("3"));
+        assert!(duck(dir.path(), &format!("SELECT id FROM simplyload.{items} WHERE id = 900")).is_empty(), "a rolled-back row never arrives");
+        let other = format!("app_{}_other", db.name);
+        assert_eq!(live(dir.path(), &other), 1, "truncate marked the old rows deleted");
+        reconcile_clean(dir.path()).await;
+
+        // Nothing changed: nothing is read again.
+        let idle = sync(dir.path()).await;
+        assert_eq!(rows(&idle, "public.items"), 0);
+        let slot: (String,) = {
+            let r = db.client.query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'simplyload_main'", &[]).await.unwrap();
+            (r.get(0),)
+        };
+        assert!(slot.0.contains('/'), "the slot's position was confirmed");
+    }
+
+    /// 100k changes in one transaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_transaction() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (0, 'seed');").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.t"], "    mode: cdc\n");
+        sync(dir.path()).await;
+        db.exec("INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 100000) i;").await;
+        let r = sync(dir.path()).await;
+        assert_eq!(rows(&r, "public.t"), 100_000);
+        assert_eq!(live(dir.path(), &format!("app_{}_t", db.name)), 100_001);
+        reconcile_clean(dir.path()).await;
+    }
+
+    fn cdc_config(dir: &Path, url: &str, streams: &[&str]) {
+        config(dir, url, streams, "    mode: cdc\n");
+    }
+
+    /// A stream added to a running pipeline is snapshot through a temporary
+    /// slot and joins without a gap; the running stream goes on meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_added_later_joins_without_a_gap() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text);
+                 INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 50) i; INSERT INTO b SELECT i, 'b' || i FROM generate_series(1, 50) i;").await;
+        let dir = tempfile::tempdir().unwrap();
+        cdc_config(dir.path(), &db.url, &["public.a"]);
+        sync(dir.path()).await;
+        db.exec("UPDATE a SET v = 'x' WHERE id <= 5").await;
+        db.exec("UPDATE b SET v = 'y' WHERE id <= 5").await;
+        db.exec("DELETE FROM b WHERE id = 50").await;
+        cdc_config(dir.path(), &db.url, &["public.a", "public.b"]);
+        let joined = sync(dir.path()).await;
+        assert_eq!(rows(&joined, "public.b"), 49, "b is read from a snapshot");
+        assert_eq!(rows(&joined, "public.a"), 5, "a goes on from its slot");
+        db.exec("UPDATE b SET v = 'z' WHERE id BETWEEN 10 AND 12").await;
+        db.exec("DELETE FROM a WHERE id = 1").await;
+        sync(dir.path()).await;
+        assert_eq!(live(dir.path(), &format!("app_{}_b", db.name)), 49);
+        assert_eq!(live(dir.path(), &format!("app_{}_a", db.name)), 49);
+        reconcile_clean(dir.path()).await;
+        let temp: i64 = db.client.query_one("SELECT count(*) FROM pg_replication_slots WHERE temporary", &[]).await.unwrap().get(0);
+        assert_eq!(temp, 0, "the temporary slot is gone");
+    }
+
+    /// The slot was dropped behind SimplyLoad's back: the next sync says so,
+    /// makes it again and reads every stream again, ending exact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_slot_is_made_again_and_the_copy_ends_exact() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 30) i;").await;
+        let dir = tempfile::tempdir().unwrap();
+        cdc_config(dir.path(), &db.url, &["public.a"]);
+        sync(dir.path()).await;
+        db.exec("SELECT pg_drop_replication_slot('simplyload_main')").await;
+        db.exec("DELETE FROM a WHERE id <= 3").await;
+        db.exec("UPDATE a SET v = 'changed' WHERE id = 10").await;
+        let again = sync(dir.path()).await;
+        assert_eq!(rows(&again, "public.a"), 27);
+        assert_eq!(live(dir.path(), &format!("app_{}_a", db.name)), 27);
+        reconcile_clean(dir.path()).await;
+        db.exec("INSERT INTO a VALUES (100, 'new')").await;
+        sync(dir.path()).await;
+        reconcile_clean(dir.path()).await;
+    }
+
+    /// `check` reports what logical replication needs, and the slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn check_reports_replication_readiness() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE nokey (v text);").await;
+        let dir = tempfile::tempdir().unwrap();
+        cdc_config(dir.path(), &db.url, &["public.a"]);
+        let ok = simplyload(dir.path(), &["check"], &[]).await;
+        ok.ok();
+        assert!(ok.stdout.contains("change data capture") && ok.stdout.contains("does not exist yet"), "{}", ok.stdout);
+        cdc_config(dir.path(), &db.url, &["public.a", "public.nokey"]);
+        let bad = simplyload(dir.path(), &["check"], &[]).await;
+        assert_ne!(bad.code, Some(0), "{}", bad.stdout);
+        assert!(bad.stdout.contains("REPLICA IDENTITY FULL"), "{}", bad.stdout);
+    }
+
+    /// The process dies at every point of a CDC sync in turn; the next sync
+    /// settles what was left and the copy is exact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cdc_sync_killed_anywhere_loses_and_doubles_nothing() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE a (id int PRIMARY KEY, v text, n int); INSERT INTO a SELECT i, 'a' || i, 0 FROM generate_series(1, 200) i;").await;
+        let dir = tempfile::tempdir().unwrap();
+        cdc_config(dir.path(), &db.url, &["public.a"]);
+        for (i, point) in ["during_read", "after_staged", "during_load", "after_load"].iter().enumerate() {
+            db.exec(&format!("UPDATE a SET n = n + 1 WHERE id % 4 = {i}")).await;
+            db.exec(&format!("DELETE FROM a WHERE id = {}", 190 + i)).await;
+            db.exec(&format!("INSERT INTO a VALUES ({}, 'new', 0)", 1000 + i)).await;
+            let killed = simplyload(dir.path(), &["sync"], &[("SIMPLYLOAD_FAILPOINT", point)]).await;
+            assert_ne!(killed.code, Some(0), "{point}: {}", killed.all());
+            sync(dir.path()).await;
+            reconcile_clean(dir.path()).await;
+        }
+        assert_eq!(live(dir.path(), &format!("app_{}_a", db.name)), 200);
+    }
+}

@@ -24,10 +24,15 @@ pub fn format_lsn(lsn: Lsn) -> String {
 
 /// Parses `16/B374D848`.
 pub fn parse_lsn(s: &str) -> Result<Lsn> {
-    let (hi, lo) = s.trim().split_once('/').ok_or_else(|| Error::data(format!("`{s}` is not an LSN like 16/B374D848")))?;
-    let hi = u32::from_str_radix(hi, 16).map_err(|_| Error::data(format!("`{s}` is not an LSN like 16/B374D848")))?;
-    let lo = u32::from_str_radix(lo, 16).map_err(|_| Error::data(format!("`{s}` is not an LSN like 16/B374D848")))?;
-    Ok(((hi as u64) << 32) | lo as u64)
+    let bad = || Error::data(format!("`{s}` is not a WAL position (expected hex/hex, such as 16/B374D848)"));
+    let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
+    let part = |p: &str| -> Result<u64> {
+        if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        u64::from_str_radix(p, 16).map_err(|_| bad())
+    };
+    Ok((part(hi)? << 32) | part(lo)?)
 }
 
 /// The version of the `seq`-th change of the transaction that committed at `commit_lsn`.

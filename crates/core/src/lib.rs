@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod canon;
 pub mod cdc;
+pub mod cdc_sync;
 pub mod catalog;
 pub mod checkpoint;
 pub mod cursor;
@@ -46,7 +47,7 @@ pub use naming::StreamName;
 pub use progress::{NoProgress, Progress};
 pub use report::{StreamReport, SyncReport, Unrepresentable, UnrepresentableTally};
 pub use schema::{Column, SqlType, TableSpec, ValueLimits};
-pub use source::{IncrementalRead, ReadStats, SnapshotRequest, Source, SourceBatch};
+pub use source::{CdcStart, ChangeEvent, ChangesRead, ChangesRequest, IncrementalRead, ReadStats, SnapshotRequest, Source, SourceBatch};
 pub use staging::{BatchWriter, LocalFile, StagingArea};
 
 pub use simplyload_config as config;

@@ -2,7 +2,7 @@
 //! destination table.
 
 use crate::catalog::{Catalog, TableInfo};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::naming::{self, Rename, StreamName, TableNameParts};
 use crate::schema::{Column, SqlType, TableSpec};
 use simplyload_config::{Config, PipelineConfig, StreamConfig, SyncMode};
@@ -326,13 +326,9 @@ fn plan_stream(
     let name = stream_name(pipeline_name, index, stream)?;
     let info = catalog.table(&name).ok_or_else(|| missing_table(&name, pipeline, catalog))?;
     let mode = stream.mode.unwrap_or(pipeline.mode);
-    if mode == SyncMode::Cdc {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!("{key}: mode `{mode}` is not available in this build yet"),
-        )
-        .with_hint(format!(
-            "set `mode: incremental` (with `cursor: updated_at`) or `mode: full_refresh` on pipelines.{pipeline_name} or on the stream"
+    if mode == SyncMode::Cdc && (stream.cursor.is_some() || stream.soft_delete.is_some()) {
+        return Err(Error::config(format!(
+            "{key}: `cursor` and `soft_delete` are for `mode: incremental`; `mode: cdc` sees every change and delete itself"
         )));
     }
     for (field, col) in [("cursor", &stream.cursor), ("soft_delete", &stream.soft_delete)] {
@@ -535,7 +531,7 @@ pipelines:
         let cfg = config("    streams: [public.nope, Orders]\n");
         let plans = plan_pipeline("p", &cfg.pipelines["p"], &catalog());
         let e = plans[0].1.as_ref().unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
         assert!(e.message().contains("table public.nope not found in source `app`"), "{e}");
         assert!(e.hint().unwrap().contains("simplyload discover app"));
         let e = plans[1].1.as_ref().unwrap_err();

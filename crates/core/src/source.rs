@@ -37,6 +37,9 @@ pub struct SnapshotRequest {
     /// `incremental`: read only rows whose cursor is ≥ `from` (all rows,
     /// including those with a NULL cursor, when `from` is `None`).
     pub incremental: Option<IncrementalRead>,
+    /// `cdc`: read inside this exported snapshot (a replication slot's
+    /// consistent point), so the changes streamed after it join without a gap.
+    pub snapshot: Option<String>,
 }
 
 /// The cursor filter of an incremental read.
@@ -60,6 +63,48 @@ pub struct ReadStats {
     /// start of the oldest transaction still open). The checkpoint never
     /// moves past it (DESIGN.md §6).
     pub cursor_ceiling: Option<crate::cursor::CursorValue>,
+}
+
+/// A replication slot made for a CDC start: the WAL position it is
+/// consistent at, and a snapshot of the source at exactly that point, usable
+/// (through [`SnapshotRequest::snapshot`]) until `release` is awaited.
+#[async_trait::async_trait]
+pub trait CdcStart: Send + Sync {
+    fn consistent_point(&self) -> crate::cdc::Lsn;
+    fn snapshot_name(&self) -> String;
+    async fn release(self: Box<Self>) -> Result<()>;
+}
+
+/// What a CDC read needs.
+#[derive(Debug, Clone)]
+pub struct ChangesRequest {
+    pub pipeline: String,
+    /// The `cdc` streams; changes of other tables are skipped.
+    pub tables: Vec<TableSpec>,
+    pub limits: ValueLimits,
+    pub on_unrepresentable: OnUnrepresentable,
+    pub batch_rows: usize,
+}
+
+/// Changes of one stream, in the staged form (data columns, then
+/// `_simplyload_deleted`, `_simplyload_version`, …; see
+/// [`crate::cdc::stage_changes`]), or a truncate of its table.
+#[derive(Debug)]
+pub enum ChangeEvent {
+    Rows { stream: String, batch: RecordBatch },
+    Truncate { stream: String, version: i128 },
+}
+
+/// What a finished CDC read saw.
+#[derive(Debug, Clone, Default)]
+pub struct ChangesRead {
+    /// Confirm this position once every change read is committed in the
+    /// destination (the end of the last transaction read); `None`: nothing new.
+    pub confirm: Option<crate::cdc::Lsn>,
+    pub changes: u64,
+    pub source_bytes: u64,
+    /// Per stream.
+    pub unrepresentable: Vec<(String, Unrepresentable)>,
 }
 
 /// A source of data: a database or an API.
@@ -104,4 +149,32 @@ pub trait Source: Send + Sync {
     /// independently of the snapshot path and brought to its canonical form
     /// after the type mapping, hashed, and sent on `out` in groups.
     async fn scan(&self, request: ScanRequest, out: ScanSender) -> Result<()>;
+
+    /// CDC: whether the server and role allow logical replication of
+    /// `streams` for `pipeline` (each failed item carries the SQL that fixes it).
+    async fn check_cdc(&self, _pipeline: &str, _streams: &[StreamName]) -> Result<CheckReport> {
+        let mut r = CheckReport::default();
+        r.fail("cdc", format!("source kind `{}` has no change data capture", self.kind()), None);
+        Ok(r)
+    }
+
+    /// CDC: makes sure the pipeline's publication and replication slot
+    /// exist. When it creates the slot (`temporary` for a stream joining a
+    /// running pipeline), it returns the slot's consistent point and
+    /// snapshot; `None` when the slot already existed.
+    async fn cdc_prepare(&self, _pipeline: &str, _tables: &[TableSpec], _temporary: bool) -> Result<Option<Box<dyn CdcStart>>> {
+        Err(crate::Error::new(crate::ErrorKind::Unsupported, format!("source kind `{}` has no change data capture", self.kind())))
+    }
+
+    /// CDC: sends every change committed since the slot's confirmed point,
+    /// up to the source's current end, on `out`, and returns what to confirm.
+    async fn read_changes(&self, _request: ChangesRequest, _out: mpsc::Sender<ChangeEvent>) -> Result<ChangesRead> {
+        Err(crate::Error::new(crate::ErrorKind::Unsupported, format!("source kind `{}` has no change data capture", self.kind())))
+    }
+
+    /// CDC: the destination committed everything up to `lsn`; the source may
+    /// forget it (Postgres: the slot's confirmed point moves, WAL is freed).
+    async fn confirm_changes(&self, _pipeline: &str, _lsn: crate::cdc::Lsn) -> Result<()> {
+        Err(crate::Error::new(crate::ErrorKind::Unsupported, format!("source kind `{}` has no change data capture", self.kind())))
+    }
 }

@@ -115,7 +115,14 @@ async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report:
         .discover()
         .await
         .map_err(|e| e.context(format!("source `{}`", ctx.config.source)))?;
+    let mut cdc = Vec::new();
     for (label, planned) in plan::plan_pipeline(&ctx.pipeline, &ctx.config, &catalog) {
+        if let Ok(plan) = &planned
+            && plan.mode == simplyload_config::SyncMode::Cdc
+        {
+            cdc.push((label, plan.clone()));
+            continue;
+        }
         let started = Instant::now();
         let recovered_batches = recovered.remove(&label).unwrap_or_default();
         let result = match planned {
@@ -167,6 +174,9 @@ async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report:
         };
         ctx.progress.stream_finished(&stream_report);
         report.streams.push(stream_report);
+    }
+    if !cdc.is_empty() {
+        crate::cdc_sync::run_cdc(ctx, pipeline_id, sync_id, cdc, report).await;
     }
     Ok(())
 }
@@ -279,7 +289,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
 }
 
 /// Waits before the next attempt: `retry_base × 2^(attempt−1)`, at most a minute.
-async fn backoff(ctx: &SyncContext, stream: &str, attempt: u32, e: &Error, what: &str) {
+pub(crate) async fn backoff(ctx: &SyncContext, stream: &str, attempt: u32, e: &Error, what: &str) {
     let wait = ctx.options.retry_base.saturating_mul(1 << (attempt - 1).min(16)).min(std::time::Duration::from_secs(60));
     tracing::warn!(pipeline = %ctx.pipeline, stream = %stream, attempt, retries = ctx.options.retries,
         wait_ms = wait.as_millis() as u64, error = %e, "{what} failed; retrying");
@@ -315,6 +325,7 @@ async fn stage_stream(
         incremental,
         merge_full_read,
         overlap,
+        cdc_snapshot: None,
     })
     .await;
     let (manifest, stats) = match staged {
@@ -355,6 +366,9 @@ pub struct SnapshotJob<'a> {
     pub merge_full_read: bool,
     /// Incremental: rows the lookback reads again that were loaded already.
     pub overlap: Option<Overlap>,
+    /// CDC: read inside this exported snapshot, every row at this version
+    /// (the slot's consistent point; see [`crate::cdc::snapshot_version`]).
+    pub cdc_snapshot: Option<(String, i128)>,
 }
 
 /// The rows an incremental read finds again because of its lookback window
@@ -411,6 +425,7 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         batch_rows: job.options.batch_rows,
         batch_bytes: job.options.batch_bytes,
         incremental: job.incremental.as_ref().map(|(r, _)| r.clone()),
+        snapshot: job.cdc_snapshot.as_ref().map(|(name, _)| name.clone()),
     };
     let source = job.source.clone();
     let reader = tokio::spawn(async move { source.read_snapshot(request, tx).await });
@@ -466,7 +481,11 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
             }
         }
         let n = b.batch.num_rows() as u64;
-        let written = match stage_columns(&table, b.batch, batch_id, rows, job.soft_delete) {
+        let staged = match &job.cdc_snapshot {
+            Some((_, version)) => stage_columns_at(&table, b.batch, Versions::Fixed(*version), job.soft_delete),
+            None => stage_columns(&table, b.batch, batch_id, rows, job.soft_delete),
+        };
+        let written = match staged {
             Ok(batch) => writer.write(batch).await,
             Err(e) => Err(e),
         };
@@ -607,16 +626,35 @@ pub fn stage_columns(
     first_ordinal: u64,
     soft_delete: Option<usize>,
 ) -> Result<RecordBatch> {
+    stage_columns_at(table, batch, Versions::Batch { batch_id, first_ordinal }, soft_delete)
+}
+
+/// How staged rows are versioned.
+#[derive(Debug, Clone, Copy)]
+pub enum Versions {
+    /// `batch_id × 2³² + ordinal` (snapshots and incremental reads).
+    Batch { batch_id: u64, first_ordinal: u64 },
+    /// Every row at one version (a CDC snapshot at a slot's consistent point).
+    Fixed(i128),
+}
+
+/// [`stage_columns`] with the versioning given.
+pub fn stage_columns_at(table: &TableSpec, batch: RecordBatch, versions: Versions, soft_delete: Option<usize>) -> Result<RecordBatch> {
     let n = batch.num_rows() as u64;
-    if first_ordinal + n > MAX_ROWS_PER_BATCH {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!("{}: more than 2^32 rows in one batch", table.stream),
-        ));
+    let versions = match versions {
+        Versions::Batch { batch_id, first_ordinal } => {
+            if first_ordinal + n > MAX_ROWS_PER_BATCH {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("{}: more than 2^32 rows in one batch", table.stream),
+                ));
+            }
+            let base = (batch_id as i128) << 32;
+            Decimal128Array::from_iter_values((0..n).map(|i| base + (first_ordinal + i) as i128))
+        }
+        Versions::Fixed(v) => Decimal128Array::from_iter_values((0..n).map(|_| v)),
     }
-    let base = (batch_id as i128) << 32;
-    let versions = Decimal128Array::from_iter_values((0..n).map(|i| base + (first_ordinal + i) as i128))
-        .with_precision_and_scale(meta::VERSION_PRECISION, 0)?;
+    .with_precision_and_scale(meta::VERSION_PRECISION, 0)?;
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     let deleted = match soft_delete {
         Some(i) => {
@@ -637,7 +675,7 @@ pub fn stage_columns(
 /// Loads batches of one stream in one destination transaction, then marks
 /// them loaded and moves the checkpoint. Returns the destination's row count
 /// when the load counted it.
-async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &str, batches: &[BatchManifest]) -> Result<Option<u64>> {
+pub(crate) async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &str, batches: &[BatchManifest]) -> Result<Option<u64>> {
     let last = batches.last().ok_or_else(|| Error::internal("load of no batches"))?;
     let outcome = ctx
         .destination

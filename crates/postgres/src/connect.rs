@@ -148,7 +148,8 @@ impl ConnectOptions {
         })
     }
 
-    fn tls_config(&self) -> Result<rustls::ClientConfig, Error> {
+    /// The rustls configuration for `sslmode` (every connection of this crate, replication too).
+    pub(crate) fn tls_config(&self) -> Result<rustls::ClientConfig, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()

@@ -28,7 +28,7 @@ const EPOCH_DAYS: i32 = 10_957;
 const EPOCH_US: i64 = 946_684_800_000_000;
 
 /// One column being decoded: its builder, typed by what it decodes.
-enum Col {
+pub(crate) enum Col {
     Bool(BooleanBuilder),
     Int2(Int16Builder),
     Int4(Int32Builder),
@@ -49,7 +49,7 @@ enum Col {
 }
 
 impl Col {
-    fn new(d: Decoder, cap: usize) -> Col {
+    pub(crate) fn new(d: Decoder, cap: usize) -> Col {
         match d {
             Decoder::Bool => Col::Bool(BooleanBuilder::with_capacity(cap)),
             Decoder::Int2 => Col::Int2(Int16Builder::with_capacity(cap)),
@@ -79,7 +79,7 @@ impl Col {
         }
     }
 
-    fn append_null(&mut self) {
+    pub(crate) fn append_null(&mut self) {
         match self {
             Col::Bool(b) => b.append_null(),
             Col::Int2(b) => b.append_null(),
@@ -96,7 +96,7 @@ impl Col {
         }
     }
 
-    fn finish(&mut self) -> ArrayRef {
+    pub(crate) fn finish(&mut self) -> ArrayRef {
         match self {
             Col::Bool(b) => Arc::new(b.finish()),
             Col::Int2(b) => Arc::new(b.finish()),
@@ -118,7 +118,7 @@ impl Col {
     /// Appends one non-NULL value. `Ok(Some(reason))` means the value was not
     /// representable and nothing was appended.
     #[inline]
-    fn append(&mut self, v: &[u8], limits: &ValueLimits, scratch: &mut String) -> Result<Option<&'static str>> {
+    pub(crate) fn append(&mut self, v: &[u8], limits: &ValueLimits, scratch: &mut String) -> Result<Option<&'static str>> {
         match self {
             Col::Bool(b) => b.append_value(fixed::<1>(v)?[0] != 0),
             Col::Int2(b) => b.append_value(i16::from_be_bytes(fixed(v)?)),

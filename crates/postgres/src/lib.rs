@@ -10,11 +10,14 @@
 //! security would hide rows from SimplyLoad, Postgres refuses the read
 //! instead of silently returning fewer rows.
 
+mod cdc;
 pub mod connect;
 pub mod copy;
 pub mod discover;
 pub mod local;
+pub mod pgoutput;
 pub mod reconcile;
+pub mod replication;
 pub mod types;
 
 use connect::{ConnectOptions, pg_error, quote_ident};
@@ -124,8 +127,13 @@ impl Source for PostgresSource {
             Some(inc) => cursor_ceiling(&client, inc.sql_type, &stream).await?,
             None => None,
         };
+        // CDC: the slot's exported snapshot, imported before any query.
+        let import = match &request.snapshot {
+            Some(name) => format!("SET TRANSACTION SNAPSHOT '{}';\n", name.replace('\'', "''")),
+            None => String::new(),
+        };
         client
-            .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n{SNAPSHOT_SETTINGS}"))
+            .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n{import}{SNAPSHOT_SETTINGS}"))
             .await
             .map_err(|e| pg_error(&e, "starting the snapshot transaction"))?;
         let tables = discover::discover(&client, Some(&stream)).await?;
@@ -230,6 +238,31 @@ impl Source for PostgresSource {
 
     async fn key_ranges_agree(&self, table: &TableSpec) -> Result<bool> {
         reconcile::key_ranges_agree(self, table).await
+    }
+
+    async fn check_cdc(&self, pipeline: &str, streams: &[StreamName]) -> Result<CheckReport> {
+        self.check_cdc_impl(pipeline, streams).await
+    }
+
+    async fn cdc_prepare(
+        &self,
+        pipeline: &str,
+        tables: &[TableSpec],
+        temporary: bool,
+    ) -> Result<Option<Box<dyn simplyload_core::CdcStart>>> {
+        self.cdc_prepare_impl(pipeline, tables, temporary).await
+    }
+
+    async fn read_changes(
+        &self,
+        request: simplyload_core::ChangesRequest,
+        out: mpsc::Sender<simplyload_core::ChangeEvent>,
+    ) -> Result<simplyload_core::ChangesRead> {
+        self.read_changes_impl(request, out).await
+    }
+
+    async fn confirm_changes(&self, pipeline: &str, lsn: simplyload_core::cdc::Lsn) -> Result<()> {
+        self.confirm_changes_impl(pipeline, lsn).await
     }
 
     async fn scan(&self, request: ScanRequest, out: ScanSender) -> Result<()> {

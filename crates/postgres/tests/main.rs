@@ -32,6 +32,7 @@ mod support {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let req = SnapshotRequest {
             incremental: None,
+            snapshot: None,
             table: table.clone(),
             limits: ValueLimits::STAGING,
             on_unrepresentable,

@@ -98,6 +98,7 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
             incremental: None,
             merge_full_read: false,
             overlap: None,
+            cdc_snapshot: None,
         })
         .await?;
         ours_secs.push(started.elapsed().as_secs_f64());

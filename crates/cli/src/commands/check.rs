@@ -31,6 +31,17 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>) -> Result<u8> {
         }
         let report = source.check(&streams).await?;
         ok &= print_report(&format!("source {}", p.source), &report);
+        let cdc: Vec<_> = p
+            .streams
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_pattern() && s.mode.unwrap_or(p.mode) == simplyload_config::SyncMode::Cdc)
+            .filter_map(|(i, s)| simplyload_core::plan::stream_name(&name, i, s).ok())
+            .collect();
+        if !cdc.is_empty() {
+            let report = source.check_cdc(&name, &cdc).await?;
+            ok &= print_report(&format!("source {} (change data capture)", p.source), &report);
+        }
         let dest = connectors::destination(&cfg, &p.destination)?;
         let report = dest.check().await?;
         dest.end_sync().await;

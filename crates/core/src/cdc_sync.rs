@@ -1,0 +1,316 @@
+//! The sync of a pipeline's `cdc` streams (DESIGN.md §3, §6).
+//!
+//! 1. Streams without a CDC checkpoint start: the source makes the slot (or,
+//!    when the pipeline's slot already runs, a temporary one) and each such
+//!    stream is snapshot inside the slot's exported snapshot, every row at
+//!    the consistent point's version, and loaded as a full refresh.
+//! 2. Every change committed since the slot's confirmed point is read, up to
+//!    the source's current end, into one batch per stream (truncates
+//!    recorded on the batch), and each batch is loaded (merged by key and
+//!    version).
+//! 3. Only after every load committed is the position confirmed to the
+//!    source. A crash anywhere replays from the last confirmed point, and
+//!    the versions (commit LSN × 2³² + position) make the replay harmless.
+
+use crate::batch::{BatchManifest, LoadKind, StagedFile};
+use crate::cdc::{Lsn, format_lsn, snapshot_version};
+use crate::error::{Error, Result};
+use crate::plan::StreamPlan;
+use crate::report::{StreamReport, SyncReport};
+use crate::source::{ChangeEvent, ChangesRequest};
+use crate::staging::BatchWriter;
+use crate::sync::{SnapshotJob, SyncContext, backoff, load_batches, stage_snapshot};
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// The checkpoint position of a CDC stream.
+pub fn cdc_position(lsn: Lsn) -> serde_json::Value {
+    serde_json::json!({"mode": "cdc", "lsn": format_lsn(lsn)})
+}
+
+/// Whether a checkpoint position is a CDC one.
+fn is_cdc_position(p: Option<&serde_json::Value>) -> bool {
+    p.and_then(|p| p.get("mode")).and_then(|m| m.as_str()) == Some("cdc")
+}
+
+struct Open {
+    batch_id: u64,
+    writer: Option<Box<dyn BatchWriter>>,
+    rows: u64,
+    truncated_at: Option<i128>,
+}
+
+/// What one stream did in this sync.
+#[derive(Default)]
+struct Done {
+    rows: u64,
+    staged_bytes: u64,
+    batch_id: Option<u64>,
+    snapshot: bool,
+}
+
+/// Runs the `cdc` streams of a sync; adds one report per stream.
+pub(crate) async fn run_cdc(
+    ctx: &SyncContext,
+    pipeline_id: Uuid,
+    sync_id: i64,
+    plans: Vec<(String, StreamPlan)>,
+    report: &mut SyncReport,
+) {
+    let started = Instant::now();
+    let mut done: BTreeMap<String, Done> = BTreeMap::new();
+    let result = cdc_streams(ctx, pipeline_id, sync_id, &plans, &mut done).await;
+    for (label, plan) in &plans {
+        let d = done.remove(label).unwrap_or_default();
+        let error = result.as_ref().err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            let _ = ctx.store.record_stream_error(&ctx.pipeline, label, e).await;
+        }
+        let r = StreamReport {
+            stream: label.clone(),
+            table: plan.table.name.clone(),
+            mode: plan.mode.to_string(),
+            status: if error.is_some() { "failed".into() } else { "succeeded".into() },
+            rows: d.rows,
+            source_bytes: 0,
+            staged_bytes: d.staged_bytes,
+            batch_id: d.batch_id,
+            duration_ms: started.elapsed().as_millis() as u64,
+            unrepresentable: Vec::new(),
+            schema_changes: if d.snapshot { vec!["started: snapshot at the slot's consistent point".into()] } else { Vec::new() },
+            position: None,
+            renames: plan.renames.clone(),
+            recovered_batches: Vec::new(),
+            error,
+        };
+        ctx.progress.stream_finished(&r);
+        report.streams.push(r);
+    }
+}
+
+async fn cdc_streams(
+    ctx: &SyncContext,
+    pipeline_id: Uuid,
+    sync_id: i64,
+    plans: &[(String, StreamPlan)],
+    done: &mut BTreeMap<String, Done>,
+) -> Result<()> {
+    for (_, plan) in plans {
+        if !plan.table.has_key() {
+            return Err(Error::new(
+                crate::ErrorKind::Unsupported,
+                format!("{}: `mode: cdc` of a table without a primary key is not supported yet", plan.stream()),
+            )
+            .with_hint("set primary_key: [...] for this stream, or use mode: full_refresh"));
+        }
+    }
+    let states = ctx.store.streams(&ctx.pipeline).await?;
+    let started = |label: &str| {
+        states
+            .iter()
+            .find(|s| s.stream == label)
+            .and_then(|s| s.checkpoint.as_ref())
+            .is_some_and(|cp| is_cdc_position(cp.position.as_ref()))
+    };
+    let tables: Vec<_> = plans.iter().map(|(_, p)| p.table.clone()).collect();
+    let slot = ctx.source.cdc_prepare(&ctx.pipeline, &tables, false).await?;
+    // A slot made now while streams had started means the old one is gone
+    // (dropped, or invalidated and dropped): what happened since it is not
+    // in any slot, so every stream starts again from a snapshot.
+    let joining: Vec<&(String, StreamPlan)> = if slot.is_some() {
+        if plans.iter().any(|(l, _)| started(l)) {
+            tracing::warn!(pipeline = %ctx.pipeline,
+                "the replication slot was missing and has been made again; every stream is read again from a snapshot");
+        }
+        plans.iter().collect()
+    } else {
+        plans.iter().filter(|(l, _)| !started(l)).collect()
+    };
+    if !joining.is_empty() {
+        // The pipeline's own slot when it was just made; otherwise a
+        // temporary one, whose snapshot the joining streams are read in.
+        let start = match slot {
+            Some(s) => s,
+            None => ctx
+                .source
+                .cdc_prepare(&ctx.pipeline, &tables, true)
+                .await?
+                .ok_or_else(|| Error::internal("the source made no temporary slot"))?,
+        };
+        let point = start.consistent_point();
+        let snapshot = start.snapshot_name();
+        let result = async {
+            for (label, plan) in &joining {
+                ctx.progress.stream_started(label, &plan.table.name, plan.estimated_rows);
+                let batch_id = ctx.store.allocate_batch(&ctx.pipeline, label, sync_id).await?;
+                let staged = stage_snapshot(SnapshotJob {
+                    source: ctx.source.clone(),
+                    staging: ctx.staging.as_ref(),
+                    pipeline: &ctx.pipeline,
+                    table: plan.table.clone(),
+                    limits: ctx.destination.limits(),
+                    on_unrepresentable: ctx.config.on_unrepresentable,
+                    options: &ctx.options,
+                    sync_id,
+                    batch_id,
+                    progress: ctx.progress.as_ref(),
+                    cursor: None,
+                    soft_delete: None,
+                    incremental: None,
+                    merge_full_read: false,
+                    overlap: None,
+                    cdc_snapshot: Some((snapshot.clone(), snapshot_version(point))),
+                })
+                .await;
+                let (mut manifest, _) = match staged {
+                    Ok(v) => v,
+                    Err(e) => {
+                        ctx.store.abandon_batch(&ctx.pipeline, label, batch_id).await?;
+                        return Err(e);
+                    }
+                };
+                manifest.end_position = Some(cdc_position(point));
+                ctx.store.record_staged(&manifest).await?;
+                load_with_retries(ctx, pipeline_id, label, &manifest).await?;
+                let d = done.entry(label.clone()).or_default();
+                d.rows += manifest.row_count;
+                d.staged_bytes += manifest.byte_count();
+                d.batch_id = Some(batch_id);
+                d.snapshot = true;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        // The snapshot is needed only while reading.
+        start.release().await?;
+        result?;
+    }
+
+    // Changes since the confirmed point, one batch per stream.
+    let request = ChangesRequest {
+        pipeline: ctx.pipeline.clone(),
+        tables: tables.clone(),
+        limits: ctx.destination.limits(),
+        on_unrepresentable: ctx.config.on_unrepresentable,
+        batch_rows: ctx.options.batch_rows,
+    };
+    let (tx, mut rx) = mpsc::channel::<ChangeEvent>(ctx.options.channel_depth.max(1));
+    let source = ctx.source.clone();
+    let reader = tokio::spawn(async move { source.read_changes(request, tx).await });
+    let mut open: BTreeMap<String, Open> = BTreeMap::new();
+    let mut write_error = None;
+    while let Some(event) = rx.recv().await {
+        let stream = match &event {
+            ChangeEvent::Rows { stream, .. } | ChangeEvent::Truncate { stream, .. } => stream.clone(),
+        };
+        let Some((_, plan)) = plans.iter().find(|(l, _)| *l == stream) else { continue };
+        if !open.contains_key(&stream) {
+            match ctx.store.allocate_batch(&ctx.pipeline, &stream, sync_id).await {
+                Ok(batch_id) => {
+                    open.insert(stream.clone(), Open { batch_id, writer: None, rows: 0, truncated_at: None });
+                }
+                Err(e) => {
+                    write_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let o = open.get_mut(&stream).expect("just inserted");
+        match event {
+            ChangeEvent::Truncate { version, .. } => {
+                o.truncated_at = Some(o.truncated_at.map_or(version, |t| t.max(version)));
+            }
+            ChangeEvent::Rows { batch, .. } => {
+                if o.writer.is_none() {
+                    match ctx.staging.writer(&ctx.pipeline, &stream, o.batch_id, plan.table.staged_schema()).await {
+                        Ok(w) => o.writer = Some(w),
+                        Err(e) => {
+                            write_error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                o.rows += batch.num_rows() as u64;
+                ctx.progress.stream_advanced(&stream, o.rows, 0);
+                if let Err(e) = o.writer.as_mut().expect("opened above").write(batch).await {
+                    write_error = Some(e);
+                    break;
+                }
+                crate::sync::failpoint("during_read");
+            }
+        }
+    }
+    drop(rx);
+    let read = reader.await.map_err(|e| Error::internal(format!("the change reader failed: {e}")))?;
+    let read = match (write_error, read) {
+        (Some(e), _) | (None, Err(e)) => {
+            for (stream, o) in &open {
+                let _ = ctx.staging.remove_batch(&ctx.pipeline, stream, o.batch_id).await;
+                ctx.store.abandon_batch(&ctx.pipeline, stream, o.batch_id).await?;
+            }
+            return Err(e.context("reading changes"));
+        }
+        (None, Ok(read)) => read,
+    };
+    let Some(confirm) = read.confirm else {
+        return Ok(());
+    };
+    // Every stream's batch staged, then each loaded; then the position confirmed.
+    let mut manifests = Vec::new();
+    for (stream, o) in open {
+        let (_, plan) = plans.iter().find(|(l, _)| *l == stream).expect("only planned streams are opened");
+        let files: Vec<StagedFile> = match o.writer {
+            Some(w) => w.finish().await?,
+            None => Vec::new(),
+        };
+        let manifest = BatchManifest {
+            pipeline: ctx.pipeline.clone(),
+            stream: stream.clone(),
+            batch_id: o.batch_id,
+            sync_id,
+            kind: LoadKind::Merge,
+            table: plan.table.clone(),
+            row_count: files.iter().map(|f| f.row_count).sum(),
+            files,
+            start_position: None,
+            end_position: Some(cdc_position(confirm)),
+            truncated_at: o.truncated_at.map(|t| t.to_string()),
+        };
+        if manifest.row_count != o.rows {
+            return Err(Error::internal(format!(
+                "staging {stream}: {} changes read but {} rows in the staged files",
+                o.rows, manifest.row_count
+            )));
+        }
+        ctx.store.record_staged(&manifest).await?;
+        manifests.push(manifest);
+    }
+    crate::sync::failpoint("after_staged");
+    for m in &manifests {
+        ctx.progress.stream_phase(&m.stream, "loading");
+        load_with_retries(ctx, pipeline_id, &m.stream, m).await?;
+        let d = done.entry(m.stream.clone()).or_default();
+        d.rows += m.row_count;
+        d.staged_bytes += m.byte_count();
+        d.batch_id = Some(m.batch_id);
+    }
+    ctx.source.confirm_changes(&ctx.pipeline, confirm).await?;
+    tracing::info!(pipeline = %ctx.pipeline, changes = read.changes, confirmed = %format_lsn(confirm), "changes loaded and confirmed");
+    Ok(())
+}
+
+async fn load_with_retries(ctx: &SyncContext, pipeline_id: Uuid, stream: &str, manifest: &BatchManifest) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match load_batches(ctx, pipeline_id, "cdc", std::slice::from_ref(manifest)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt <= ctx.options.retries && e.kind().policy() == crate::error::RetryPolicy::RetryWithBackoff => {
+                backoff(ctx, stream, attempt, &e, "loading").await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Change data capture for the Postgres source (DESIGN.md §6): the
+//! pipeline's publication and slot, the consistent start, and the change
+//! read — pgoutput messages decoded with our own decoder (`pgoutput.rs`)
+//! into Arrow with the same value decoders as the snapshot, each change
+//! versioned by its commit LSN and position.
+
+use crate::PostgresSource;
+use crate::connect::{pg_error, quote_ident};
+use crate::pgoutput::{self, ChangeBuilder, ChangeColumns, Datum, Message, Relation, Tuple};
+use crate::replication::{self, ChangeStream, CreatedSlot};
+use crate::types::ReadAs;
+use simplyload_core::cdc::{Lsn, change_version, stage_changes};
+use simplyload_core::config::OnUnrepresentable;
+use simplyload_core::{
+    CdcStart, ChangeEvent, ChangesRead, ChangesRequest, Error, ErrorKind, Result, StreamName, TableSpec,
+};
+use std::collections::HashMap;
+use tokio::sync::mpsc;
+
+/// A slot just made, holding its exported snapshot until released.
+struct PgStart(CreatedSlot);
+
+#[async_trait::async_trait]
+impl CdcStart for PgStart {
+    fn consistent_point(&self) -> Lsn {
+        self.0.consistent_point
+    }
+
+    fn snapshot_name(&self) -> String {
+        self.0.snapshot_name.clone()
+    }
+
+    async fn release(self: Box<Self>) -> Result<()> {
+        self.0.release().await
+    }
+}
+
+fn tables_of(tables: &[TableSpec]) -> Vec<(String, String)> {
+    tables.iter().map(|t| (t.stream.schema.clone(), t.stream.table.clone())).collect()
+}
+
+/// The changes of one stream gathered during a read.
+struct Pending {
+    table: TableSpec,
+    builder: Option<ChangeBuilder>,
+    /// Positions of the key columns in the current Relation's tuples.
+    key_positions: Vec<usize>,
+    versions: Vec<i128>,
+    deleted: Vec<bool>,
+    unchanged: Vec<Vec<String>>,
+}
+
+impl Pending {
+    /// Sends what is gathered as one staged batch.
+    async fn flush(&mut self, out: &mpsc::Sender<ChangeEvent>) -> Result<()> {
+        let Some(b) = self.builder.as_mut() else { return Ok(()) };
+        if b.rows() == 0 {
+            return Ok(());
+        }
+        let data = b.finish()?;
+        let batch = stage_changes(
+            &self.table,
+            data,
+            &std::mem::take(&mut self.versions),
+            &std::mem::take(&mut self.deleted),
+            &std::mem::take(&mut self.unchanged),
+        )?;
+        out.send(ChangeEvent::Rows { stream: self.table.stream.to_string(), batch })
+            .await
+            .map_err(|_| Error::internal("the staging side stopped receiving changes"))
+    }
+
+    fn push(&mut self, tuple: &Tuple<'_>, version: i128, deleted: bool) -> Result<()> {
+        let b = self.builder.as_mut().ok_or_else(|| {
+            Error::data(format!("{}: a change arrived before its table's Relation message", self.table.stream))
+        })?;
+        let unchanged = b.push(tuple)?;
+        self.versions.push(version);
+        self.deleted.push(deleted);
+        self.unchanged.push(unchanged);
+        Ok(())
+    }
+}
+
+impl PostgresSource {
+    pub(crate) async fn check_cdc_impl(&self, pipeline: &str, streams: &[StreamName]) -> Result<simplyload_core::CheckReport> {
+        let mut report = simplyload_core::CheckReport::default();
+        let client = self.connect().await?;
+        let slot = replication::slot_name(pipeline);
+        let tables: Vec<(String, String)> = streams.iter().map(|s| (s.schema.clone(), s.table.clone())).collect();
+        let r = replication::readiness(&client, &slot, &tables).await?;
+        if r.wal_level_logical {
+            report.pass("cdc: wal_level", "wal_level is logical");
+        } else {
+            report.fail("cdc: wal_level", "wal_level is not logical", Some("ALTER SYSTEM SET wal_level = logical; -- then restart Postgres".into()));
+        }
+        if r.can_replicate {
+            report.pass("cdc: replication", "the role may stream changes (REPLICATION)");
+        }
+        // The first sync makes or extends the publication itself when the
+        // role may (it owns the tables and may create in the database).
+        let mut may_publish = true;
+        for (schema, table) in &tables {
+            let row = client
+                .query_one(
+                    "SELECT coalesce((SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c
+                                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                                      WHERE n.nspname = $1 AND c.relname = $2), false)
+                            AND has_database_privilege(current_database(), 'CREATE')",
+                    &[schema, table],
+                )
+                .await
+                .map_err(|e| pg_error(&e, "reading table ownership"))?;
+            may_publish &= row.get::<_, bool>(0);
+        }
+        let fixes: Vec<&String> = r
+            .fixes
+            .iter()
+            .filter(|f| !f.starts_with("ALTER SYSTEM SET wal_level"))
+            .filter(|f| !(may_publish && (f.starts_with("CREATE PUBLICATION") || f.starts_with("ALTER PUBLICATION"))))
+            .collect();
+        if fixes.is_empty() {
+            report.pass("cdc: publication", format!("publication {slot} covers the streams (or will be created by the first sync)"));
+        } else {
+            report.fail(
+                "cdc: setup",
+                format!("logical replication of pipeline {pipeline} needs {} change(s) as an administrator", fixes.len()),
+                Some(fixes.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\n")),
+            );
+        }
+        match &r.slot {
+            Some(s) if s.wal_status.as_deref() == Some("lost") => report.fail(
+                "cdc: slot",
+                format!("replication slot {slot} was invalidated: changes were lost; the next sync re-creates it and snapshots again"),
+                None,
+            ),
+            Some(s) => report.pass(
+                "cdc: slot",
+                format!(
+                    "slot {slot}: confirmed at {}, {} behind",
+                    s.confirmed_flush_lsn.map(simplyload_core::cdc::format_lsn).unwrap_or_else(|| "-".into()),
+                    s.lag_bytes.map(|b| format!("{b} bytes")).unwrap_or_else(|| "-".into())
+                ),
+            ),
+            None => report.pass("cdc: slot", format!("slot {slot} does not exist yet; the first sync creates it")),
+        }
+        Ok(report)
+    }
+
+    pub(crate) async fn cdc_prepare_impl(
+        &self,
+        pipeline: &str,
+        tables: &[TableSpec],
+        temporary: bool,
+    ) -> Result<Option<Box<dyn CdcStart>>> {
+        let client = self.connect().await?;
+        let slot = replication::slot_name(pipeline);
+        replication::ensure_publication(&client, &slot, &tables_of(tables)).await?;
+        if temporary {
+            let name = format!("{}_j{}", &slot[..slot.len().min(48)], std::process::id());
+            let created = replication::create_slot(self.options(), &name, true).await?;
+            return Ok(Some(Box::new(PgStart(created))));
+        }
+        match replication::slot_info(&client, &slot).await? {
+            Some(info) if info.wal_status.as_deref() == Some("lost") => Err(Error::new(
+                ErrorKind::Conflict,
+                format!("replication slot {slot} was invalidated (its WAL was removed): changes were lost"),
+            )
+            .with_hint(format!(
+                "drop it (`SELECT pg_drop_replication_slot('{slot}');`) and sync again: the next sync re-creates it and snapshots every stream"
+            ))),
+            Some(_) => Ok(None),
+            None => {
+                tracing::info!(slot = %slot, "creating the replication slot");
+                let created = replication::create_slot(self.options(), &slot, false).await?;
+                Ok(Some(Box::new(PgStart(created))))
+            }
+        }
+    }
+
+    /// The snapshot decoders of a table's columns, in the spec's order; CDC
+    /// decodes the same binary values, so only natively read columns qualify.
+    async fn change_decoders(
+        &self,
+        client: &tokio_postgres::Client,
+        table: &TableSpec,
+    ) -> Result<Vec<crate::types::Decoder>> {
+        let found = crate::discover::discover(client, Some(&table.stream)).await?;
+        let pg = found
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::not_found(format!("table {} no longer exists in source `{}`", table.stream, self.name)))?;
+        table
+            .columns
+            .iter()
+            .map(|c| {
+                let col = pg.columns.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
+                    Error::new(ErrorKind::Conflict, format!("column {} of {} was dropped or renamed", c.source_name, table.stream))
+                })?;
+                if col.plan.read != ReadAs::Native {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "{}: column {} is of type {}, which `mode: cdc` cannot decode yet",
+                            table.stream, c.source_name, col.info.type_name
+                        ),
+                    )
+                    .with_hint("exclude the column (exclude_columns) or use mode: incremental for this stream"));
+                }
+                Ok(col.plan.decoder)
+            })
+            .collect()
+    }
+
+    pub(crate) async fn read_changes_impl(
+        &self,
+        request: ChangesRequest,
+        out: mpsc::Sender<ChangeEvent>,
+    ) -> Result<ChangesRead> {
+        let slot = replication::slot_name(&request.pipeline);
+        let client = self.connect().await?;
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut decoders = Vec::new();
+        for t in &request.tables {
+            decoders.push(self.change_decoders(&client, t).await?);
+            pending.push(Pending {
+                table: t.clone(),
+                builder: None,
+                key_positions: Vec::new(),
+                versions: Vec::new(),
+                deleted: Vec::new(),
+                unchanged: Vec::new(),
+            });
+        }
+        let by_name: HashMap<StreamName, usize> =
+            request.tables.iter().enumerate().map(|(i, t)| (t.stream.clone(), i)).collect();
+        // Relation oid → the stream it feeds (None: not one of ours).
+        let mut relations: HashMap<u32, Option<usize>> = HashMap::new();
+        // Drain up to what is committed now, exactly: a marker written into
+        // the WAL arrives once every transaction committed before it was sent.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let token = format!("drain {} {nanos}", std::process::id());
+        let marker = client
+            .query_one("SELECT pg_logical_emit_message(false, 'simplyload', $1::text)::text", &[&token])
+            .await;
+        let mut stream = ChangeStream::start(self.options(), &slot, &slot, 0).await?;
+        match marker {
+            Ok(row) => {
+                let at = simplyload_core::cdc::parse_lsn(&row.get::<_, String>(0))?;
+                stream.set_stop_marker(at, "simplyload", token.as_bytes());
+            }
+            Err(e) => {
+                // Without the marker (no EXECUTE on pg_logical_emit_message):
+                // up to the WAL insert position.
+                tracing::warn!(error = %e, "cannot write a drain marker; reading up to the current WAL position");
+                let end: String = client
+                    .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+                    .await
+                    .map_err(|e| pg_error(&e, "reading the WAL position"))?
+                    .get(0);
+                let end = simplyload_core::cdc::parse_lsn(&end)?;
+                stream.set_stop_at(Some(end.max(stream.start_lsn())));
+            }
+        }
+        let mut read = ChangesRead::default();
+        let (mut commit_lsn, mut seq) = (0u64, 0u32);
+        let fail = request.on_unrepresentable == OnUnrepresentable::Fail;
+        let result = async {
+            while let Some((_, bytes)) = stream.next().await? {
+                read.source_bytes += bytes.len() as u64;
+                match pgoutput::parse(&bytes)? {
+                    Message::Begin { final_lsn, .. } => {
+                        commit_lsn = final_lsn;
+                        seq = 0;
+                    }
+                    Message::Commit { end_lsn, .. } => read.confirm = Some(end_lsn),
+                    Message::Relation(rel) => {
+                        let target = by_name.get(&StreamName::new(rel.namespace.clone(), rel.name.clone())).copied();
+                        if let Some(i) = target {
+                            // A changed relation: what was gathered goes out first.
+                            pending[i].flush(&out).await?;
+                            pending[i].builder = Some(builder(&pending[i].table, &rel, &decoders[i], &request, fail)?);
+                            pending[i].key_positions = pending[i]
+                                .table
+                                .key
+                                .iter()
+                                .filter_map(|k| pending[i].table.column(k))
+                                .filter_map(|c| rel.columns.iter().position(|rc| rc.name == c.source_name))
+                                .collect();
+                        }
+                        relations.insert(rel.oid, target);
+                    }
+                    Message::Insert { relation, new } => {
+                        if let Some(i) = route(&relations, relation)? {
+                            seq += 1;
+                            pending[i].push(&new, change_version(commit_lsn, seq), false)?;
+                            read.changes += 1;
+                        }
+                    }
+                    Message::Update { relation, old, new, .. } => {
+                        if let Some(i) = route(&relations, relation)? {
+                            // A key that changed: the old key's row is deleted.
+                            if let Some(old) = old.filter(|o| key_changed(&pending[i], o, &new)) {
+                                seq += 1;
+                                pending[i].push(&old, change_version(commit_lsn, seq), true)?;
+                            }
+                            seq += 1;
+                            pending[i].push(&new, change_version(commit_lsn, seq), false)?;
+                            read.changes += 1;
+                        }
+                    }
+                    Message::Delete { relation, old, .. } => {
+                        if let Some(i) = route(&relations, relation)? {
+                            seq += 1;
+                            pending[i].push(&old, change_version(commit_lsn, seq), true)?;
+                            read.changes += 1;
+                        }
+                    }
+                    Message::Truncate { relations: truncated, .. } => {
+                        seq += 1;
+                        for oid in truncated {
+                            if let Some(i) = route(&relations, oid)? {
+                                out.send(ChangeEvent::Truncate {
+                                    stream: pending[i].table.stream.to_string(),
+                                    version: change_version(commit_lsn, seq),
+                                })
+                                .await
+                                .map_err(|_| Error::internal("the staging side stopped receiving changes"))?;
+                                read.changes += 1;
+                            }
+                        }
+                    }
+                    Message::Type { .. } | Message::Origin { .. } | Message::LogicalMessage { .. } => {}
+                }
+                for p in pending.iter_mut() {
+                    if p.builder.as_ref().is_some_and(|b| b.rows() >= request.batch_rows.max(1)) {
+                        p.flush(&out).await?;
+                    }
+                }
+            }
+            for p in pending.iter_mut() {
+                p.flush(&out).await?;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        let stopped = stream.stop().await;
+        result?;
+        stopped?;
+        for p in &pending {
+            if let Some(b) = &p.builder {
+                for u in b.tally().entries() {
+                    read.unrepresentable.push((p.table.stream.to_string(), u.clone()));
+                }
+            }
+        }
+        Ok(read)
+    }
+
+    pub(crate) async fn confirm_changes_impl(&self, pipeline: &str, lsn: Lsn) -> Result<()> {
+        let slot = replication::slot_name(pipeline);
+        let client = self.connect().await?;
+        client
+            .query_one(
+                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)::text",
+                &[&slot, &simplyload_core::cdc::format_lsn(lsn)],
+            )
+            .await
+            .map_err(|e| pg_error(&e, &format!("confirming position {} of slot {}", simplyload_core::cdc::format_lsn(lsn), quote_ident(&slot))))?;
+        Ok(())
+    }
+}
+
+fn builder(
+    table: &TableSpec,
+    rel: &Relation,
+    decoders: &[crate::types::Decoder],
+    request: &ChangesRequest,
+    fail: bool,
+) -> Result<ChangeBuilder> {
+    let names: Vec<String> = table.columns.iter().map(|c| c.source_name.clone()).collect();
+    let columns = ChangeColumns::new(rel, &names, decoders).map_err(|e| {
+        e.context(format!("{}: the table's columns changed in the source; schema changes under `mode: cdc` need a resync for now", table.stream))
+    })?;
+    Ok(ChangeBuilder::new(
+        &table.stream.to_string(),
+        columns,
+        table.source_schema(),
+        request.limits,
+        fail,
+        request.batch_rows.clamp(1, 8192),
+    ))
+}
+
+fn route(relations: &HashMap<u32, Option<usize>>, oid: u32) -> Result<Option<usize>> {
+    relations
+        .get(&oid)
+        .copied()
+        .ok_or_else(|| Error::data(format!("pgoutput: a change of relation {oid} arrived before its Relation message")))
+}
+
+/// Whether an update's old key differs from its new one (the key columns'
+/// raw values; the old tuple carries the key, or the whole row).
+fn key_changed(p: &Pending, old: &Tuple<'_>, new: &Tuple<'_>) -> bool {
+    p.key_positions.iter().any(|&i| match (old.columns.get(i), new.columns.get(i)) {
+        (Some(Datum::Binary(a)), Some(Datum::Binary(b))) => a != b,
+        (Some(Datum::Text(a)), Some(Datum::Text(b))) => a != b,
+        (Some(Datum::Null), Some(Datum::Null)) | (Some(Datum::Unchanged), _) | (_, Some(Datum::Unchanged)) => false,
+        _ => true,
+    })
+}
