@@ -51,17 +51,35 @@ struct Done {
     snapshot: bool,
 }
 
-/// Runs the `cdc` streams of a sync; adds one report per stream.
+/// Runs the `cdc` streams of a sync; adds one report per stream. Returns
+/// whether the read stopped at a schema change, so the caller plans again
+/// and runs the rest.
 pub(crate) async fn run_cdc(
     ctx: &SyncContext,
     pipeline_id: Uuid,
     sync_id: i64,
     plans: Vec<(String, StreamPlan)>,
     report: &mut SyncReport,
-) {
+) -> bool {
     let started = Instant::now();
     let mut done: BTreeMap<String, Done> = BTreeMap::new();
-    let result = cdc_streams(ctx, pipeline_id, sync_id, &plans, &mut done).await;
+    // Schema evolution against what each table holds now; a change that
+    // gave existing rows values without a change per row (a column added
+    // with a default) or a diverted column means reading the stream again.
+    let mut plans = plans;
+    let mut reread = std::collections::BTreeSet::new();
+    let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (label, plan) in plans.iter_mut() {
+        if let Ok(Some(previous)) = ctx.store.last_loaded_table(&ctx.pipeline, label).await {
+            let ch = crate::plan::evolve(&previous, &mut plan.table, &plan.defaults);
+            if ch.iter().any(crate::plan::SchemaChange::needs_reread) {
+                reread.insert(label.clone());
+            }
+            changes.insert(label.clone(), ch.iter().map(|c| c.to_string()).collect());
+        }
+    }
+    let mut schema_changed = false;
+    let result = cdc_streams(ctx, pipeline_id, sync_id, &plans, &reread, &mut done, &mut schema_changed).await;
     for (label, plan) in &plans {
         let d = done.remove(label).unwrap_or_default();
         let error = result.as_ref().err().map(|e| e.to_string());
@@ -79,7 +97,13 @@ pub(crate) async fn run_cdc(
             batch_id: d.batch_id,
             duration_ms: started.elapsed().as_millis() as u64,
             unrepresentable: Vec::new(),
-            schema_changes: if d.snapshot { vec!["started: snapshot at the slot's consistent point".into()] } else { Vec::new() },
+            schema_changes: {
+                let mut c = changes.remove(label).unwrap_or_default();
+                if d.snapshot {
+                    c.push("read from a snapshot at the slot's consistent point".into());
+                }
+                c
+            },
             position: None,
             renames: plan.renames.clone(),
             recovered_batches: Vec::new(),
@@ -88,6 +112,7 @@ pub(crate) async fn run_cdc(
         ctx.progress.stream_finished(&r);
         report.streams.push(r);
     }
+    schema_changed && result.is_ok()
 }
 
 async fn cdc_streams(
@@ -95,7 +120,9 @@ async fn cdc_streams(
     pipeline_id: Uuid,
     sync_id: i64,
     plans: &[(String, StreamPlan)],
+    reread: &std::collections::BTreeSet<String>,
     done: &mut BTreeMap<String, Done>,
+    schema_changed: &mut bool,
 ) -> Result<()> {
     for (_, plan) in plans {
         if !plan.table.has_key() {
@@ -126,7 +153,7 @@ async fn cdc_streams(
         }
         plans.iter().collect()
     } else {
-        plans.iter().filter(|(l, _)| !started(l)).collect()
+        plans.iter().filter(|(l, _)| !started(l) || reread.contains(l)).collect()
     };
     if !joining.is_empty() {
         // The pipeline's own slot when it was just made; otherwise a
@@ -254,6 +281,7 @@ async fn cdc_streams(
         }
         (None, Ok(read)) => read,
     };
+    *schema_changed = read.schema_changed;
     let Some(confirm) = read.confirm else {
         return Ok(());
     };

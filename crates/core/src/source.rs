@@ -105,6 +105,8 @@ pub struct ChangesRead {
     pub source_bytes: u64,
     /// Per stream.
     pub unrepresentable: Vec<(String, Unrepresentable)>,
+    /// The read stopped early at a schema change the next sync must plan.
+    pub schema_changed: bool,
 }
 
 /// A source of data: a database or an API.

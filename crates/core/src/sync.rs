@@ -175,8 +175,21 @@ async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report:
         ctx.progress.stream_finished(&stream_report);
         report.streams.push(stream_report);
     }
-    if !cdc.is_empty() {
-        crate::cdc_sync::run_cdc(ctx, pipeline_id, sync_id, cdc, report).await;
+    // CDC streams; a read that stopped at a schema change goes on with a new plan.
+    let mut rounds = 0;
+    while !cdc.is_empty() && crate::cdc_sync::run_cdc(ctx, pipeline_id, sync_id, cdc, report).await {
+        rounds += 1;
+        if rounds >= 10 {
+            break;
+        }
+        let catalog = ctx.source.discover().await.map_err(|e| e.context(format!("source `{}`", ctx.config.source)))?;
+        cdc = plan::plan_pipeline(&ctx.pipeline, &ctx.config, &catalog)
+            .into_iter()
+            .filter_map(|(label, p)| p.ok().filter(|p| p.mode == simplyload_config::SyncMode::Cdc).map(|p| (label, p)))
+            .collect();
+        // One report per stream: the later round's replaces the earlier.
+        let labels: Vec<String> = cdc.iter().map(|(l, _)| l.clone()).collect();
+        report.streams.retain(|s| !labels.contains(&s.stream));
     }
     Ok(())
 }

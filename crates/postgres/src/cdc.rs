@@ -276,6 +276,16 @@ impl PostgresSource {
                     Message::Commit { end_lsn, .. } => read.confirm = Some(end_lsn),
                     Message::Relation(rel) => {
                         let target = by_name.get(&StreamName::new(rel.namespace.clone(), rel.name.clone())).copied();
+                        if let Some(i) = target
+                            && let Some(added) = self.added_since_plan(&client, &pending[i].table, &rel).await?
+                        {
+                            // A column this sync's plan lacks: stop before this
+                            // transaction; the next sync plans the column.
+                            tracing::info!(stream = %pending[i].table.stream, column = %added,
+                                "the table gained a column; reading stops here and the next sync adds it");
+                            read.schema_changed = true;
+                            break;
+                        }
                         if let Some(i) = target {
                             // A changed relation: what was gathered goes out first.
                             pending[i].flush(&out).await?;
@@ -355,6 +365,28 @@ impl PostgresSource {
             }
         }
         Ok(read)
+    }
+
+    /// A column of `rel` that the current catalog has but `table` (this
+    /// sync's plan) lacks. Columns dropped since are not counted.
+    async fn added_since_plan(
+        &self,
+        client: &tokio_postgres::Client,
+        table: &TableSpec,
+        rel: &Relation,
+    ) -> Result<Option<String>> {
+        let extra: Vec<&str> = rel
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|n| !table.columns.iter().any(|c| c.source_name == *n))
+            .collect();
+        if extra.is_empty() {
+            return Ok(None);
+        }
+        let now = crate::discover::discover(client, Some(&table.stream)).await?;
+        let Some(now) = now.into_iter().next() else { return Ok(None) };
+        Ok(extra.into_iter().find(|e| now.columns.iter().any(|c| c.info.name == *e)).map(str::to_owned))
     }
 
     pub(crate) async fn confirm_changes_impl(&self, pipeline: &str, lsn: Lsn) -> Result<()> {

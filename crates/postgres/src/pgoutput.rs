@@ -20,7 +20,7 @@ use crate::copy::{Col, format_uuid, numeric_to_text};
 use crate::types::Decoder;
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_schema::SchemaRef;
-use simplyload_core::{Error, ErrorKind, Result, UnrepresentableTally, ValueLimits};
+use simplyload_core::{Error, Result, UnrepresentableTally, ValueLimits};
 use std::fmt::Display;
 
 /// A WAL position.
@@ -442,8 +442,9 @@ fn binary_form_matches(type_oid: u32, d: Decoder) -> Option<bool> {
 /// How each destination column of a stream is filled from a relation's tuple.
 #[derive(Debug, Clone)]
 pub struct ChangeColumns {
-    /// Per destination column: the index of its relation column.
-    index: Vec<usize>,
+    /// Per destination column: the index of its relation column; `None`
+    /// when the relation does not carry it (see [`ChangeColumns::new`]).
+    index: Vec<Option<usize>>,
     /// Per destination column: its decoder.
     decoders: Vec<Decoder>,
     /// Per destination column: its Postgres column name.
@@ -457,13 +458,15 @@ pub struct ChangeColumns {
 impl ChangeColumns {
     /// `decoders[i]` is the snapshot decoder of destination column i,
     /// `source_names[i]` its Postgres column name; maps by name against
-    /// `relation.columns`. Errors (Error::data) when a destination column is
-    /// missing from the relation, and (unsupported) when a built-in type's
-    /// binary form is not what its snapshot decoder reads — the types the
-    /// snapshot reads through a cast (`::text`, `to_jsonb`, `::numeric`).
-    /// For types created in the database (enums, domains, extensions) that
-    /// cannot be checked here: the caller must only pass decoders of columns
-    /// the snapshot reads natively.
+    /// `relation.columns`.
+    ///
+    /// A destination column the relation does not carry, or carries with a
+    /// built-in type whose binary form its decoder does not read, is a
+    /// column of another version of the table: a change before the column
+    /// was added, or before its type changed (the caller decodes only
+    /// columns whose *current* type the snapshot reads natively). Such a
+    /// column is reported unchanged for every row, so the destination keeps
+    /// what it holds; [`ChangeColumns::absent`] names them.
     pub fn new(relation: &Relation, source_names: &[String], decoders: &[Decoder]) -> Result<ChangeColumns> {
         let rel = format!("{}.{}", relation.namespace, relation.name);
         if source_names.len() != decoders.len() {
@@ -475,28 +478,15 @@ impl ChangeColumns {
         }
         let mut index = Vec::with_capacity(source_names.len());
         for (name, &decoder) in source_names.iter().zip(decoders) {
-            let Some(i) = relation.columns.iter().position(|c| &c.name == name) else {
-                return Err(Error::data(format!(
-                    "column {name} of {rel} is not among the columns the replication stream sends for it \
-                     (relation {}): dropped or renamed since the snapshot, or left out of the publication's column list",
-                    relation.oid
-                ))
-                .with_hint("resync the table, or add the column back to the publication"));
-            };
-            let type_oid = relation.columns[i].type_oid;
-            if binary_form_matches(type_oid, decoder) == Some(false) {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    format!(
-                        "column {name} of {rel} (type OID {type_oid}) arrives from logical replication in a binary form \
-                         the snapshot's decoder ({decoder:?}) does not read"
-                    ),
-                ));
+            let found = relation.columns.iter().position(|c| &c.name == name);
+            let found = found.filter(|&i| binary_form_matches(relation.columns[i].type_oid, decoder) != Some(false));
+            if found.is_none() {
+                tracing::debug!(column = %name, relation = %rel, "column not carried by this relation version; kept as stored");
             }
-            index.push(i);
+            index.push(found);
         }
         let key = if matches!(relation.replica_identity, 'd' | 'i') {
-            (0..index.len()).filter(|&d| relation.columns[index[d]].part_of_key).collect()
+            (0..index.len()).filter(|&d| index[d].is_some_and(|i| relation.columns[i].part_of_key)).collect()
         } else {
             Vec::new()
         };
@@ -507,6 +497,11 @@ impl ChangeColumns {
             relation_columns: relation.columns.len(),
             key,
         })
+    }
+
+    /// The destination columns (their Postgres names) this relation version does not carry.
+    pub fn absent(&self) -> Vec<&str> {
+        self.index.iter().zip(&self.source_names).filter(|(i, _)| i.is_none()).map(|(_, n)| n.as_str()).collect()
     }
 
     /// The number of destination columns.
@@ -593,8 +588,8 @@ impl ChangeBuilder {
                 self.columns.relation_columns
             )));
         }
-        for (d, &i) in self.columns.index.iter().enumerate() {
-            if let Some(Datum::Text(_)) = tuple.columns.get(i) {
+        for (d, i) in self.columns.index.iter().enumerate() {
+            if let Some(Datum::Text(_)) = i.and_then(|i| tuple.columns.get(i)) {
                 return Err(Error::data(format!(
                     "{}: column {} arrived from logical replication as text: its type has no binary send function",
                     self.stream, self.names[d]
@@ -605,6 +600,11 @@ impl ChangeBuilder {
         let mut unchanged = Vec::new();
         for (d, &i) in self.columns.index.iter().enumerate() {
             let col = &mut self.cols[d];
+            let Some(i) = i else {
+                col.append_null();
+                unchanged.push(self.names[d].clone());
+                continue;
+            };
             match tuple.columns.get(i).copied().unwrap_or(Datum::Null) {
                 Datum::Null => col.append_null(),
                 Datum::Unchanged => {
@@ -688,7 +688,7 @@ impl ChangeBuilder {
             .key
             .iter()
             .map(|&d| {
-                let v = match tuple.columns.get(self.columns.index[d]) {
+                let v = match self.columns.index[d].and_then(|i| tuple.columns.get(i)) {
                     None | Some(Datum::Null) => "NULL".to_owned(),
                     Some(Datum::Unchanged) => "(unchanged)".to_owned(),
                     Some(Datum::Text(v) | Datum::Binary(v)) => display_value(self.columns.decoders[d], v),
@@ -723,6 +723,7 @@ fn display_value(d: Decoder, v: &[u8]) -> String {
 mod tests {
     use super::*;
     use arrow_array::Array;
+    use simplyload_core::ErrorKind;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
     use arrow_schema::{DataType, Field, Schema, TimeUnit};
@@ -1240,22 +1241,22 @@ mod tests {
     fn change_columns_map_by_name_and_check_types() {
         let (names, decoders, _) = dest();
         let c = ChangeColumns::new(&orders(), &names, &decoders).unwrap();
-        assert_eq!(c.index, vec![7, 0, 3, 1, 4, 5, 6]);
+        assert_eq!(c.index, vec![Some(7), Some(0), Some(3), Some(1), Some(4), Some(5), Some(6)]);
         assert_eq!(c.key, vec![1]);
         assert_eq!(c.relation_columns, 8);
 
+        // A column this relation version does not carry (added later) is absent:
+        // reported unchanged, so the destination keeps what it holds.
         let mut missing = names.clone();
         missing[3] = "gone".into();
-        let e = ChangeColumns::new(&orders(), &missing, &decoders).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Data);
-        assert!(e.message().contains("column gone of public.orders"), "{e}");
+        let c = ChangeColumns::new(&orders(), &missing, &decoders).unwrap();
+        assert_eq!(c.absent(), vec!["gone"]);
 
-        // inet is read through ::text by the snapshot; its binary form is not text.
+        // A column whose type here is not what the decoder reads (the type
+        // changed since this relation version) is absent too.
         let mut rel = orders();
         rel.columns[1].type_oid = 869;
-        let e = ChangeColumns::new(&rel, &names, &decoders).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unsupported);
-        assert!(e.message().contains("column note"), "{e}");
+        assert_eq!(ChangeColumns::new(&rel, &names, &decoders).unwrap().absent(), vec!["note"]);
         // An enum (a type created in the database) cannot be checked.
         rel.columns[1].type_oid = 16_999;
         assert!(ChangeColumns::new(&rel, &names, &decoders).is_ok());
