@@ -139,6 +139,60 @@ pub fn latest_per_key_sql(
     format!("SELECT {} FROM {stage} QUALIFY {newest}", select.join(", "))
 }
 
+/// The statements (DuckDB and Snowflake alike) that apply a stage of
+/// changes to a table without a key (DESIGN.md §4: rows are identified by
+/// `_simplyload_id`, a hash of their values, and `_simplyload_index`, the
+/// occurrence among identical rows). Each staged insert adds an occurrence,
+/// each staged delete (`_simplyload_deleted`) removes one; only changes
+/// newer than every version the table holds are applied (`watermark`), so a
+/// replay after a crash applies nothing twice. Returns the statements: the
+/// deletes (the newest occurrences first), then the inserts.
+pub fn keyless_apply_sql(
+    table: &TableSpec,
+    target: &str,
+    stage: &str,
+    watermark: &str,
+    now: &str,
+    name: impl Fn(&str) -> String,
+    cast: impl Fn(&crate::schema::Column) -> String,
+) -> [String; 2] {
+    let (id, idx, d, v, at) =
+        (name(meta::ID), name(meta::INDEX), name(meta::DELETED), name(meta::VERSION), name(meta::SYNCED_AT));
+    let fresh = format!("(SELECT * FROM {stage} WHERE {v} > {watermark})");
+    let deltas = format!(
+        "(SELECT {id} AS k, SUM(CASE WHEN {d} THEN -1 ELSE 1 END) AS delta, MAX({v}) AS mv FROM {fresh} f GROUP BY {id})"
+    );
+    let delete = format!(
+        "UPDATE {target} AS t SET {d} = TRUE, {v} = x.mv, {at} = {now} FROM (
+           SELECT o.{id} AS k, o.{idx} AS i, dl.mv FROM (
+             SELECT {id}, {idx}, ROW_NUMBER() OVER (PARTITION BY {id} ORDER BY {idx} DESC) AS rn
+               FROM {target} WHERE NOT COALESCE({d}, FALSE)) o
+           JOIN {deltas} dl ON dl.k = o.{id}
+          WHERE dl.delta < 0 AND o.rn <= -dl.delta) x
+         WHERE t.{id} = x.k AND t.{idx} = x.i"
+    );
+    let mut cols: Vec<String> = table.columns.iter().map(|c| name(&c.name)).collect();
+    cols.extend([at.clone(), d.clone(), v.clone(), id.clone(), idx.clone()]);
+    let mut vals: Vec<String> = table.columns.iter().map(&cast).collect();
+    vals.extend([
+        now.to_owned(),
+        "FALSE".to_owned(),
+        "dl.mv".to_owned(),
+        format!("s.{id}"),
+        format!("COALESCE(m.top, -1) + s.rn"),
+    ]);
+    let insert = format!(
+        "INSERT INTO {target} ({}) SELECT {} FROM (
+           SELECT f.*, ROW_NUMBER() OVER (PARTITION BY f.{id} ORDER BY f.{v} DESC) AS rn FROM {fresh} f WHERE NOT f.{d}) s
+         JOIN {deltas} dl ON dl.k = s.{id}
+         LEFT JOIN (SELECT {id} AS k, MAX({idx}) AS top FROM {target} GROUP BY {id}) m ON m.k = s.{id}
+         WHERE dl.delta > 0 AND s.rn <= dl.delta",
+        cols.join(", "),
+        vals.join(", ")
+    );
+    [delete, insert]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,15 +124,6 @@ async fn cdc_streams(
     done: &mut BTreeMap<String, Done>,
     schema_changed: &mut bool,
 ) -> Result<()> {
-    for (_, plan) in plans {
-        if !plan.table.has_key() {
-            return Err(Error::new(
-                crate::ErrorKind::Unsupported,
-                format!("{}: `mode: cdc` of a table without a primary key is not supported yet", plan.stream()),
-            )
-            .with_hint("set primary_key: [...] for this stream, or use mode: full_refresh"));
-        }
-    }
     let states = ctx.store.streams(&ctx.pipeline).await?;
     let started = |label: &str| {
         states

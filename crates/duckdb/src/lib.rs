@@ -640,6 +640,7 @@ fn load_sync(
             RowChanges { inserted: rows_staged as u64, updated: 0, deleted: 0 }
         }
         LoadKind::Merge if rows_staged == 0 => RowChanges::default(),
+        LoadKind::Merge if !table.has_key() => keyless(&tx, table, &target, &stage)?,
         LoadKind::Merge => merge(&tx, table, &target, &stage, &casts)?,
     };
     let mut changes = changes;
@@ -673,6 +674,34 @@ fn load_sync(
     simplyload_core::sync::failpoint("during_load");
     tx.commit().map_err(|e| db_error(e, "COMMIT"))?;
     Ok(LoadOutcome { rows_staged: rows_staged as u64, rows_after: Some(rows_after), already_loaded: already, changes })
+}
+
+/// Applies staged changes to a table without a key: occurrences of
+/// identical rows are added and removed (see
+/// [`simplyload_core::cdc::keyless_apply_sql`]).
+fn keyless(tx: &duckdb::Transaction<'_>, table: &TableSpec, target: &str, stage: &str) -> Result<RowChanges> {
+    let v = ident(meta::VERSION);
+    let watermark: String = tx
+        .query_row(&format!("SELECT CAST(COALESCE(MAX({v}), -1) AS VARCHAR) FROM {target}"), [], |r| r.get(0))
+        .map_err(|e| db_error(e, &format!("reading the newest version in {}", table.name)))?;
+    let watermark = format!("CAST({watermark} AS DECIMAL(38,0))");
+    let (d, id) = (ident(meta::DELETED), ident(meta::ID));
+    let (added, removed): (i64, i64) = tx
+        .query_row(
+            &format!(
+                "SELECT COALESCE(SUM(delta) FILTER (WHERE delta > 0), 0), COALESCE(-SUM(delta) FILTER (WHERE delta < 0), 0)
+                 FROM (SELECT SUM(CASE WHEN {d} THEN -1 ELSE 1 END) AS delta FROM {stage} WHERE {v} > {watermark} GROUP BY {id})"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|e| db_error(e, &format!("counting the changes to {}", table.name)))?;
+    let [delete, insert] =
+        simplyload_core::cdc::keyless_apply_sql(table, target, stage, &watermark, "now()", ident, cast);
+    for sql in [delete, insert] {
+        tx.execute_batch(&sql).map_err(|e| db_error(e, &format!("applying changes to {}", table.name)))?;
+    }
+    Ok(RowChanges { inserted: added as u64, updated: 0, deleted: removed as u64 })
 }
 
 /// Applies staged changes by key: the newest version per key wins, a row

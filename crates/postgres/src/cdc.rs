@@ -308,7 +308,29 @@ impl PostgresSource {
                         }
                     }
                     Message::Update { relation, old, new, .. } => {
-                        if let Some(i) = route(&relations, relation)? {
+                        if let Some(i) = route(&relations, relation)?
+                            && !pending[i].table.has_key()
+                        {
+                            // No key: the old row (REPLICA IDENTITY FULL) goes, the
+                            // new one comes; values not sent (TOAST) are the old ones.
+                            let old = old.ok_or_else(|| {
+                                Error::data(format!(
+                                    "{}: an update without its old row; the table needs REPLICA IDENTITY FULL",
+                                    pending[i].table.stream
+                                ))
+                            })?;
+                            let mut new = new.clone();
+                            for (k, datum) in new.columns.iter_mut().enumerate() {
+                                if *datum == Datum::Unchanged {
+                                    *datum = old.columns.get(k).copied().unwrap_or(Datum::Null);
+                                }
+                            }
+                            seq += 1;
+                            pending[i].push(&old, change_version(commit_lsn, seq), true)?;
+                            seq += 1;
+                            pending[i].push(&new, change_version(commit_lsn, seq), false)?;
+                            read.changes += 1;
+                        } else if let Some(i) = route(&relations, relation)? {
                             // A key that changed: the old key's row is deleted.
                             if let Some(old) = old.filter(|o| key_changed(&pending[i], o, &new)) {
                                 seq += 1;

@@ -560,14 +560,42 @@ impl SnowflakeDestination {
                 }
                 Ok(RowChanges { inserted: rows_staged, updated: 0, deleted: 0 })
             }
-            LoadKind::Merge => {
-                if !table.has_key() {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        format!("{}: merging into a table without a primary key is not supported yet", table.stream),
-                    )
-                    .with_hint("set primary_key: [...] for this stream"));
+            LoadKind::Merge if !table.has_key() => {
+                if rows_staged == 0 {
+                    return Ok(RowChanges::default());
                 }
+                let v = ident(&sf_name(meta::VERSION));
+                let r = self.run(&format!("SELECT TO_VARCHAR(COALESCE(MAX({v}), -1)) FROM {target}")).await?;
+                let watermark = result_rows(&r)
+                    .first()
+                    .and_then(|row| row.first().cloned().flatten())
+                    .ok_or_else(|| Error::data("Snowflake: MAX(version) answered nothing"))?;
+                let watermark = format!("CAST({watermark} AS NUMBER(38,0))");
+                let (d, id) = (ident(&sf_name(meta::DELETED)), ident(&sf_name(meta::ID)));
+                let r = self
+                    .run(&format!(
+                        "SELECT COALESCE(SUM(IFF(delta > 0, delta, 0)), 0), COALESCE(SUM(IFF(delta < 0, -delta, 0)), 0)
+                         FROM (SELECT SUM(IFF({d}, -1, 1)) AS delta FROM {load} WHERE {v} > {watermark} GROUP BY {id})"
+                    ))
+                    .await?;
+                let counts: Vec<u64> = result_rows(&r)
+                    .first()
+                    .map(|row| row.iter().map(|c| c.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
+                    .unwrap_or_default();
+                let [delete, insert] = simplyload_core::cdc::keyless_apply_sql(
+                    table,
+                    &target,
+                    load,
+                    &watermark,
+                    "CURRENT_TIMESTAMP()",
+                    |n| ident(&sf_name(n)),
+                    value,
+                );
+                self.run(&delete).await?;
+                self.run(&insert).await?;
+                Ok(RowChanges { inserted: counts.first().copied().unwrap_or(0), updated: 0, deleted: counts.get(1).copied().unwrap_or(0) })
+            }
+            LoadKind::Merge => {
                 if rows_staged == 0 {
                     return Ok(RowChanges::default());
                 }
