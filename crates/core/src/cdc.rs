@@ -179,7 +179,7 @@ pub fn keyless_apply_sql(
         "FALSE".to_owned(),
         "dl.mv".to_owned(),
         format!("s.{id}"),
-        format!("COALESCE(m.top, -1) + s.rn"),
+        "COALESCE(m.top, -1) + s.rn".to_owned(),
     ]);
     let insert = format!(
         "INSERT INTO {target} ({}) SELECT {} FROM (
