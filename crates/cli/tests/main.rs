@@ -2194,4 +2194,73 @@ mod cdc {
         assert_eq!(live(dir.path(), &format!("app_{}_full_id", db.name)), 9);
         reconcile_clean(dir.path()).await;
     }
+
+    /// The acceptance run: the playground under load with hard
+    /// deletes and schema changes, syncs every moment, at least 20 of them
+    /// SIGKILLed at random moments (and at every failpoint); a final sync
+    /// leaves `playground reconcile` clean.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn random_sigkills_under_load_with_hard_deletes_and_schema_changes() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        let dir = tempfile::tempdir().unwrap();
+        simplyload(dir.path(), &["playground", "seed", "--database-url", &db.url, "--scale", "0.2"], &[]).await.ok();
+        cdc_config(dir.path(), &db.url, &["public.users", "public.orders", "public.events"]);
+        let mut load = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+            .current_dir(dir.path())
+            .args(["playground", "run", "--database-url", &db.url, "--duration", "10m"])
+            .args(["--orders-per-hour", "36000", "--events-per-hour", "72000", "--soft-deletes-per-hour", "3600"])
+            .args(["--hard-deletes", "--schema-changes", "--schema-change-every", "4s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let mut seed: u64 = start | 1;
+        eprintln!("random seed {seed}");
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let (mut kills, mut finished) = (0, 0);
+        for i in 0..90 {
+            if kills >= 22 {
+                break;
+            }
+            let failpoint = match i % 12 {
+                1 => "during_read",
+                4 => "after_staged",
+                7 => "during_load",
+                10 => "after_load",
+                _ => "",
+            };
+            let mut sync = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+                .current_dir(dir.path())
+                .args(["sync"])
+                .env_remove("SIMPLYLOAD_CONFIG")
+                .env("SIMPLYLOAD_FAILPOINT", failpoint)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(30 + next(1500))).await;
+            match sync.try_wait().unwrap() {
+                Some(status) if status.success() => finished += 1,
+                Some(_) => kills += 1,
+                None => {
+                    sync.kill().await.unwrap();
+                    kills += 1;
+                }
+            }
+        }
+        eprintln!("{kills} kills, {finished} syncs finished");
+        assert!(kills >= 20, "only {kills} kills ({finished} syncs finished)");
+        load.kill().await.unwrap();
+        let last = simplyload(dir.path(), &["sync"], &[]).await;
+        assert_eq!(last.code, Some(0), "{}\n{}", last.stdout, last.stderr);
+        let rec = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert_eq!(rec.code, Some(0), "after {kills} kills and {finished} finished syncs:\n{}\n{}", rec.stdout, rec.stderr);
+    }
 }
