@@ -64,6 +64,10 @@ enum Command {
         /// If another process is syncing a pipeline, wait this long for it (`30s`, `10m`) instead of failing
         #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
         wait: std::time::Duration,
+        /// Keep syncing until Ctrl+C / SIGTERM: `cdc` streams in micro-batches
+        /// (every `batch_max_seconds`, or sooner after `batch_max_rows` changes)
+        #[arg(long)]
+        follow: bool,
     },
     /// Show each stream's mode, last sync, rows and checkpoint
     Status {
@@ -150,7 +154,8 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
     match cli.command {
         Command::Check { pipeline } => commands::check::run(config, pipeline.as_deref()).await,
         Command::Discover { source, json } => commands::discover::run(config, &source, json).await,
-        Command::Sync { pipelines, json, wait } => commands::sync::run(config, &pipelines, json, wait, bars).await,
+        Command::Sync { pipelines, json, wait, follow: false } => commands::sync::run(config, &pipelines, json, wait, bars).await,
+        Command::Sync { pipelines, json, wait, follow: true } => commands::sync::follow(config, &pipelines, json, wait).await,
         Command::Status { pipeline, json } => commands::status::run(config, pipeline.as_deref(), json).await,
         Command::Resync { pipeline, stream, wait } => commands::day2::resync(config, &pipeline, &stream, wait).await,
         Command::History { pipeline, limit, json } => commands::day2::history(config, &pipeline, limit, json).await,

@@ -2263,4 +2263,56 @@ mod cdc {
         let rec = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await;
         assert_eq!(rec.code, Some(0), "after {kills} kills and {finished} finished syncs:\n{}\n{}", rec.stdout, rec.stderr);
     }
+
+    /// `batch_max_rows` cuts a long backlog into several loads within one
+    /// sync; `sync --follow` keeps loading micro-batches until SIGTERM.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn micro_batches_and_follow() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.t"], "    mode: cdc\n    batch_max_rows: 400\n    batch_max_seconds: 1s\n");
+        sync(dir.path()).await;
+        for k in 0..3 {
+            db.exec(&format!("INSERT INTO t SELECT i, 'v' FROM generate_series({}, {}) i", k * 500 + 1, k * 500 + 500)).await;
+        }
+        let r = sync(dir.path()).await;
+        assert_eq!(rows(&r, "public.t"), 1500, "three loads, one sync: {r}");
+        let t = format!("app_{}_t", db.name);
+        assert_eq!(live(dir.path(), &t), 1500);
+
+        let mut follower = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+            .current_dir(dir.path())
+            .args(["sync", "--follow"])
+            .env_remove("SIMPLYLOAD_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        db.exec("INSERT INTO t VALUES (9001, 'followed')").await;
+        db.exec("DELETE FROM t WHERE id = 1").await;
+        let path = dir.path().join("warehouse.duckdb");
+        let mut seen = false;
+        for _ in 0..150 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let Ok(conn) = simplyload_duckdb::duckdb::Connection::open(&path) else { continue };
+            let n: Result<i64, _> = conn.query_row(
+                &format!("SELECT count(*) FROM simplyload.{t} WHERE (id = 9001 AND NOT _simplyload_deleted) OR (id = 1 AND _simplyload_deleted)"),
+                [],
+                |r| r.get(0),
+            );
+            if n.ok() == Some(2) {
+                seen = true;
+                break;
+            }
+        }
+        assert!(seen, "the follower loaded the changes");
+        let pid = follower.id().unwrap();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+        let out = tokio::time::timeout(std::time::Duration::from_secs(30), follower.wait()).await.unwrap().unwrap();
+        assert!(out.success(), "SIGTERM ends --follow cleanly");
+        reconcile_clean(dir.path()).await;
+    }
 }

@@ -256,7 +256,7 @@ pub enum OnUnrepresentable {
     Fail,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub source: String,
@@ -271,7 +271,37 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub on_unrepresentable: OnUnrepresentable,
     pub streams: Vec<StreamConfig>,
+    /// `cdc`, `sync --follow`: a micro-batch closes after this many changes (default 100000).
+    #[serde(default)]
+    pub batch_max_rows: Option<u64>,
+    /// `cdc`, `sync --follow`: … or after this long (default 10s).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub batch_max_seconds: Option<std::time::Duration>,
+    /// `cdc`: warn when the replication slot holds more WAL than this (default 1 GiB).
+    #[serde(default)]
+    pub max_lag_bytes: Option<u64>,
+    /// `cdc`: what to do when the replication slot was lost (dropped, or
+    /// invalidated by `max_slot_wal_keep_size`): make it again and read
+    /// every stream again from a snapshot (default), or stop and say so.
+    #[serde(default)]
+    pub on_slot_lost: OnSlotLost,
 }
+
+/// See [`PipelineConfig::on_slot_lost`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSlotLost {
+    #[default]
+    Resnapshot,
+    Fail,
+}
+
+/// Default [`PipelineConfig::batch_max_rows`].
+pub const DEFAULT_BATCH_MAX_ROWS: u64 = 100_000;
+/// Default [`PipelineConfig::batch_max_seconds`].
+pub const DEFAULT_BATCH_MAX_SECONDS: u64 = 10;
+/// Default [`PipelineConfig::max_lag_bytes`].
+pub const DEFAULT_MAX_LAG_BYTES: u64 = 1 << 30;
 
 impl PipelineConfig {
     pub fn table_name_template(&self) -> &str {

@@ -78,8 +78,8 @@ pub(crate) async fn run_cdc(
             changes.insert(label.clone(), ch.iter().map(|c| c.to_string()).collect());
         }
     }
-    let mut schema_changed = false;
-    let result = cdc_streams(ctx, pipeline_id, sync_id, &plans, &reread, &mut done, &mut schema_changed).await;
+    let mut again = false;
+    let result = cdc_streams(ctx, pipeline_id, sync_id, &plans, &reread, &mut done, &mut again, &mut report.warnings).await;
     for (label, plan) in &plans {
         let d = done.remove(label).unwrap_or_default();
         let error = result.as_ref().err().map(|e| e.to_string());
@@ -110,9 +110,24 @@ pub(crate) async fn run_cdc(
             error,
         };
         ctx.progress.stream_finished(&r);
-        report.streams.push(r);
+        // A later round of the same sync adds to the stream's report.
+        match report.streams.iter_mut().find(|s| s.stream == r.stream) {
+            Some(s) => {
+                s.rows += r.rows;
+                s.staged_bytes += r.staged_bytes;
+                s.batch_id = r.batch_id.or(s.batch_id);
+                s.duration_ms += r.duration_ms;
+                s.schema_changes.extend(r.schema_changes);
+                s.table = r.table;
+                if r.error.is_some() {
+                    s.status = r.status;
+                    s.error = r.error;
+                }
+            }
+            None => report.streams.push(r),
+        }
     }
-    schema_changed && result.is_ok()
+    again && result.is_ok()
 }
 
 async fn cdc_streams(
@@ -122,7 +137,8 @@ async fn cdc_streams(
     plans: &[(String, StreamPlan)],
     reread: &std::collections::BTreeSet<String>,
     done: &mut BTreeMap<String, Done>,
-    schema_changed: &mut bool,
+    again: &mut bool,
+    warnings: &mut Vec<String>,
 ) -> Result<()> {
     let states = ctx.store.streams(&ctx.pipeline).await?;
     let started = |label: &str| {
@@ -133,7 +149,7 @@ async fn cdc_streams(
             .is_some_and(|cp| is_cdc_position(cp.position.as_ref()))
     };
     let tables: Vec<_> = plans.iter().map(|(_, p)| p.table.clone()).collect();
-    let slot = ctx.source.cdc_prepare(&ctx.pipeline, &tables, false).await?;
+    let slot = ctx.source.cdc_prepare(&ctx.pipeline, &tables, false, ctx.config.on_slot_lost).await?;
     // A slot made now while streams had started means the old one is gone
     // (dropped, or invalidated and dropped): what happened since it is not
     // in any slot, so every stream starts again from a snapshot.
@@ -153,7 +169,7 @@ async fn cdc_streams(
             Some(s) => s,
             None => ctx
                 .source
-                .cdc_prepare(&ctx.pipeline, &tables, true)
+                .cdc_prepare(&ctx.pipeline, &tables, true, ctx.config.on_slot_lost)
                 .await?
                 .ok_or_else(|| Error::internal("the source made no temporary slot"))?,
         };
@@ -213,6 +229,8 @@ async fn cdc_streams(
         limits: ctx.destination.limits(),
         on_unrepresentable: ctx.config.on_unrepresentable,
         batch_rows: ctx.options.batch_rows,
+        max_changes: ctx.config.batch_max_rows.unwrap_or(simplyload_config::DEFAULT_BATCH_MAX_ROWS).max(1),
+        max_lag_bytes: ctx.config.max_lag_bytes.unwrap_or(simplyload_config::DEFAULT_MAX_LAG_BYTES),
     };
     let (tx, mut rx) = mpsc::channel::<ChangeEvent>(ctx.options.channel_depth.max(1));
     let source = ctx.source.clone();
@@ -272,7 +290,8 @@ async fn cdc_streams(
         }
         (None, Ok(read)) => read,
     };
-    *schema_changed = read.schema_changed;
+    *again = read.schema_changed || read.more;
+    warnings.extend(read.warnings.iter().cloned());
     let Some(confirm) = read.confirm else {
         return Ok(());
     };

@@ -101,6 +101,9 @@ pub struct SyncReport {
     /// elapsed times (what the sync cost in warehouse time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub statements: Vec<Statement>,
+    /// Things to look at that did not fail the sync (replication slot lag, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One statement sent to the destination.

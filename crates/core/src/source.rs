@@ -84,6 +84,11 @@ pub struct ChangesRequest {
     pub limits: ValueLimits,
     pub on_unrepresentable: OnUnrepresentable,
     pub batch_rows: usize,
+    /// Stop at the first commit after this many changes (the rest is read
+    /// by the next round), so one load never grows without bound.
+    pub max_changes: u64,
+    /// Warn when the slot holds more WAL than this.
+    pub max_lag_bytes: u64,
 }
 
 /// Changes of one stream, in the staged form (data columns, then
@@ -107,6 +112,12 @@ pub struct ChangesRead {
     pub unrepresentable: Vec<(String, Unrepresentable)>,
     /// The read stopped early at a schema change the next sync must plan.
     pub schema_changed: bool,
+    /// The read stopped at `max_changes`; more is waiting.
+    pub more: bool,
+    /// WAL the slot held when the read started.
+    pub lag_bytes: Option<u64>,
+    /// Things the user should know (slot lag above `max_lag_bytes`, …).
+    pub warnings: Vec<String>,
 }
 
 /// A source of data: a database or an API.
@@ -164,7 +175,15 @@ pub trait Source: Send + Sync {
     /// exist. When it creates the slot (`temporary` for a stream joining a
     /// running pipeline), it returns the slot's consistent point and
     /// snapshot; `None` when the slot already existed.
-    async fn cdc_prepare(&self, _pipeline: &str, _tables: &[TableSpec], _temporary: bool) -> Result<Option<Box<dyn CdcStart>>> {
+    /// A slot that was lost (invalidated) is dropped and made again when
+    /// `on_slot_lost` is `resnapshot`; with `fail` it is an error.
+    async fn cdc_prepare(
+        &self,
+        _pipeline: &str,
+        _tables: &[TableSpec],
+        _temporary: bool,
+        _on_slot_lost: simplyload_config::OnSlotLost,
+    ) -> Result<Option<Box<dyn CdcStart>>> {
         Err(crate::Error::new(crate::ErrorKind::Unsupported, format!("source kind `{}` has no change data capture", self.kind())))
     }
 

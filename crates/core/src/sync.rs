@@ -85,7 +85,15 @@ pub async fn run_sync(ctx: &SyncContext) -> Result<SyncReport> {
     let pipeline_id = ctx.store.pipeline_id(&ctx.pipeline).await?;
     let sync_id = ctx.store.begin_sync(&ctx.pipeline).await?;
     let mut report =
-        SyncReport { pipeline: ctx.pipeline.clone(), sync_id, streams: Vec::new(), error: None, duration_ms: 0, statements: Vec::new() };
+        SyncReport {
+        pipeline: ctx.pipeline.clone(),
+        sync_id,
+        streams: Vec::new(),
+        error: None,
+        duration_ms: 0,
+        statements: Vec::new(),
+        warnings: Vec::new(),
+    };
     tracing::info!(pipeline = %ctx.pipeline, sync_id, "sync started");
 
     ctx.destination.begin_sync(&ctx.pipeline, sync_id);
@@ -179,7 +187,7 @@ async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report:
     let mut rounds = 0;
     while !cdc.is_empty() && crate::cdc_sync::run_cdc(ctx, pipeline_id, sync_id, cdc, report).await {
         rounds += 1;
-        if rounds >= 10 {
+        if rounds >= 1000 {
             break;
         }
         let catalog = ctx.source.discover().await.map_err(|e| e.context(format!("source `{}`", ctx.config.source)))?;
@@ -187,9 +195,6 @@ async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report:
             .into_iter()
             .filter_map(|(label, p)| p.ok().filter(|p| p.mode == simplyload_config::SyncMode::Cdc).map(|p| (label, p)))
             .collect();
-        // One report per stream: the later round's replaces the earlier.
-        let labels: Vec<String> = cdc.iter().map(|(l, _)| l.clone()).collect();
-        report.streams.retain(|s| !labels.contains(&s.stream));
     }
     Ok(())
 }

@@ -152,6 +152,7 @@ impl PostgresSource {
         pipeline: &str,
         tables: &[TableSpec],
         temporary: bool,
+        on_slot_lost: simplyload_core::config::OnSlotLost,
     ) -> Result<Option<Box<dyn CdcStart>>> {
         let client = self.connect().await?;
         let slot = replication::slot_name(pipeline);
@@ -162,13 +163,25 @@ impl PostgresSource {
             return Ok(Some(Box::new(PgStart(created))));
         }
         match replication::slot_info(&client, &slot).await? {
-            Some(info) if info.wal_status.as_deref() == Some("lost") => Err(Error::new(
-                ErrorKind::Conflict,
-                format!("replication slot {slot} was invalidated (its WAL was removed): changes were lost"),
-            )
-            .with_hint(format!(
-                "drop it (`SELECT pg_drop_replication_slot('{slot}');`) and sync again: the next sync re-creates it and snapshots every stream"
-            ))),
+            Some(info)
+                if info.wal_status.as_deref() == Some("lost")
+                    && on_slot_lost == simplyload_core::config::OnSlotLost::Fail =>
+            {
+                Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("replication slot {slot} was invalidated (its WAL was removed): changes were lost"),
+                )
+                .with_hint(format!(
+                    "set `on_slot_lost: resnapshot`, or drop it (`SELECT pg_drop_replication_slot('{slot}');`) and sync again: \
+                     the next sync makes it again and reads every stream again"
+                )))
+            }
+            Some(info) if info.wal_status.as_deref() == Some("lost") => {
+                tracing::warn!(slot = %slot, "the replication slot was invalidated; making it again and reading every stream again");
+                replication::drop_slot(&client, &slot).await?;
+                let created = replication::create_slot(self.options(), &slot, false).await?;
+                Ok(Some(Box::new(PgStart(created))))
+            }
             Some(_) => Ok(None),
             None => {
                 tracing::info!(slot = %slot, "creating the replication slot");
@@ -244,6 +257,18 @@ impl PostgresSource {
             .query_one("SELECT pg_logical_emit_message(false, 'simplyload', $1::text)::text", &[&token])
             .await;
         let mut stream = ChangeStream::start(self.options(), &slot, &slot, 0).await?;
+        let mut read = ChangesRead::default();
+        if let Some(info) = replication::slot_info(&client, &slot).await? {
+            read.lag_bytes = info.lag_bytes;
+            if let Some(lag) = info.lag_bytes.filter(|l| *l > request.max_lag_bytes) {
+                let w = format!(
+                    "replication slot {slot} holds {lag} bytes of WAL (more than max_lag_bytes {}): sync more often, or check that syncs succeed",
+                    request.max_lag_bytes
+                );
+                tracing::warn!("{w}");
+                read.warnings.push(w);
+            }
+        }
         match marker {
             Ok(row) => {
                 let at = simplyload_core::cdc::parse_lsn(&row.get::<_, String>(0))?;
@@ -262,7 +287,6 @@ impl PostgresSource {
                 stream.set_stop_at(Some(end.max(stream.start_lsn())));
             }
         }
-        let mut read = ChangesRead::default();
         let (mut commit_lsn, mut seq) = (0u64, 0u32);
         let fail = request.on_unrepresentable == OnUnrepresentable::Fail;
         let result = async {
@@ -273,7 +297,13 @@ impl PostgresSource {
                         commit_lsn = final_lsn;
                         seq = 0;
                     }
-                    Message::Commit { end_lsn, .. } => read.confirm = Some(end_lsn),
+                    Message::Commit { end_lsn, .. } => {
+                        read.confirm = Some(end_lsn);
+                        if read.changes >= request.max_changes {
+                            read.more = true;
+                            break;
+                        }
+                    }
                     Message::Relation(rel) => {
                         let target = by_name.get(&StreamName::new(rel.namespace.clone(), rel.name.clone())).copied();
                         if let Some(i) = target

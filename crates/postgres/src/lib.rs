@@ -249,8 +249,9 @@ impl Source for PostgresSource {
         pipeline: &str,
         tables: &[TableSpec],
         temporary: bool,
+        on_slot_lost: simplyload_core::config::OnSlotLost,
     ) -> Result<Option<Box<dyn simplyload_core::CdcStart>>> {
-        self.cdc_prepare_impl(pipeline, tables, temporary).await
+        self.cdc_prepare_impl(pipeline, tables, temporary, on_slot_lost).await
     }
 
     async fn read_changes(

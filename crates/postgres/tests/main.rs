@@ -17,6 +17,7 @@ mod support {
             table_name: None,
             on_unrepresentable: OnUnrepresentable::Report,
             streams: vec![StreamConfig { name: table.into(), ..Default::default() }],
+            ..Default::default()
         };
         simplyload_core::plan::plan_pipeline("p", &p, &catalog).pop().unwrap().1.unwrap()
             .table

@@ -110,7 +110,7 @@ pub async fn run<S: CheckpointStore>(open: impl Fn() -> S) {
     assert_eq!(checkpoint_of(&store, "public.a").await.position, None, "a resync clears the position");
     assert!(!store.request_resync("p", "public.nope").await.unwrap());
     store
-        .finish_sync(&SyncReport { pipeline: "p".into(), sync_id: sync, streams: vec![], error: None, duration_ms: 5, statements: vec![] })
+        .finish_sync(&SyncReport { pipeline: "p".into(), sync_id: sync, streams: vec![], error: None, duration_ms: 5, statements: vec![], warnings: vec![] })
         .await
         .unwrap();
     let next = store.begin_sync("p").await.unwrap();

@@ -44,6 +44,7 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
         table_name: None,
         on_unrepresentable: OnUnrepresentable::Report,
         streams: vec![StreamConfig { name: name.to_string(), ..Default::default() }],
+        ..Default::default()
     };
     let plan = simplyload_core::plan::plan_pipeline("bench", &pipeline, &catalog)
         .pop()

@@ -43,6 +43,70 @@ pub async fn run(
     Ok(if ok { 0 } else { crate::EXIT_FAILED })
 }
 
+/// `sync --follow`: syncs the pipelines again and again — each sync reads
+/// what committed since the last one (CDC: up to `batch_max_rows` changes
+/// per load), then waits out `batch_max_seconds` — until Ctrl+C or SIGTERM,
+/// which end it after the sync under way (a sync cut short is exact too).
+pub async fn follow(config: Option<&Path>, names: &[String], json: bool, wait: Duration) -> Result<u8> {
+    let cfg = connectors::load_config(config)?;
+    let pipelines = super::select_pipelines(&cfg, names)?;
+    let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(None));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let term = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let every = pipelines
+        .iter()
+        .filter_map(|n| cfg.pipelines.get(n))
+        .map(|p| p.batch_max_seconds.unwrap_or(Duration::from_secs(simplyload_config::DEFAULT_BATCH_MAX_SECONDS)))
+        .min()
+        .unwrap_or(Duration::from_secs(simplyload_config::DEFAULT_BATCH_MAX_SECONDS));
+    let mut failures = 0u32;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let started = std::time::Instant::now();
+        for name in &pipelines {
+            match sync_pipeline(&cfg, name, progress.clone(), wait).await {
+                Ok(report) => {
+                    if !report.succeeded() {
+                        failures += 1;
+                    }
+                    if json {
+                        println!("{}", serde_json::to_string(&report).expect("report serializes"));
+                    } else if report.rows() > 0 || !report.succeeded() {
+                        print_report(&report);
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("error: pipeline {name}: {e}");
+                }
+            }
+        }
+        // Wait out the interval, waking early to stop.
+        while started.elapsed() < every && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100).min(every)).await;
+        }
+    }
+    eprintln!("stopped following ({failures} failed sync(s))");
+    Ok(0)
+}
+
 /// Runs one sync of one pipeline with the configured connectors.
 /// Holds the pipeline's lock for the whole sync (waiting up to `wait` for
 /// another process to finish), so two syncs of one pipeline never overlap.
@@ -77,6 +141,9 @@ pub fn print_report(r: &SyncReport) {
     );
     if let Some(e) = &r.error {
         println!("  error: {e}");
+    }
+    for w in &r.warnings {
+        println!("  warning: {w}");
     }
     let rows: Vec<Vec<String>> = r
         .streams
