@@ -2014,6 +2014,9 @@ mod cdc {
             (r.get(0),)
         };
         assert!(slot.0.contains('/'), "the slot's position was confirmed");
+        let status = simplyload(dir.path(), &["status"], &[]).await;
+        status.ok();
+        assert!(status.stdout.contains("replication slot simplyload_main:") && status.stdout.contains(&format!("LSN {}", slot.0)), "{}", status.stdout);
     }
 
     /// 100k changes in one transaction.

@@ -42,6 +42,14 @@ struct Open {
     truncated_at: Option<i128>,
 }
 
+/// What a round of CDC reading did, besides loading.
+struct Round<'a> {
+    done: &'a mut BTreeMap<String, Done>,
+    /// Stopped early (schema change, `batch_max_rows`): run another round.
+    again: bool,
+    warnings: &'a mut Vec<String>,
+}
+
 /// What one stream did in this sync.
 #[derive(Default)]
 struct Done {
@@ -78,8 +86,9 @@ pub(crate) async fn run_cdc(
             changes.insert(label.clone(), ch.iter().map(|c| c.to_string()).collect());
         }
     }
-    let mut again = false;
-    let result = cdc_streams(ctx, pipeline_id, sync_id, &plans, &reread, &mut done, &mut again, &mut report.warnings).await;
+    let mut round = Round { done: &mut done, again: false, warnings: &mut report.warnings };
+    let result = cdc_streams(ctx, pipeline_id, sync_id, &plans, &reread, &mut round).await;
+    let again = round.again;
     for (label, plan) in &plans {
         let d = done.remove(label).unwrap_or_default();
         let error = result.as_ref().err().map(|e| e.to_string());
@@ -136,10 +145,9 @@ async fn cdc_streams(
     sync_id: i64,
     plans: &[(String, StreamPlan)],
     reread: &std::collections::BTreeSet<String>,
-    done: &mut BTreeMap<String, Done>,
-    again: &mut bool,
-    warnings: &mut Vec<String>,
+    round: &mut Round<'_>,
 ) -> Result<()> {
+    let done = &mut *round.done;
     let states = ctx.store.streams(&ctx.pipeline).await?;
     let started = |label: &str| {
         states
@@ -290,8 +298,8 @@ async fn cdc_streams(
         }
         (None, Ok(read)) => read,
     };
-    *again = read.schema_changed || read.more;
-    warnings.extend(read.warnings.iter().cloned());
+    round.again = read.schema_changed || read.more;
+    round.warnings.extend(read.warnings.iter().cloned());
     let Some(confirm) = read.confirm else {
         return Ok(());
     };

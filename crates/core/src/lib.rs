@@ -47,7 +47,7 @@ pub use naming::StreamName;
 pub use progress::{NoProgress, Progress};
 pub use report::{StreamReport, SyncReport, Unrepresentable, UnrepresentableTally};
 pub use schema::{Column, SqlType, TableSpec, ValueLimits};
-pub use source::{CdcStart, ChangeEvent, ChangesRead, ChangesRequest, IncrementalRead, ReadStats, SnapshotRequest, Source, SourceBatch};
+pub use source::{CdcStart, ChangeEvent, SlotStatus, ChangesRead, ChangesRequest, IncrementalRead, ReadStats, SnapshotRequest, Source, SourceBatch};
 pub use staging::{BatchWriter, LocalFile, StagingArea};
 
 pub use simplyload_config as config;

@@ -120,6 +120,18 @@ pub struct ChangesRead {
     pub warnings: Vec<String>,
 }
 
+/// A CDC pipeline's replication slot, for `status`.
+#[derive(Debug, Clone)]
+pub struct SlotStatus {
+    pub name: String,
+    /// The position confirmed (`16/B374D848`).
+    pub confirmed: String,
+    /// WAL the source keeps for the slot beyond the confirmed position.
+    pub lag_bytes: u64,
+    /// `reserved`, `extended`, `unreserved`, `lost`.
+    pub status: Option<String>,
+}
+
 /// A source of data: a database or an API.
 ///
 /// Contract:
@@ -169,6 +181,11 @@ pub trait Source: Send + Sync {
         let mut r = CheckReport::default();
         r.fail("cdc", format!("source kind `{}` has no change data capture", self.kind()), None);
         Ok(r)
+    }
+
+    /// CDC: the pipeline's replication slot, if it exists.
+    async fn cdc_slot(&self, _pipeline: &str) -> Result<Option<SlotStatus>> {
+        Ok(None)
     }
 
     /// CDC: makes sure the pipeline's publication and replication slot

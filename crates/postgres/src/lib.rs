@@ -240,6 +240,17 @@ impl Source for PostgresSource {
         reconcile::key_ranges_agree(self, table).await
     }
 
+    async fn cdc_slot(&self, pipeline: &str) -> Result<Option<simplyload_core::SlotStatus>> {
+        let client = self.connect().await?;
+        let slot = replication::slot_name(pipeline);
+        Ok(replication::slot_info(&client, &slot).await?.map(|s| simplyload_core::SlotStatus {
+            name: s.name,
+            confirmed: s.confirmed_flush_lsn.map(replication::format_lsn).unwrap_or_else(|| "-".into()),
+            lag_bytes: s.lag_bytes.unwrap_or(0),
+            status: s.wal_status,
+        }))
+    }
+
     async fn check_cdc(&self, pipeline: &str, streams: &[StreamName]) -> Result<CheckReport> {
         self.check_cdc_impl(pipeline, streams).await
     }

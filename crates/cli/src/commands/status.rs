@@ -75,7 +75,15 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
                             .and_then(|c| c.position.as_ref())
                             .and_then(|p| p.get("cursor").cloned())
                             .and_then(|c| serde_json::from_value::<CursorValue>(c).ok());
+                        // CDC: the LSN loaded; the lag is the time since that load.
+                        let lsn = st
+                            .checkpoint
+                            .as_ref()
+                            .and_then(|c| c.position.as_ref())
+                            .filter(|p| p.get("mode").and_then(|m| m.as_str()) == Some("cdc"))
+                            .and_then(|p| p.get("lsn").and_then(|l| l.as_str()).map(str::to_owned));
                         let lag = match &cursor {
+                            None if lsn.is_some() => st.last_loaded_at_ms.map(super::ago).unwrap_or_else(|| "-".into()),
                             Some(CursorValue::Micros { value }) => {
                                 let now = std::time::SystemTime::now()
                                     .duration_since(std::time::UNIX_EPOCH)
@@ -95,10 +103,11 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
                                 .map(|c| format!("{} / {} / {}", count(c.inserted), count(c.updated), count(c.deleted)))
                                 .unwrap_or_else(|| "-".into()),
                             st.destination_rows.map(count).unwrap_or_else(|| "-".into()),
-                            match (&cursor, &st.checkpoint) {
-                                (Some(c), _) => c.to_string(),
-                                (None, Some(c)) => format!("batch {}", c.batch_id),
-                                (None, None) => "-".into(),
+                            match (&cursor, &st.checkpoint, &lsn) {
+                                (Some(c), _, _) => c.to_string(),
+                                (None, _, Some(l)) => format!("LSN {l}"),
+                                (None, Some(c), None) => format!("batch {}", c.batch_id),
+                                (None, None, None) => "-".into(),
                             },
                             lag,
                             st.last_error.as_ref().map(|e| e.lines().next().unwrap_or("").to_owned()).unwrap_or_default(),
@@ -122,6 +131,27 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
             &["  stream", "mode", "last loaded", "rows read", "ins / upd / del", "in destination", "checkpoint", "lag", "last error"],
             &rows,
         );
+        // CDC: how much WAL the replication slot holds for this pipeline.
+        let cdc = p.streams.iter().any(|s| s.mode.unwrap_or(p.mode) == simplyload_config::SyncMode::Cdc);
+        if cdc && let Ok(source) = crate::connectors::source(&cfg, &p.source) {
+            match source.cdc_slot(name).await {
+                Ok(Some(slot)) => {
+                    let max = p.max_lag_bytes.unwrap_or(simplyload_config::DEFAULT_MAX_LAG_BYTES);
+                    println!(
+                        "  replication slot {}: {} of WAL held, confirmed at {}{}",
+                        slot.name,
+                        crate::progress::bytes(slot.lag_bytes),
+                        slot.confirmed,
+                        if slot.lag_bytes > max { format!(" — WARNING: more than max_lag_bytes ({})", crate::progress::bytes(max)) } else { String::new() }
+                    );
+                    if let Some(status) = slot.status.filter(|s| s == "lost") {
+                        println!("  replication slot {}: {status} — the next sync makes it again and reads every stream again", slot.name);
+                    }
+                }
+                Ok(None) => println!("  replication slot: not made yet (the first sync makes it)"),
+                Err(e) => println!("  replication slot: cannot read it: {}", e.to_string().lines().next().unwrap_or("")),
+            }
+        }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&out).expect("status serializes"));
