@@ -2318,4 +2318,17 @@ mod cdc {
         assert!(out.success(), "SIGTERM ends --follow cleanly");
         reconcile_clean(dir.path()).await;
     }
+
+    /// `bench cdc` runs end to end on a small change set and prints its ratios.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bench_cdc_prints_the_ratios() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        let dir = tempfile::tempdir().unwrap();
+        let run = simplyload(dir.path(), &["bench", "cdc", "--database-url", &db.url, "--changes", "3000"], &[]).await;
+        run.ok();
+        assert!(run.stdout.contains("ratio decoder / pg_recvlogical:") && run.stdout.contains("end-to-end sync loaded"), "{}", run.stdout);
+        let slots: i64 = db.client.query_one("SELECT count(*) FROM pg_replication_slots", &[]).await.unwrap().get(0);
+        assert_eq!(slots, 0, "the benchmark removes its slots");
+    }
 }

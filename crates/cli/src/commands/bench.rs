@@ -28,10 +28,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// CDC decode rate vs `pg_recvlogical` on the same changes, and end to end into DuckDB
+    Cdc {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// Changes to apply (inserts, updates, deletes) in a bench table
+        #[arg(long, default_value_t = 200_000)]
+        changes: u64,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<u8> {
-    let BenchCommand::Snapshot { database_url, table, runs } = cmd;
+    let (database_url, table, runs) = match cmd {
+        BenchCommand::Snapshot { database_url, table, runs } => (database_url, table, runs),
+        BenchCommand::Cdc { database_url, changes } => return super::bench_cdc::run(database_url, changes).await,
+    };
     let runs = runs.max(1);
     let name = StreamName::parse(&table).map_err(Error::config)?;
     let source = Arc::new(PostgresSource::from_url("bench", &database_url)?);

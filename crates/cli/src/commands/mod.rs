@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_cdc;
 pub mod check;
 pub mod day2;
 pub mod discover;
