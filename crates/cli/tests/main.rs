@@ -2014,9 +2014,30 @@ mod cdc {
             (r.get(0),)
         };
         assert!(slot.0.contains('/'), "the slot's position was confirmed");
+        // WAL of tables outside the pipeline does not pile up behind it.
+        db.exec("CREATE TABLE noise (v text); INSERT INTO noise SELECT md5(i::text) FROM generate_series(1, 20000) i;").await;
+        let before: String = db.client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
+        let idle = sync(dir.path()).await;
+        assert_eq!(rows(&idle, "public.items"), 0);
+        let behind: i64 = db
+            .client
+            .query_one(&format!("SELECT pg_wal_lsn_diff('{before}', confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = 'simplyload_main'"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(behind <= 0, "the slot moved past WAL it has no changes for ({behind} bytes behind)");
+        let slot: (String,) = {
+            let r = db.client.query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'simplyload_main'", &[]).await.unwrap();
+            (r.get(0),)
+        };
         let status = simplyload(dir.path(), &["status"], &[]).await;
         status.ok();
-        assert!(status.stdout.contains("replication slot simplyload_main:") && status.stdout.contains(&format!("LSN {}", slot.0)), "{}", status.stdout);
+        assert!(
+            status.stdout.contains("replication slot simplyload_main:") && status.stdout.contains(&format!("confirmed at {}", slot.0)),
+            "{}",
+            status.stdout
+        );
+        assert!(status.stdout.contains("LSN "), "{}", status.stdout);
     }
 
     /// 100k changes in one transaction.
@@ -2083,6 +2104,9 @@ mod cdc {
         let again = sync(dir.path()).await;
         assert_eq!(rows(&again, "public.a"), 27);
         assert_eq!(live(dir.path(), &format!("app_{}_a", db.name)), 27);
+        let flagged = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.app_{}_a WHERE _simplyload_deleted AND id <= 3", db.name));
+        assert_eq!(flagged[0][0].as_deref(), Some("3"), "rows deleted while the slot was gone are marked deleted, not removed");
+        assert!(again[0]["warnings"].to_string().contains("was lost"), "the sync says so: {again}");
         reconcile_clean(dir.path()).await;
         db.exec("INSERT INTO a VALUES (100, 'new')").await;
         sync(dir.path()).await;

@@ -80,6 +80,11 @@ pub struct BatchManifest {
     /// all come after the truncate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated_at: Option<String>,
+    /// A merge of every live row of the source table (a CDC stream read
+    /// again from a snapshot): stored rows whose key it lacks, and that are
+    /// older than it, are marked deleted — never removed (DESIGN.md §4).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub complete: bool,
 }
 
 impl BatchManifest {

@@ -57,6 +57,7 @@ struct Done {
     staged_bytes: u64,
     batch_id: Option<u64>,
     snapshot: bool,
+    unrepresentable: Vec<crate::report::Unrepresentable>,
 }
 
 /// Runs the `cdc` streams of a sync; adds one report per stream. Returns
@@ -105,7 +106,7 @@ pub(crate) async fn run_cdc(
             staged_bytes: d.staged_bytes,
             batch_id: d.batch_id,
             duration_ms: started.elapsed().as_millis() as u64,
-            unrepresentable: Vec::new(),
+            unrepresentable: d.unrepresentable,
             schema_changes: {
                 let mut c = changes.remove(label).unwrap_or_default();
                 if d.snapshot {
@@ -127,6 +128,7 @@ pub(crate) async fn run_cdc(
                 s.batch_id = r.batch_id.or(s.batch_id);
                 s.duration_ms += r.duration_ms;
                 s.schema_changes.extend(r.schema_changes);
+                s.unrepresentable.extend(r.unrepresentable);
                 s.table = r.table;
                 if r.error.is_some() {
                     s.status = r.status;
@@ -163,8 +165,13 @@ async fn cdc_streams(
     // in any slot, so every stream starts again from a snapshot.
     let joining: Vec<&(String, StreamPlan)> = if slot.is_some() {
         if plans.iter().any(|(l, _)| started(l)) {
-            tracing::warn!(pipeline = %ctx.pipeline,
-                "the replication slot was missing and has been made again; every stream is read again from a snapshot");
+            let w = format!(
+                "the replication slot of pipeline {} was lost (dropped or invalidated) and has been made again; \
+                 every stream was read again from a snapshot",
+                ctx.pipeline
+            );
+            tracing::warn!("{w}");
+            round.warnings.push(w);
         }
         plans.iter().collect()
     } else {
@@ -206,7 +213,7 @@ async fn cdc_streams(
                     cdc_snapshot: Some((snapshot.clone(), snapshot_version(point))),
                 })
                 .await;
-                let (mut manifest, _) = match staged {
+                let (mut manifest, stats) = match staged {
                     Ok(v) => v,
                     Err(e) => {
                         ctx.store.abandon_batch(&ctx.pipeline, label, batch_id).await?;
@@ -214,7 +221,15 @@ async fn cdc_streams(
                     }
                 };
                 manifest.end_position = Some(cdc_position(point));
+                // A stream read again (lost slot, schema change) merges the
+                // snapshot and marks the keys it lacks deleted: rows are never
+                // removed under `mode: cdc`. A table without a key is replaced.
+                if started(label) && plan.table.has_key() {
+                    manifest.kind = LoadKind::Merge;
+                    manifest.complete = true;
+                }
                 ctx.store.record_staged(&manifest).await?;
+                done.entry(label.clone()).or_default().unrepresentable.extend(stats.unrepresentable);
                 load_with_retries(ctx, pipeline_id, label, &manifest).await?;
                 let d = done.entry(label.clone()).or_default();
                 d.rows += manifest.row_count;
@@ -299,6 +314,9 @@ async fn cdc_streams(
         (None, Ok(read)) => read,
     };
     round.again = read.schema_changed || read.more;
+    for (stream, u) in &read.unrepresentable {
+        done.entry(stream.clone()).or_default().unrepresentable.push(u.clone());
+    }
     round.warnings.extend(read.warnings.iter().cloned());
     let Some(confirm) = read.confirm else {
         return Ok(());
@@ -323,6 +341,7 @@ async fn cdc_streams(
             start_position: None,
             end_position: Some(cdc_position(confirm)),
             truncated_at: o.truncated_at.map(|t| t.to_string()),
+            complete: false,
         };
         if manifest.row_count != o.rows {
             return Err(Error::internal(format!(

@@ -595,6 +595,7 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         start_position,
         end_position,
         truncated_at: None,
+        complete: false,
     };
     if manifest.row_count != rows {
         return Err(Error::internal(format!(

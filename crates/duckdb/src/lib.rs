@@ -644,6 +644,26 @@ fn load_sync(
         LoadKind::Merge => merge(&tx, table, &target, &stage, &casts)?,
     };
     let mut changes = changes;
+    // A complete snapshot merged: stored rows whose key it lacks are deleted.
+    if kind == LoadKind::Merge && table.has_key() && todo.iter().any(|b| b.complete) {
+        let (d, v) = (ident(meta::DELETED), ident(meta::VERSION));
+        let on: Vec<String> = table.key.iter().map(|k| format!("s.{q} IS NOT DISTINCT FROM t.{q}", q = ident(k))).collect();
+        let missing = format!(
+            "NOT t.{d} AND t.{v} < (SELECT max({v}) FROM {stage}) AND NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})",
+            on.join(" AND ")
+        );
+        let n: i64 = tx
+            .query_row(&format!("SELECT count(*) FROM {target} t WHERE {missing}"), [], |r| r.get(0))
+            .map_err(|e| db_error(e, &format!("finding the rows gone from {}", table.name)))?;
+        if n > 0 {
+            tx.execute_batch(&format!(
+                "UPDATE {target} AS t SET {d} = true, {v} = (SELECT max({v}) FROM {stage}), {} = now() WHERE {missing};",
+                ident(meta::SYNCED_AT)
+            ))
+            .map_err(|e| db_error(e, &format!("marking the rows gone from {}", table.name)))?;
+        }
+        changes.deleted += n as u64;
+    }
     // A truncate in the source: every stored row older than it is deleted.
     if let Some(at) = todo.iter().filter_map(|b| b.truncate_version()).max() {
         let older = format!("{} < CAST({at} AS DECIMAL(38,0))", ident(meta::VERSION));

@@ -258,6 +258,7 @@ impl PostgresSource {
             .await;
         let mut stream = ChangeStream::start(self.options(), &slot, &slot, 0).await?;
         let mut read = ChangesRead::default();
+        let mut marker_at = None;
         if let Some(info) = replication::slot_info(&client, &slot).await? {
             read.lag_bytes = info.lag_bytes;
             if let Some(lag) = info.lag_bytes.filter(|l| *l > request.max_lag_bytes) {
@@ -273,6 +274,7 @@ impl PostgresSource {
             Ok(row) => {
                 let at = simplyload_core::cdc::parse_lsn(&row.get::<_, String>(0))?;
                 stream.set_stop_marker(at, "simplyload", token.as_bytes());
+                marker_at = Some(at);
             }
             Err(e) => {
                 // Without the marker (no EXECUTE on pg_logical_emit_message):
@@ -406,6 +408,14 @@ impl PostgresSource {
             Ok::<_, Error>(())
         }
         .await;
+        // Drained to the marker: every transaction before it was seen, so the
+        // slot may move up to it even when none of them touched our tables
+        // (WAL of other tables must not pile up behind an idle pipeline).
+        if stream.reached_marker()
+            && let Some(at) = marker_at
+        {
+            read.confirm = Some(read.confirm.map_or(at, |c| c.max(at)));
+        }
         let stopped = stream.stop().await;
         result?;
         stopped?;
@@ -444,6 +454,9 @@ impl PostgresSource {
     pub(crate) async fn confirm_changes_impl(&self, pipeline: &str, lsn: Lsn) -> Result<()> {
         let slot = replication::slot_name(pipeline);
         let client = self.connect().await?;
+        // Our own stream has stopped: a walsender still on the slot is one a
+        // killed sync left.
+        replication::release_stale_slot(&client, &slot).await?;
         client
             .query_one(
                 "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)::text",

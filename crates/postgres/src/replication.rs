@@ -516,6 +516,7 @@ pub struct ChangeStream {
     /// at the stop point: the stream is drained exactly when it arrives
     /// (see [`ChangeStream::set_stop_marker`]).
     marker: Option<(String, Bytes)>,
+    marker_reached: bool,
     confirmed: Lsn,
     opts: ConnectOptions,
     _relay: Option<Relay>,
@@ -603,6 +604,7 @@ impl ChangeStream {
             finished: wal_end <= start,
             idle_keepalive: None,
             marker: None,
+            marker_reached: false,
             confirmed: start,
             opts: opts.clone(),
             _relay: relay,
@@ -640,6 +642,12 @@ impl ChangeStream {
         self.reached = false;
         self.idle_keepalive = None;
         self.finished = matches!(lsn, Some(l) if l <= self.start);
+    }
+
+    /// Whether the stream ended at its marker (see [`set_stop_marker`](Self::set_stop_marker)):
+    /// everything committed before the marker's position was delivered.
+    pub fn reached_marker(&self) -> bool {
+        self.marker_reached
     }
 
     /// Ends the stream exactly where a non-transactional logical decoding
@@ -740,6 +748,7 @@ impl ChangeStream {
                 ReplicationEvent::Message { prefix, content, .. } => {
                     if self.marker.as_ref().is_some_and(|(p, c)| *p == prefix && *c == content) {
                         self.finished = true;
+                        self.marker_reached = true;
                         return Ok(None);
                     }
                 }

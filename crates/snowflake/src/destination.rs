@@ -725,6 +725,30 @@ impl SnowflakeDestination {
             self.run("BEGIN").await?;
             let applied = async {
                 let mut changes = self.apply(table, request.kind, &load, rows_staged).await?;
+                // A complete snapshot merged: stored rows whose key it lacks are deleted.
+                if request.kind == LoadKind::Merge && table.has_key() && todo.iter().any(|b| b.complete) {
+                    let target = self.qualified(&table.name);
+                    let (d, v, sa) = (ident(&sf_name(meta::DELETED)), ident(&sf_name(meta::VERSION)), ident(&sf_name(meta::SYNCED_AT)));
+                    let on: Vec<String> = table
+                        .key
+                        .iter()
+                        .map(|k| format!("s.{q} IS NOT DISTINCT FROM t.{q}", q = ident(&sf_name(k))))
+                        .collect();
+                    let missing = format!(
+                        "NOT COALESCE(t.{d}, FALSE) AND t.{v} < (SELECT MAX({v}) FROM {load}) AND NOT EXISTS (SELECT 1 FROM {load} s WHERE {})",
+                        on.join(" AND ")
+                    );
+                    let r = self.run(&format!("SELECT COUNT(*) FROM {target} t WHERE {missing}")).await?;
+                    changes.deleted += result_rows(&r)
+                        .first()
+                        .and_then(|row| row.first().cloned().flatten())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    self.run(&format!(
+                        "UPDATE {target} t SET {d} = TRUE, {v} = (SELECT MAX({v}) FROM {load}), {sa} = CURRENT_TIMESTAMP() WHERE {missing}"
+                    ))
+                    .await?;
+                }
                 // A truncate in the source: every stored row older than it is deleted.
                 if let Some(at) = todo.iter().filter_map(|b| b.truncate_version()).max() {
                     let target = self.qualified(&table.name);
@@ -1080,6 +1104,7 @@ mod tests {
             start_position: None,
             end_position: None,
             truncated_at: None,
+            complete: false,
         };
         let ext = copy_sql(&StageMode::External("RAW_DATA.SIMPLYLOAD.SIMPLYLOAD_S3".into()), "L", &b, "f");
         assert_eq!(

@@ -19,6 +19,7 @@ fn manifest(pipeline: &str, stream: &str, batch_id: u64, sync_id: i64) -> BatchM
         start_position: None,
         end_position: Some(serde_json::json!({"lsn": "0/16B3748"})),
         truncated_at: None,
+        complete: false,
     }
 }
 

@@ -186,6 +186,7 @@ impl Bench {
             start_position: None,
             end_position: None,
             truncated_at: None,
+            complete: false,
         }
     }
 
@@ -807,6 +808,31 @@ pub async fn keyless_changes_count_occurrences(h: &dyn DestinationHarness) {
     assert_eq!(out.rows_after, Some(4));
 }
 
+/// CDC: a stream read again from a snapshot merges it, and the stored rows
+/// whose key it lacks are marked deleted (never removed).
+pub async fn complete_snapshot_marks_missing_keys_deleted(h: &dyn DestinationHarness) {
+    let bench = Bench::new();
+    let dest = h.destination();
+    let (t, b1) = id_name(&[1, 2, 3], &[Some("a"), Some("b"), Some("c")]);
+    let m1 = bench.stage_changes(&t, 1, b1, &[10, 10, 10], &[false, false, false]).await;
+    bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m1]).await.unwrap();
+    let (_, b2) = id_name(&[2, 3, 4], &[Some("B"), Some("c"), Some("d")]);
+    let mut m2 = bench.stage_changes(&t, 2, b2, &[50, 50, 50], &[false, false, false]).await;
+    m2.complete = true;
+    let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m2]).await.unwrap();
+    assert_eq!(out.rows_after, Some(3));
+    let rows = h.rows("people", &["id", "name", meta::DELETED], &["id"]).await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![Value::Int(1), text("a"), Value::Bool(true)],
+            vec![Value::Int(2), text("B"), Value::Bool(false)],
+            vec![Value::Int(3), text("c"), Value::Bool(false)],
+            vec![Value::Int(4), text("d"), Value::Bool(false)],
+        ]
+    );
+}
+
 /// Expands to one `#[tokio::test]` per suite case. `$make` is an async
 /// expression producing a value that implements [`DestinationHarness`].
 #[macro_export]
@@ -826,6 +852,7 @@ macro_rules! destination_conformance {
             unchanged_columns_keep_their_values,
             truncate_deletes_older_rows,
             keyless_changes_count_occurrences,
+            complete_snapshot_marks_missing_keys_deleted,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
