@@ -48,16 +48,41 @@ struct Pending {
     versions: Vec<i128>,
     deleted: Vec<bool>,
     unchanged: Vec<Vec<String>>,
+    plan: ChangePlan,
+}
+
+/// How a stream's columns are read from changes.
+struct ChangePlan {
+    /// Per destination column, the snapshot decoder.
+    decoders: Vec<crate::types::Decoder>,
+    /// Columns the snapshot reads through a cast (`::text`, `to_jsonb`,
+    /// `::numeric`): their replication binary form is not what those
+    /// decoders read, so their values are read again from the table by key
+    /// when the changes are flushed — with the snapshot's exact expression.
+    reread: Vec<Reread>,
+    /// Per key column: its Postgres type name (for literals) and decoder.
+    key_types: Vec<(String, crate::types::Decoder)>,
+}
+
+struct Reread {
+    /// Index in the destination columns.
+    index: usize,
+    /// The snapshot's select expression.
+    expr: String,
+    decoder: crate::types::Decoder,
 }
 
 impl Pending {
     /// Sends what is gathered as one staged batch.
-    async fn flush(&mut self, out: &mpsc::Sender<ChangeEvent>) -> Result<()> {
+    async fn flush(&mut self, client: &tokio_postgres::Client, out: &mpsc::Sender<ChangeEvent>) -> Result<()> {
         let Some(b) = self.builder.as_mut() else { return Ok(()) };
         if b.rows() == 0 {
             return Ok(());
         }
-        let data = b.finish()?;
+        let mut data = b.finish()?;
+        if !self.plan.reread.is_empty() {
+            data = reread(client, &self.table, &self.plan, data).await?;
+        }
         let batch = stage_changes(
             &self.table,
             data,
@@ -74,7 +99,9 @@ impl Pending {
         let b = self.builder.as_mut().ok_or_else(|| {
             Error::data(format!("{}: a change arrived before its table's Relation message", self.table.stream))
         })?;
-        let unchanged = b.push(tuple)?;
+        let mut unchanged = b.push(tuple)?;
+        // Columns read again by key are never "unchanged": they get the current value.
+        unchanged.retain(|n| !self.plan.reread.iter().any(|r| self.table.columns[r.index].name == *n));
         self.versions.push(version);
         self.deleted.push(deleted);
         self.unchanged.push(unchanged);
@@ -197,32 +224,45 @@ impl PostgresSource {
         &self,
         client: &tokio_postgres::Client,
         table: &TableSpec,
-    ) -> Result<Vec<crate::types::Decoder>> {
+    ) -> Result<ChangePlan> {
         let found = crate::discover::discover(client, Some(&table.stream)).await?;
         let pg = found
             .into_iter()
             .next()
             .ok_or_else(|| Error::not_found(format!("table {} no longer exists in source `{}`", table.stream, self.name)))?;
-        table
-            .columns
-            .iter()
-            .map(|c| {
-                let col = pg.columns.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
-                    Error::new(ErrorKind::Conflict, format!("column {} of {} was dropped or renamed", c.source_name, table.stream))
-                })?;
-                if col.plan.read != ReadAs::Native {
+        let mut plan = ChangePlan { decoders: Vec::new(), reread: Vec::new(), key_types: Vec::new() };
+        for (index, c) in table.columns.iter().enumerate() {
+            let col = pg.columns.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
+                Error::new(ErrorKind::Conflict, format!("column {} of {} was dropped or renamed", c.source_name, table.stream))
+            })?;
+            plan.decoders.push(col.plan.decoder);
+            if col.plan.read != ReadAs::Native {
+                if !table.has_key() || table.key.contains(&c.name) {
                     return Err(Error::new(
                         ErrorKind::Unsupported,
                         format!(
-                            "{}: column {} is of type {}, which `mode: cdc` cannot decode yet",
-                            table.stream, c.source_name, col.info.type_name
+                            "{}: column {} is of type {}, which `mode: cdc` reads again by key — and this table {}",
+                            table.stream,
+                            c.source_name,
+                            col.info.type_name,
+                            if table.has_key() { "has it in its key" } else { "has no key" }
                         ),
                     )
                     .with_hint("exclude the column (exclude_columns) or use mode: incremental for this stream"));
                 }
-                Ok(col.plan.decoder)
-            })
-            .collect()
+                plan.reread.push(Reread { index, expr: crate::select_expr(&c.source_name, col.plan.read), decoder: col.plan.decoder });
+            }
+        }
+        for k in &table.key {
+            let c = table.column(k).ok_or_else(|| Error::internal(format!("key {k} is not a column")))?;
+            let col = pg
+                .columns
+                .iter()
+                .find(|p| p.info.name == c.source_name)
+                .ok_or_else(|| Error::new(ErrorKind::Conflict, format!("key column {} of {} is gone", c.source_name, table.stream)))?;
+            plan.key_types.push((col.info.type_name.clone(), col.plan.decoder));
+        }
+        Ok(plan)
     }
 
     pub(crate) async fn read_changes_impl(
@@ -233,9 +273,8 @@ impl PostgresSource {
         let slot = replication::slot_name(&request.pipeline);
         let client = self.connect().await?;
         let mut pending: Vec<Pending> = Vec::new();
-        let mut decoders = Vec::new();
         for t in &request.tables {
-            decoders.push(self.change_decoders(&client, t).await?);
+            let plan = self.change_decoders(&client, t).await?;
             pending.push(Pending {
                 table: t.clone(),
                 builder: None,
@@ -243,6 +282,7 @@ impl PostgresSource {
                 versions: Vec::new(),
                 deleted: Vec::new(),
                 unchanged: Vec::new(),
+                plan,
             });
         }
         let by_name: HashMap<StreamName, usize> =
@@ -320,8 +360,8 @@ impl PostgresSource {
                         }
                         if let Some(i) = target {
                             // A changed relation: what was gathered goes out first.
-                            pending[i].flush(&out).await?;
-                            pending[i].builder = Some(builder(&pending[i].table, &rel, &decoders[i], &request, fail)?);
+                            pending[i].flush(&client, &out).await?;
+                            pending[i].builder = Some(builder(&pending[i].table, &rel, &pending[i].plan, &request, fail)?);
                             pending[i].key_positions = pending[i]
                                 .table
                                 .key
@@ -398,12 +438,12 @@ impl PostgresSource {
                 }
                 for p in pending.iter_mut() {
                     if p.builder.as_ref().is_some_and(|b| b.rows() >= request.batch_rows.max(1)) {
-                        p.flush(&out).await?;
+                        p.flush(&client, &out).await?;
                     }
                 }
             }
             for p in pending.iter_mut() {
-                p.flush(&out).await?;
+                p.flush(&client, &out).await?;
             }
             Ok::<_, Error>(())
         }
@@ -471,12 +511,13 @@ impl PostgresSource {
 fn builder(
     table: &TableSpec,
     rel: &Relation,
-    decoders: &[crate::types::Decoder],
+    plan: &ChangePlan,
     request: &ChangesRequest,
     fail: bool,
 ) -> Result<ChangeBuilder> {
     let names: Vec<String> = table.columns.iter().map(|c| c.source_name.clone()).collect();
-    let columns = ChangeColumns::new(rel, &names, decoders).map_err(|e| {
+    let skip: Vec<String> = plan.reread.iter().map(|r| table.columns[r.index].source_name.clone()).collect();
+    let columns = ChangeColumns::with_skipped(rel, &names, &plan.decoders, &skip).map_err(|e| {
         e.context(format!("{}: the table's columns changed in the source; schema changes under `mode: cdc` need a resync for now", table.stream))
     })?;
     Ok(ChangeBuilder::new(
@@ -505,4 +546,109 @@ fn key_changed(p: &Pending, old: &Tuple<'_>, new: &Tuple<'_>) -> bool {
         (Some(Datum::Null), Some(Datum::Null)) | (Some(Datum::Unchanged), _) | (_, Some(Datum::Unchanged)) => false,
         _ => true,
     })
+}
+
+/// Fills the columns read through a cast (see [`ChangePlan::reread`]) with
+/// their current values, read by key with the snapshot's expressions. A row
+/// changed again since is read newer than its change: the later change
+/// arrives after it and reads the same, so the copy converges; a row gone
+/// since keeps NULL there (it is deleted by a later change anyway).
+async fn reread(
+    client: &tokio_postgres::Client,
+    table: &TableSpec,
+    plan: &ChangePlan,
+    data: arrow_array::RecordBatch,
+) -> Result<arrow_array::RecordBatch> {
+    use simplyload_core::canon::{Canon, canon_from_arrow};
+    let key_idx: Vec<usize> = table
+        .key
+        .iter()
+        .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
+        .collect();
+    // The key of every change row, and the literal list to look them up.
+    let mut keys: Vec<Vec<Canon>> = Vec::with_capacity(data.num_rows());
+    for row in 0..data.num_rows() {
+        let mut k = Vec::with_capacity(key_idx.len());
+        for &i in &key_idx {
+            k.push(canon_from_arrow(data.column(i), row, table.columns[i].sql_type)?);
+        }
+        keys.push(k);
+    }
+    let mut distinct: Vec<&Vec<Canon>> = keys.iter().filter(|k| k.iter().all(|v| *v != Canon::Null)).collect();
+    distinct.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    distinct.dedup();
+    let key_cols: Vec<String> = key_idx.iter().map(|&i| quote_ident(&table.columns[i].source_name)).collect();
+    let mut reads: Vec<crate::copy::ColumnRead> = Vec::new();
+    let mut fields: Vec<arrow_schema::Field> = Vec::new();
+    for (n, &i) in key_idx.iter().enumerate() {
+        reads.push(crate::copy::ColumnRead { name: format!("k{n}"), decoder: plan.key_types[n].1 });
+        fields.push(arrow_schema::Field::new(format!("k{n}"), table.columns[i].sql_type.arrow_type(), true));
+    }
+    for (n, r) in plan.reread.iter().enumerate() {
+        reads.push(crate::copy::ColumnRead { name: format!("v{n}"), decoder: r.decoder });
+        fields.push(arrow_schema::Field::new(format!("v{n}"), table.columns[r.index].sql_type.arrow_type(), true));
+    }
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(fields));
+    let mut found: Vec<arrow_array::RecordBatch> = Vec::new();
+    client
+        .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n{}", crate::SNAPSHOT_SETTINGS))
+        .await
+        .map_err(|e| pg_error(&e, "starting the read by key"))?;
+    for chunk in distinct.chunks(1000) {
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for k in chunk {
+            let mut lits = Vec::with_capacity(k.len());
+            for (n, v) in k.iter().enumerate() {
+                let text = crate::reconcile::bound_text(v, table.columns[key_idx[n]].sql_type)?;
+                lits.push(format!("'{}'::{}", text.replace('\'', "''"), plan.key_types[n].0));
+            }
+            tuples.push(format!("({})", lits.join(", ")));
+        }
+        let exprs: Vec<&str> = plan.reread.iter().map(|r| r.expr.as_str()).collect();
+        let sql = format!(
+            "COPY (SELECT {}, {} FROM {}.{} WHERE ({}) IN ({})) TO STDOUT (FORMAT binary)",
+            key_cols.join(", "),
+            exprs.join(", "),
+            quote_ident(&table.stream.schema),
+            quote_ident(&table.stream.table),
+            key_cols.join(", "),
+            tuples.join(", ")
+        );
+        let copy = client.copy_out(sql.as_str()).await.map_err(|e| pg_error(&e, &format!("reading changed rows of {}", table.stream)))?;
+        futures::pin_mut!(copy);
+        let mut rows = crate::copy::RowDecoder::new(
+            &table.stream.to_string(),
+            &reads,
+            schema.clone(),
+            Vec::new(),
+            simplyload_core::ValueLimits::STAGING,
+            false,
+            65_536,
+            64 << 20,
+        );
+        let mut parser = crate::copy::CopyParser::new();
+        while let Some(bytes) = futures::StreamExt::next(&mut copy).await {
+            let bytes = bytes.map_err(|e| pg_error(&e, &format!("reading changed rows of {}", table.stream)))?;
+            parser.feed(&bytes, &mut rows)?;
+        }
+        parser.finish()?;
+        rows.finish_batch()?;
+        found.extend(rows.take_ready().map(|(b, _)| b));
+    }
+    client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the read by key"))?;
+    let found = arrow_select::concat::concat_batches(&schema, &found)?;
+    let mut at: HashMap<Vec<Canon>, u32> = HashMap::new();
+    for row in 0..found.num_rows() {
+        let mut k = Vec::with_capacity(key_idx.len());
+        for (n, &i) in key_idx.iter().enumerate() {
+            k.push(canon_from_arrow(found.column(n), row, table.columns[i].sql_type)?);
+        }
+        at.insert(k, row as u32);
+    }
+    let indices: arrow_array::UInt32Array = keys.iter().map(|k| at.get(k).copied()).collect();
+    let mut columns: Vec<arrow_array::ArrayRef> = data.columns().to_vec();
+    for (n, r) in plan.reread.iter().enumerate() {
+        columns[r.index] = arrow_select::take::take(found.column(key_idx.len() + n).as_ref(), &indices, None)?;
+    }
+    Ok(arrow_array::RecordBatch::try_new(data.schema(), columns)?)
 }

@@ -43,6 +43,18 @@ SET LOCAL row_security = off;
 SET LOCAL statement_timeout = 0;
 SET LOCAL idle_in_transaction_session_timeout = 0;";
 
+/// How the snapshot selects a column (see [`types`]): the change stream
+/// reads cast columns again with the same expression.
+pub(crate) fn select_expr(column: &str, read: ReadAs) -> String {
+    let q = quote_ident(column);
+    match read {
+        ReadAs::Native => q,
+        ReadAs::Text => format!("{q}::text"),
+        ReadAs::ToJsonb => format!("to_jsonb({q})"),
+        ReadAs::Numeric => format!("{q}::numeric"),
+    }
+}
+
 /// A configured Postgres source.
 #[derive(Debug, Clone)]
 pub struct PostgresSource {
@@ -160,13 +172,7 @@ impl Source for PostgresSource {
                 )
                 .with_hint("run the sync again"));
             }
-            let q = quote_ident(&c.source_name);
-            select.push(match pg.plan.read {
-                ReadAs::Native => q,
-                ReadAs::Text => format!("{q}::text"),
-                ReadAs::ToJsonb => format!("to_jsonb({q})"),
-                ReadAs::Numeric => format!("{q}::numeric"),
-            });
+            select.push(select_expr(&c.source_name, pg.plan.read));
             reads.push(ColumnRead { name: c.name.clone(), decoder: pg.plan.decoder });
         }
         let key: Vec<usize> = request

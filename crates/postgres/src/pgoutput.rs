@@ -468,6 +468,18 @@ impl ChangeColumns {
     /// column is reported unchanged for every row, so the destination keeps
     /// what it holds; [`ChangeColumns::absent`] names them.
     pub fn new(relation: &Relation, source_names: &[String], decoders: &[Decoder]) -> Result<ChangeColumns> {
+        Self::with_skipped(relation, source_names, decoders, &[])
+    }
+
+    /// Like [`ChangeColumns::new`]; the destination columns named in `skip`
+    /// are not decoded from the tuple at all (absent): the caller fills them
+    /// otherwise (columns whose binary form is not what the snapshot reads).
+    pub fn with_skipped(
+        relation: &Relation,
+        source_names: &[String],
+        decoders: &[Decoder],
+        skip: &[String],
+    ) -> Result<ChangeColumns> {
         let rel = format!("{}.{}", relation.namespace, relation.name);
         if source_names.len() != decoders.len() {
             return Err(Error::internal(format!(
@@ -478,7 +490,7 @@ impl ChangeColumns {
         }
         let mut index = Vec::with_capacity(source_names.len());
         for (name, &decoder) in source_names.iter().zip(decoders) {
-            let found = relation.columns.iter().position(|c| &c.name == name);
+            let found = relation.columns.iter().position(|c| &c.name == name).filter(|_| !skip.contains(name));
             let found = found.filter(|&i| binary_form_matches(relation.columns[i].type_oid, decoder) != Some(false));
             if found.is_none() {
                 tracing::debug!(column = %name, relation = %rel, "column not carried by this relation version; kept as stored");
