@@ -96,6 +96,15 @@ impl BatchManifest {
     pub fn truncate_version(&self) -> Option<i128> {
         self.truncated_at.as_deref().and_then(|v| v.parse().ok())
     }
+
+    /// A complete CDC snapshot's version (its slot's consistent point).
+    pub fn complete_version(&self) -> Option<i128> {
+        if !self.complete {
+            return None;
+        }
+        let lsn = self.end_position.as_ref()?.get("lsn")?.as_str()?;
+        crate::cdc::parse_lsn(lsn).ok().map(crate::cdc::snapshot_version)
+    }
 }
 
 /// The object-store prefix of a batch: `{prefix}/{pipeline}/{stream}/{batch_id:012}`.

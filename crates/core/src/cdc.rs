@@ -40,6 +40,11 @@ pub fn change_version(commit_lsn: Lsn, seq: u32) -> i128 {
     ((commit_lsn as i128) << 32) | seq as i128
 }
 
+/// The checkpoint position of a CDC stream loaded up to `lsn`.
+pub fn position(lsn: Lsn) -> serde_json::Value {
+    serde_json::json!({"mode": "cdc", "lsn": format_lsn(lsn)})
+}
+
 /// The version of every snapshot row read at a slot's consistent point.
 pub fn snapshot_version(consistent_point: Lsn) -> i128 {
     change_version(consistent_point, 0)

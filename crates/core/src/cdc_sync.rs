@@ -13,7 +13,7 @@
 //!    the versions (commit LSN × 2³² + position) make the replay harmless.
 
 use crate::batch::{BatchManifest, LoadKind, StagedFile};
-use crate::cdc::{Lsn, format_lsn, snapshot_version};
+use crate::cdc::{format_lsn, snapshot_version};
 use crate::error::{Error, Result};
 use crate::plan::StreamPlan;
 use crate::report::{StreamReport, SyncReport};
@@ -24,11 +24,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 use tokio::sync::mpsc;
 use uuid::Uuid;
-
-/// The checkpoint position of a CDC stream.
-pub fn cdc_position(lsn: Lsn) -> serde_json::Value {
-    serde_json::json!({"mode": "cdc", "lsn": format_lsn(lsn)})
-}
 
 /// Whether a checkpoint position is a CDC one.
 fn is_cdc_position(p: Option<&serde_json::Value>) -> bool {
@@ -220,7 +215,7 @@ async fn cdc_streams(
                         return Err(e);
                     }
                 };
-                manifest.end_position = Some(cdc_position(point));
+                manifest.end_position = Some(crate::cdc::position(point));
                 // A stream read again (lost slot, schema change) merges the
                 // snapshot and marks the keys it lacks deleted: rows are never
                 // removed under `mode: cdc`. A table without a key is replaced.
@@ -339,7 +334,7 @@ async fn cdc_streams(
             row_count: files.iter().map(|f| f.row_count).sum(),
             files,
             start_position: None,
-            end_position: Some(cdc_position(confirm)),
+            end_position: Some(crate::cdc::position(confirm)),
             truncated_at: o.truncated_at.map(|t| t.to_string()),
             complete: false,
         };

@@ -640,16 +640,21 @@ fn load_sync(
             RowChanges { inserted: rows_staged as u64, updated: 0, deleted: 0 }
         }
         LoadKind::Merge if rows_staged == 0 => RowChanges::default(),
-        LoadKind::Merge if !table.has_key() => keyless(&tx, table, &target, &stage)?,
+        LoadKind::Merge if !table.has_key() => {
+            keyless(&tx, table, &target, &stage, todo.iter().filter_map(|b| b.truncate_version()).max())?
+        }
         LoadKind::Merge => merge(&tx, table, &target, &stage, &casts)?,
     };
     let mut changes = changes;
     // A complete snapshot merged: stored rows whose key it lacks are deleted.
-    if kind == LoadKind::Merge && table.has_key() && todo.iter().any(|b| b.complete) {
+    if kind == LoadKind::Merge
+        && table.has_key()
+        && let Some(at) = todo.iter().filter_map(|b| b.complete_version()).max()
+    {
         let (d, v) = (ident(meta::DELETED), ident(meta::VERSION));
         let on: Vec<String> = table.key.iter().map(|k| format!("s.{q} IS NOT DISTINCT FROM t.{q}", q = ident(k))).collect();
         let missing = format!(
-            "NOT t.{d} AND t.{v} < (SELECT max({v}) FROM {stage}) AND NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})",
+            "NOT t.{d} AND t.{v} < CAST({at} AS DECIMAL(38,0)) AND NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})",
             on.join(" AND ")
         );
         let n: i64 = tx
@@ -657,7 +662,7 @@ fn load_sync(
             .map_err(|e| db_error(e, &format!("finding the rows gone from {}", table.name)))?;
         if n > 0 {
             tx.execute_batch(&format!(
-                "UPDATE {target} AS t SET {d} = true, {v} = (SELECT max({v}) FROM {stage}), {} = now() WHERE {missing};",
+                "UPDATE {target} AS t SET {d} = true, {v} = CAST({at} AS DECIMAL(38,0)), {} = now() WHERE {missing};",
                 ident(meta::SYNCED_AT)
             ))
             .map_err(|e| db_error(e, &format!("marking the rows gone from {}", table.name)))?;
@@ -699,11 +704,22 @@ fn load_sync(
 /// Applies staged changes to a table without a key: occurrences of
 /// identical rows are added and removed (see
 /// [`simplyload_core::cdc::keyless_apply_sql`]).
-fn keyless(tx: &duckdb::Transaction<'_>, table: &TableSpec, target: &str, stage: &str) -> Result<RowChanges> {
+fn keyless(
+    tx: &duckdb::Transaction<'_>,
+    table: &TableSpec,
+    target: &str,
+    stage: &str,
+    truncated_at: Option<i128>,
+) -> Result<RowChanges> {
     let v = ident(meta::VERSION);
     let watermark: String = tx
         .query_row(&format!("SELECT CAST(COALESCE(MAX({v}), -1) AS VARCHAR) FROM {target}"), [], |r| r.get(0))
         .map_err(|e| db_error(e, &format!("reading the newest version in {}", table.name)))?;
+    // Changes before a truncate in the load are gone with it.
+    let watermark = match (watermark.parse::<i128>(), truncated_at) {
+        (Ok(w), Some(t)) => w.max(t).to_string(),
+        _ => watermark,
+    };
     let watermark = format!("CAST({watermark} AS DECIMAL(38,0))");
     let (d, id) = (ident(meta::DELETED), ident(meta::ID));
     let (added, removed): (i64, i64) = tx
@@ -784,7 +800,8 @@ fn merge(
     ))
     .map_err(|e| db_error(e, &format!("reducing the staged rows of {}", table.name)))?;
     // What the MERGE below will do, counted before it runs.
-    let first_key = &keys[0];
+    // Whether a stored row matched: its version is never NULL (a key column may be).
+    let first_key = &v;
     let (inserted, updated, deleted): (i64, i64, i64) = tx
         .query_row(
             &format!(

@@ -62,6 +62,8 @@ struct ChangePlan {
     reread: Vec<Reread>,
     /// Per key column: its Postgres type name (for literals) and decoder.
     key_types: Vec<(String, crate::types::Decoder)>,
+    /// Every column the table had when the read started (excluded ones too).
+    known: Vec<String>,
 }
 
 struct Reread {
@@ -230,7 +232,12 @@ impl PostgresSource {
             .into_iter()
             .next()
             .ok_or_else(|| Error::not_found(format!("table {} no longer exists in source `{}`", table.stream, self.name)))?;
-        let mut plan = ChangePlan { decoders: Vec::new(), reread: Vec::new(), key_types: Vec::new() };
+        let mut plan = ChangePlan {
+            decoders: Vec::new(),
+            reread: Vec::new(),
+            key_types: Vec::new(),
+            known: pg.columns.iter().map(|c| c.info.name.clone()).collect(),
+        };
         for (index, c) in table.columns.iter().enumerate() {
             let col = pg.columns.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
                 Error::new(ErrorKind::Conflict, format!("column {} of {} was dropped or renamed", c.source_name, table.stream))
@@ -349,7 +356,7 @@ impl PostgresSource {
                     Message::Relation(rel) => {
                         let target = by_name.get(&StreamName::new(rel.namespace.clone(), rel.name.clone())).copied();
                         if let Some(i) = target
-                            && let Some(added) = self.added_since_plan(&client, &pending[i].table, &rel).await?
+                            && let Some(added) = self.added_since_plan(&client, &pending[i].plan.known, &rel).await?
                         {
                             // A column this sync's plan lacks: stop before this
                             // transaction; the next sync plans the column.
@@ -469,24 +476,22 @@ impl PostgresSource {
         Ok(read)
     }
 
-    /// A column of `rel` that the current catalog has but `table` (this
-    /// sync's plan) lacks. Columns dropped since are not counted.
+    /// A column of `rel` that the table did not have when the read started
+    /// (`known`: excluded columns are known too) but has now. Columns
+    /// dropped since are not counted.
     async fn added_since_plan(
         &self,
         client: &tokio_postgres::Client,
-        table: &TableSpec,
+        known: &[String],
         rel: &Relation,
     ) -> Result<Option<String>> {
-        let extra: Vec<&str> = rel
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .filter(|n| !table.columns.iter().any(|c| c.source_name == *n))
-            .collect();
+        let extra: Vec<&str> =
+            rel.columns.iter().map(|c| c.name.as_str()).filter(|n| !known.iter().any(|k| k == n)).collect();
         if extra.is_empty() {
             return Ok(None);
         }
-        let now = crate::discover::discover(client, Some(&table.stream)).await?;
+        let stream = StreamName::new(rel.namespace.clone(), rel.name.clone());
+        let now = crate::discover::discover(client, Some(&stream)).await?;
         let Some(now) = now.into_iter().next() else { return Ok(None) };
         Ok(extra.into_iter().find(|e| now.columns.iter().any(|c| c.info.name == *e)).map(str::to_owned))
     }

@@ -141,6 +141,8 @@ pub struct Session {
     sequence: AtomicU64,
     /// Statements sent and their elapsed times, for the sync report.
     log: Mutex<Vec<(String, Duration)>>,
+    /// Between BEGIN and COMMIT/ROLLBACK: an expired session is not renewed.
+    in_transaction: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -155,7 +157,8 @@ fn http_error(e: reqwest::Error, what: &str) -> Error {
     } else {
         ErrorKind::Internal
     };
-    Error::new(kind, format!("Snowflake, {what}: {e}"))
+    // Without the URL: result chunk and stage URLs carry signatures.
+    Error::new(kind, format!("Snowflake, {what}: {}", e.without_url()))
 }
 
 /// The `data` of a successful response, or the classified error.
@@ -205,7 +208,14 @@ impl Session {
             .build()
             .map_err(|e| Error::internal(format!("HTTP client: {e}")))?;
         let token = Self::login_token(&http, &opts).await?;
-        Ok(Session { http, opts, token: Mutex::new(token), sequence: AtomicU64::new(1), log: Mutex::new(Vec::new()) })
+        Ok(Session {
+            http,
+            opts,
+            token: Mutex::new(token),
+            sequence: AtomicU64::new(1),
+            log: Mutex::new(Vec::new()),
+            in_transaction: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     async fn login_token(http: &reqwest::Client, opts: &LoginOptions) -> Result<String> {
@@ -286,6 +296,12 @@ impl Session {
     async fn execute(&self, sql: &str, bindings: &[Binding]) -> Result<serde_json::Value> {
         let started = std::time::Instant::now();
         let result = match self.query_once(sql, bindings).await {
+            // A new session would not carry the open transaction on: the
+            // statements after it would commit on their own. Fail instead;
+            // the caller rolls back and retries the whole load.
+            Err(e) if error_code(&e).is_some_and(|c| needs_login(&c)) && self.in_transaction.load(Ordering::SeqCst) => {
+                Err(Error::new(ErrorKind::Transient, format!("the Snowflake session expired inside a transaction: {e}")))
+            }
             Err(e) if error_code(&e).is_some_and(|c| needs_login(&c)) => {
                 tracing::info!("Snowflake session expired; logging in again");
                 let token = Self::login_token(&self.http, &self.opts).await?;
@@ -295,6 +311,12 @@ impl Session {
             other => other,
         };
         self.log.lock().expect("log lock").push((sql.to_owned(), started.elapsed()));
+        let verb = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        match verb.as_str() {
+            "BEGIN" if result.is_ok() => self.in_transaction.store(true, Ordering::SeqCst),
+            "COMMIT" | "ROLLBACK" => self.in_transaction.store(false, Ordering::SeqCst),
+            _ => {}
+        }
         result
     }
 

@@ -68,9 +68,12 @@ pub struct SnowflakeDestination {
     tag: std::sync::Mutex<String>,
     /// Statements of sessions already closed in this sync.
     closed_log: std::sync::Mutex<Vec<(String, Duration)>>,
-    /// Where the token of a session inside a load transaction is kept
-    /// while the transaction is open (see [`SnowflakeDestination::with_state_dir`]).
-    open_txn_file: Option<std::path::PathBuf>,
+    /// The state folder, where the token of a session inside a load
+    /// transaction is kept while the transaction is open (see
+    /// [`SnowflakeDestination::with_state_dir`]).
+    state_dir: Option<std::path::PathBuf>,
+    /// The pipeline of the sync under way ([`Destination::begin_sync`]).
+    pipeline: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for SnowflakeDestination {
@@ -232,7 +235,8 @@ impl SnowflakeDestination {
             session: tokio::sync::Mutex::new(None),
             tag: std::sync::Mutex::new("simplyload".into()),
             closed_log: std::sync::Mutex::new(Vec::new()),
-            open_txn_file: None,
+            state_dir: None,
+            pipeline: std::sync::Mutex::new(None),
         }
     }
 
@@ -242,16 +246,29 @@ impl SnowflakeDestination {
     /// the transaction back and releases its locks at once instead of when
     /// the abandoned session times out hours later.
     pub fn with_state_dir(mut self, dir: &Path) -> SnowflakeDestination {
-        let tag = simplyload_core::row_id::short_hash(
-            format!("{}|{}|{}|{}|{}", self.opts.base_url, self.opts.account, self.opts.user, self.database, self.schema)
-                .as_bytes(),
-        );
-        self.open_txn_file = Some(dir.join(format!("snowflake-{tag}.open-transaction")));
+        self.state_dir = Some(dir.to_path_buf());
         self
     }
 
+    /// The open-transaction file of the sync under way: per pipeline (only
+    /// one sync of a pipeline runs at a time), so another pipeline's sync or
+    /// a `check` never ends a session that is still working.
+    fn txn_file(&self) -> Option<std::path::PathBuf> {
+        let dir = self.state_dir.as_ref()?;
+        let pipeline = self.pipeline.lock().expect("pipeline lock").clone()?;
+        let tag = simplyload_core::row_id::short_hash(
+            format!(
+                "{}|{}|{}|{}|{}|{pipeline}",
+                self.opts.base_url, self.opts.account, self.opts.user, self.database, self.schema
+            )
+            .as_bytes(),
+        );
+        Some(dir.join(format!("snowflake-{tag}.open-transaction")))
+    }
+
     fn note_open_transaction(&self, session: &Session) -> Result<()> {
-        let Some(path) = &self.open_txn_file else { return Ok(()) };
+        let Some(path) = self.txn_file() else { return Ok(()) };
+        let path = &path;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::from(e).context(format!("creating {}", dir.display())))?;
         }
@@ -266,14 +283,24 @@ impl SnowflakeDestination {
     }
 
     fn transaction_closed(&self) {
-        if let Some(path) = &self.open_txn_file {
+        if let Some(path) = self.txn_file() {
             let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Forgets the sync's session without sending anything more on it (its
+    /// transaction is in an unknown state: no DDL may commit it). Its token
+    /// file stays, so the next run ends it.
+    async fn abandon_session(&self) {
+        if let Some(s) = self.session.lock().await.take() {
+            self.closed_log.lock().expect("log lock").extend(s.statements());
         }
     }
 
     /// Ends the session an earlier process left inside a load transaction.
     async fn end_abandoned_session(&self) {
-        let Some(path) = &self.open_txn_file else { return };
+        let Some(path) = self.txn_file() else { return };
+        let path = &path;
         let Ok(token) = std::fs::read_to_string(path) else { return };
         match Session::end(&self.opts.base_url, &Secret::new(token.trim()), Duration::from_secs(60)).await {
             Ok(()) => {
@@ -535,7 +562,14 @@ impl SnowflakeDestination {
     }
 
     /// The statements of the transaction that applies a load; returns what they did.
-    async fn apply(&self, table: &TableSpec, kind: LoadKind, load: &str, rows_staged: u64) -> Result<RowChanges> {
+    async fn apply(
+        &self,
+        table: &TableSpec,
+        kind: LoadKind,
+        load: &str,
+        rows_staged: u64,
+        truncated_at: Option<i128>,
+    ) -> Result<RowChanges> {
         let target = self.qualified(&table.name);
         let value = |c: &Column| {
             let q = format!("s.{}", ident(&sf_name(&c.name)));
@@ -570,6 +604,11 @@ impl SnowflakeDestination {
                     .first()
                     .and_then(|row| row.first().cloned().flatten())
                     .ok_or_else(|| Error::data("Snowflake: MAX(version) answered nothing"))?;
+                // Changes before a truncate in the load are gone with it.
+                let watermark = match (watermark.parse::<i128>(), truncated_at) {
+                    (Ok(w), Some(t)) => w.max(t).to_string(),
+                    _ => watermark,
+                };
                 let watermark = format!("CAST({watermark} AS NUMBER(38,0))");
                 let (d, id) = (ident(&sf_name(meta::DELETED)), ident(&sf_name(meta::ID)));
                 let r = self
@@ -618,7 +657,8 @@ impl SnowflakeDestination {
                         .collect::<Vec<_>>()
                         .join(" AND ")
                 };
-                let first_key = ident(&sf_name(&table.key[0]));
+                // Whether a stored row matched: its version is never NULL (a key column may be).
+                let first_key = ident(&sf_name(meta::VERSION));
                 let r = self
                     .run(&format!(
                         "SELECT COUNT_IF(t.{first_key} IS NULL AND NOT s.{d}), \
@@ -691,7 +731,9 @@ impl SnowflakeDestination {
         let stream = request.batches.first().map(|b| b.stream.clone()).unwrap_or_default();
         self.shape_table(table, request.kind).await?;
         // Nothing to apply: no warehouse statement (a merge of no rows is a no-op).
-        if request.kind == LoadKind::Merge && request.batches.iter().all(|b| b.row_count == 0 && b.truncated_at.is_none()) {
+        if request.kind == LoadKind::Merge
+            && request.batches.iter().all(|b| b.row_count == 0 && b.truncated_at.is_none() && !b.complete)
+        {
             return Ok(LoadOutcome::default());
         }
         self.ensure_batches_table().await?;
@@ -713,6 +755,7 @@ impl SnowflakeDestination {
         cols.push(format!("{} VARCHAR", ident(&sf_name(meta::UNCHANGED))));
         self.run(&format!("CREATE OR REPLACE TRANSIENT TABLE {load} ({})", cols.join(", "))).await?;
         let folder = Uuid::new_v4().simple().to_string();
+        let mut abandoned = false;
         let result = async {
             let rows_staged = self.copy_batches(request, &todo, &load, &folder).await?;
             let expected: u64 = todo.iter().map(|b| b.row_count).sum();
@@ -724,9 +767,13 @@ impl SnowflakeDestination {
             self.note_open_transaction(&*self.session().await?)?;
             self.run("BEGIN").await?;
             let applied = async {
-                let mut changes = self.apply(table, request.kind, &load, rows_staged).await?;
+                let truncated_at = todo.iter().filter_map(|b| b.truncate_version()).max();
+                let mut changes = self.apply(table, request.kind, &load, rows_staged, truncated_at).await?;
                 // A complete snapshot merged: stored rows whose key it lacks are deleted.
-                if request.kind == LoadKind::Merge && table.has_key() && todo.iter().any(|b| b.complete) {
+                if request.kind == LoadKind::Merge
+                    && table.has_key()
+                    && let Some(at) = todo.iter().filter_map(|b| b.complete_version()).max()
+                {
                     let target = self.qualified(&table.name);
                     let (d, v, sa) = (ident(&sf_name(meta::DELETED)), ident(&sf_name(meta::VERSION)), ident(&sf_name(meta::SYNCED_AT)));
                     let on: Vec<String> = table
@@ -735,7 +782,7 @@ impl SnowflakeDestination {
                         .map(|k| format!("s.{q} IS NOT DISTINCT FROM t.{q}", q = ident(&sf_name(k))))
                         .collect();
                     let missing = format!(
-                        "NOT COALESCE(t.{d}, FALSE) AND t.{v} < (SELECT MAX({v}) FROM {load}) AND NOT EXISTS (SELECT 1 FROM {load} s WHERE {})",
+                        "NOT COALESCE(t.{d}, FALSE) AND t.{v} < {at} AND NOT EXISTS (SELECT 1 FROM {load} s WHERE {})",
                         on.join(" AND ")
                     );
                     let r = self.run(&format!("SELECT COUNT(*) FROM {target} t WHERE {missing}")).await?;
@@ -745,7 +792,7 @@ impl SnowflakeDestination {
                         .and_then(|n| n.parse::<u64>().ok())
                         .unwrap_or(0);
                     self.run(&format!(
-                        "UPDATE {target} t SET {d} = TRUE, {v} = (SELECT MAX({v}) FROM {load}), {sa} = CURRENT_TIMESTAMP() WHERE {missing}"
+                        "UPDATE {target} t SET {d} = TRUE, {v} = {at}, {sa} = CURRENT_TIMESTAMP() WHERE {missing}"
                     ))
                     .await?;
                 }
@@ -795,13 +842,22 @@ impl SnowflakeDestination {
                 Err(e) => {
                     match self.run("ROLLBACK").await {
                         Ok(_) => self.transaction_closed(),
-                        Err(rb) => tracing::warn!(error = %rb, "ROLLBACK after a failed load failed"),
+                        Err(rb) => {
+                            // The transaction may still be open: a DDL (the
+                            // cleanup below) would commit half a load.
+                            tracing::warn!(error = %rb, "ROLLBACK after a failed load failed; abandoning the session");
+                            self.abandon_session().await;
+                            abandoned = true;
+                        }
                     }
                     Err(e)
                 }
             }
         }
         .await;
+        if abandoned {
+            return result;
+        }
         // Clean up whatever happened (the next load replaces the table anyway).
         if let Err(e) = self.run(&format!("DROP TABLE IF EXISTS {load}")).await {
             tracing::warn!(error = %e, "could not drop the load table");
@@ -879,6 +935,7 @@ impl Destination for SnowflakeDestination {
 
     fn begin_sync(&self, pipeline: &str, sync_id: i64) {
         *self.tag.lock().expect("tag lock") = format!("simplyload:{pipeline}:sync-{sync_id}");
+        *self.pipeline.lock().expect("pipeline lock") = Some(pipeline.to_owned());
     }
 
     async fn end_sync(&self) -> Vec<Statement> {

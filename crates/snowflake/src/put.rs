@@ -84,7 +84,7 @@ pub async fn upload(http: &reqwest::Client, data: &serde_json::Value, local: &Pa
                 req = req.header(k, v);
             }
             let resp = req.body(body).send().await.map_err(|e| {
-                Error::new(ErrorKind::Transient, format!("uploading {name} to the Snowflake stage: {e}"))
+                Error::new(ErrorKind::Transient, format!("uploading {name} to the Snowflake stage: {}", e.without_url()))
             })?;
             let status = resp.status();
             if !status.is_success() {

@@ -806,19 +806,28 @@ pub async fn keyless_changes_count_occurrences(h: &dyn DestinationHarness) {
     let m4 = bench.stage_changes(&t, 4, rows(vec!["x"], vec![1]), &[30], &[false]).await;
     let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m4]).await.unwrap();
     assert_eq!(out.rows_after, Some(4));
+    // Insert x, TRUNCATE, insert x (one load): one x, as in the source.
+    let mut m5 = bench.stage_changes(&t, 5, rows(vec!["x", "x"], vec![1, 1]), &[40, 42], &[false, false]).await;
+    m5.truncated_at = Some("41".into());
+    let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m5]).await.unwrap();
+    assert_eq!(out.rows_after, Some(1));
 }
 
 /// CDC: a stream read again from a snapshot merges it, and the stored rows
 /// whose key it lacks are marked deleted (never removed).
 pub async fn complete_snapshot_marks_missing_keys_deleted(h: &dyn DestinationHarness) {
+    use simplyload_core::cdc::{change_version, position, snapshot_version};
     let bench = Bench::new();
     let dest = h.destination();
     let (t, b1) = id_name(&[1, 2, 3], &[Some("a"), Some("b"), Some("c")]);
-    let m1 = bench.stage_changes(&t, 1, b1, &[10, 10, 10], &[false, false, false]).await;
+    let v1: Vec<i128> = (1..=3).map(|i| change_version(100, i)).collect();
+    let m1 = bench.stage_changes(&t, 1, b1, &v1, &[false, false, false]).await;
     bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m1]).await.unwrap();
+    // The snapshot at LSN 200 lacks key 1.
     let (_, b2) = id_name(&[2, 3, 4], &[Some("B"), Some("c"), Some("d")]);
-    let mut m2 = bench.stage_changes(&t, 2, b2, &[50, 50, 50], &[false, false, false]).await;
+    let mut m2 = bench.stage_changes(&t, 2, b2, &[snapshot_version(200); 3], &[false, false, false]).await;
     m2.complete = true;
+    m2.end_position = Some(position(200));
     let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m2]).await.unwrap();
     assert_eq!(out.rows_after, Some(3));
     let rows = h.rows("people", &["id", "name", meta::DELETED], &["id"]).await;
@@ -831,6 +840,13 @@ pub async fn complete_snapshot_marks_missing_keys_deleted(h: &dyn DestinationHar
             vec![Value::Int(4), text("d"), Value::Bool(false)],
         ]
     );
+    // An empty snapshot at LSN 300: every stored row is gone from the source.
+    let (_, empty) = id_name(&[], &[]);
+    let mut m3 = bench.stage_changes(&t, 3, empty, &[], &[]).await;
+    m3.complete = true;
+    m3.end_position = Some(position(300));
+    let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m3]).await.unwrap();
+    assert_eq!(out.rows_after, Some(0));
 }
 
 /// Expands to one `#[tokio::test]` per suite case. `$make` is an async
