@@ -216,6 +216,19 @@ pub fn result_rows(r: &QueryResult) -> Vec<Vec<Option<String>>> {
     }
 }
 
+/// The first cell of a result, as text.
+fn first_cell(r: &QueryResult) -> Option<String> {
+    result_rows(r).first().and_then(|row| row.first().cloned().flatten())
+}
+
+/// The first row of a result as numbers (0 where a cell is not one).
+fn first_row_numbers(r: &QueryResult) -> Vec<u64> {
+    result_rows(r)
+        .first()
+        .map(|row| row.iter().map(|c| c.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
+        .unwrap_or_default()
+}
+
 /// The index of a result column by name, case-insensitively.
 fn column_index(r: &QueryResult, name: &str) -> Option<usize> {
     r.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name))
@@ -514,9 +527,7 @@ impl SnowflakeDestination {
                 ident(&sf_name(meta::DELETED))
             ))
             .await?;
-        result_rows(&r)
-            .first()
-            .and_then(|row| row.first().cloned().flatten())
+        first_cell(&r)
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| Error::data("Snowflake: COUNT(*) answered no number"))
     }
@@ -600,9 +611,7 @@ impl SnowflakeDestination {
                 }
                 let v = ident(&sf_name(meta::VERSION));
                 let r = self.run(&format!("SELECT TO_VARCHAR(COALESCE(MAX({v}), -1)) FROM {target}")).await?;
-                let watermark = result_rows(&r)
-                    .first()
-                    .and_then(|row| row.first().cloned().flatten())
+                let watermark = first_cell(&r)
                     .ok_or_else(|| Error::data("Snowflake: MAX(version) answered nothing"))?;
                 // Changes before a truncate in the load are gone with it.
                 let watermark = match (watermark.parse::<i128>(), truncated_at) {
@@ -617,10 +626,7 @@ impl SnowflakeDestination {
                          FROM (SELECT SUM(IFF({d}, -1, 1)) AS delta FROM {load} WHERE {v} > {watermark} GROUP BY {id})"
                     ))
                     .await?;
-                let counts: Vec<u64> = result_rows(&r)
-                    .first()
-                    .map(|row| row.iter().map(|c| c.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
-                    .unwrap_or_default();
+                let counts: Vec<u64> = first_row_numbers(&r);
                 let [delete, insert] = simplyload_core::cdc::keyless_apply_sql(
                     table,
                     &target,
@@ -640,10 +646,7 @@ impl SnowflakeDestination {
                 }
                 let u = ident(&sf_name(meta::UNCHANGED));
                 let r = self.run(&format!("SELECT COUNT(*) FROM {load} WHERE {u} IS NOT NULL")).await?;
-                let with_unchanged = result_rows(&r)
-                    .first()
-                    .and_then(|row| row.first().cloned().flatten())
-                    .is_some_and(|n| n != "0");
+                let with_unchanged = first_cell(&r).is_some_and(|n| n != "0");
                 let latest = Self::latest(table, load, with_unchanged);
                 let key_eq = |a: &str, b: &str| -> String {
                     table
@@ -669,10 +672,7 @@ impl SnowflakeDestination {
                         key_eq("t", "s")
                     ))
                     .await?;
-                let counts: Vec<u64> = result_rows(&r)
-                    .first()
-                    .map(|row| row.iter().map(|c| c.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
-                    .unwrap_or_default();
+                let counts: Vec<u64> = first_row_numbers(&r);
                 let (inserted, updated, deleted, matched) = match counts[..] {
                     [a, b, c, m] => (a, b, c, m),
                     _ => return Err(Error::data("Snowflake: the change counts came back malformed")),
@@ -786,11 +786,7 @@ impl SnowflakeDestination {
                         on.join(" AND ")
                     );
                     let r = self.run(&format!("SELECT COUNT(*) FROM {target} t WHERE {missing}")).await?;
-                    changes.deleted += result_rows(&r)
-                        .first()
-                        .and_then(|row| row.first().cloned().flatten())
-                        .and_then(|n| n.parse::<u64>().ok())
-                        .unwrap_or(0);
+                    changes.deleted += first_cell(&r).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
                     self.run(&format!(
                         "UPDATE {target} t SET {d} = TRUE, {v} = {at}, {sa} = CURRENT_TIMESTAMP() WHERE {missing}"
                     ))
@@ -801,11 +797,7 @@ impl SnowflakeDestination {
                     let target = self.qualified(&table.name);
                     let (d, v, sa) = (ident(&sf_name(meta::DELETED)), ident(&sf_name(meta::VERSION)), ident(&sf_name(meta::SYNCED_AT)));
                     let r = self.run(&format!("SELECT COUNT(*) FROM {target} WHERE {v} < {at} AND NOT COALESCE({d}, FALSE)")).await?;
-                    changes.deleted += result_rows(&r)
-                        .first()
-                        .and_then(|row| row.first().cloned().flatten())
-                        .and_then(|n| n.parse::<u64>().ok())
-                        .unwrap_or(0);
+                    changes.deleted += first_cell(&r).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
                     self.run(&format!(
                         "UPDATE {target} SET {d} = TRUE, {v} = {at}, {sa} = CURRENT_TIMESTAMP() WHERE {v} < {at}"
                     ))
