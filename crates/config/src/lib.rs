@@ -285,6 +285,14 @@ pub struct PipelineConfig {
     /// every stream again from a snapshot (default), or stop and say so.
     #[serde(default)]
     pub on_slot_lost: OnSlotLost,
+    /// Connections a snapshot of a large table is read with at once, in one
+    /// consistent snapshot (default: the machine's cores, at most 4).
+    #[serde(default)]
+    pub snapshot_parallelism: Option<usize>,
+    /// A snapshot is cut into batches of about this many rows, so loading
+    /// one overlaps reading the next (default 500000).
+    #[serde(default)]
+    pub snapshot_part_rows: Option<u64>,
 }
 
 /// See [`PipelineConfig::on_slot_lost`].

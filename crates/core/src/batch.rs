@@ -12,6 +12,11 @@ pub enum LoadKind {
     Replace,
     /// Rows are merged by key: applied when their version is ≥ the stored one.
     Merge,
+    /// A later part of a full refresh cut into several batches (so loading
+    /// one overlaps reading the next): its rows are added to those the
+    /// batches before it in the same read put in. Only for tables with a
+    /// key; a consistent snapshot never holds a key twice.
+    Append,
 }
 
 /// Where a batch is in its life.

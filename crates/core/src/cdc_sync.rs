@@ -206,6 +206,7 @@ async fn cdc_streams(
                     merge_full_read: false,
                     overlap: None,
                     cdc_snapshot: Some((snapshot.clone(), snapshot_version(point))),
+                    parts: None,
                 })
                 .await;
                 let (mut manifest, stats) = match staged {

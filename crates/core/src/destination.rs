@@ -42,7 +42,9 @@ pub struct LoadOutcome {
 ///   the files named in the manifests, brings the target table's shape up to
 ///   `request.table` (creating it, adding columns), applies the rows
 ///   ([`LoadKind::Replace`]: the table's rows become exactly the batches'
-///   rows; [`LoadKind::Merge`]: per key, the row with the highest
+///   rows; [`LoadKind::Append`]: the batches' rows are added to the table
+///   as they are — the later parts of a full refresh, whose keys the table
+///   does not hold; [`LoadKind::Merge`]: per key, the row with the highest
 ///   `_simplyload_version` wins, ties go to the newer batch, and a row never
 ///   replaces a newer one), records every batch in `_simplyload_batches`
 ///   (pipeline_id, stream, batch_id, row_count, loaded_at), and commits.

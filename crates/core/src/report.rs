@@ -45,6 +45,20 @@ impl UnrepresentableTally {
         }
     }
 
+    /// Adds another tally's counts (and sample keys, up to [`SAMPLE_KEYS`]).
+    pub fn merge(&mut self, other: UnrepresentableTally) {
+        for e in other.entries {
+            match self.entries.iter_mut().find(|s| s.column == e.column && s.reason == e.reason) {
+                Some(s) => {
+                    s.count += e.count;
+                    let room = SAMPLE_KEYS.saturating_sub(s.sample_keys.len());
+                    s.sample_keys.extend(e.sample_keys.into_iter().take(room));
+                }
+                None => self.entries.push(e),
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -40,6 +40,9 @@ pub struct SnapshotRequest {
     /// `cdc`: read inside this exported snapshot (a replication slot's
     /// consistent point), so the changes streamed after it join without a gap.
     pub snapshot: Option<String>,
+    /// Read a large table with up to this many connections at once, all in
+    /// one snapshot (Postgres: CTID page ranges); 1 reads in one piece.
+    pub parallelism: usize,
 }
 
 /// The cursor filter of an incremental read.

@@ -39,6 +39,14 @@ use uuid::Uuid;
 /// is `batch_id × 2³² + ordinal` (DESIGN.md §3).
 pub const MAX_ROWS_PER_BATCH: u64 = 1 << 32;
 
+/// Default [`SyncOptions::part_rows`].
+pub const DEFAULT_PART_ROWS: u64 = 500_000;
+
+/// Default [`SyncOptions::snapshot_parallelism`]: one reader per core, at most 4.
+pub fn default_snapshot_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+}
+
 /// Tuning knobs of a sync.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -51,6 +59,14 @@ pub struct SyncOptions {
     pub retries: u32,
     /// The first retry waits this long; each next one twice as long.
     pub retry_base: std::time::Duration,
+    /// A snapshot of a table with a key is cut into batches ("parts") of
+    /// about this many rows, so loading one overlaps reading the next
+    /// (DESIGN.md §2). Every part is a batch of its own: staged, recorded,
+    /// loaded in its own transaction and checkpointed.
+    pub part_rows: u64,
+    /// Connections a snapshot of a large table is read with at once
+    /// (`snapshot_parallelism`; default: the machine's cores, at most 4).
+    pub snapshot_parallelism: usize,
 }
 
 impl Default for SyncOptions {
@@ -61,6 +77,8 @@ impl Default for SyncOptions {
             channel_depth: 4,
             retries: 3,
             retry_base: std::time::Duration::from_secs(1),
+            part_rows: DEFAULT_PART_ROWS,
+            snapshot_parallelism: default_snapshot_parallelism(),
         }
     }
 }
@@ -261,30 +279,44 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     // Transient failures (a dropped connection, a restarting server) are
     // retried with backoff; a failed read starts a new batch, a failed load
     // loads the same staged batch again.
-    let mut attempt = 0;
-    let (manifest, stats) = loop {
-        attempt += 1;
-        match stage_stream(ctx, sync_id, plan, &stream, incremental.clone(), reread, overlap.clone()).await {
-            Ok(v) => break v,
-            Err(e) if attempt <= ctx.options.retries && e.kind() == ErrorKind::Transient => {
-                backoff(ctx, &stream, attempt, &e, "reading").await;
+    // A large read is cut into parts: each finished part is loaded by the
+    // loader below while the read goes on (one part waits at most, so the
+    // read stays at most two parts ahead of the destination).
+    let (part_tx, mut part_rx) = mpsc::channel::<BatchManifest>(1);
+    let parts = Parts { ctx, sync_id, stream: stream.clone(), tx: std::sync::Mutex::new(Some(part_tx)), current: Default::default() };
+    let read = async {
+        let mut attempt = 0;
+        let staged = loop {
+            attempt += 1;
+            match stage_stream(ctx, sync_id, plan, &stream, incremental.clone(), reread, overlap.clone(), Some(&parts)).await {
+                Ok(v) => break Ok(v),
+                Err(e) if attempt <= ctx.options.retries && e.kind() == ErrorKind::Transient => {
+                    backoff(ctx, &stream, attempt, &e, "reading").await;
+                }
+                Err(e) => break Err(e),
             }
-            Err(e) => return Err(e),
-        }
+        };
+        parts.close();
+        staged
     };
+    let mode = plan.mode.as_str();
+    let load_parts = async {
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        while let Some(part) = part_rx.recv().await {
+            tracing::debug!(stream = %stream, batch_id = part.batch_id, rows = part.row_count, "loading a part");
+            load_with_retries(ctx, pipeline_id, mode, &stream, &part).await?;
+            rows += part.row_count;
+            bytes += part.byte_count();
+        }
+        Ok::<_, Error>((rows, bytes))
+    };
+    let (staged, loaded_parts) = tokio::join!(read, load_parts);
+    // A failed load stops the read (its parts have nowhere to go): the load's error is the cause.
+    let (part_rows, part_bytes) = loaded_parts?;
+    let (manifest, stats) = staged?;
     failpoint("after_staged");
     ctx.progress.stream_phase(&stream, "loading");
-    let mut attempt = 0;
-    let rows_after = loop {
-        attempt += 1;
-        match load_batches(ctx, pipeline_id, plan.mode.as_str(), std::slice::from_ref(&manifest)).await {
-            Ok(v) => break v,
-            Err(e) if attempt <= ctx.options.retries && e.kind().policy() == RetryPolicy::RetryWithBackoff => {
-                backoff(ctx, &stream, attempt, &e, "loading").await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let rows_after = load_with_retries(ctx, pipeline_id, mode, &stream, &manifest).await?;
     let batch_id = manifest.batch_id;
     tracing::info!(
         pipeline = %ctx.pipeline,
@@ -297,13 +329,74 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     );
     Ok(StreamDone {
         batch_id,
-        rows: manifest.row_count,
+        rows: part_rows + manifest.row_count,
         source_bytes: stats.source_bytes,
-        staged_bytes: manifest.byte_count(),
+        staged_bytes: part_bytes + manifest.byte_count(),
         unrepresentable: stats.unrepresentable,
         position: display_position(manifest.end_position.as_ref()),
         schema_changes: changes.iter().map(|c| c.to_string()).collect(),
     })
+}
+
+/// Loads one staged batch, retrying transient failures with backoff.
+async fn load_with_retries(
+    ctx: &SyncContext,
+    pipeline_id: Uuid,
+    mode: &str,
+    stream: &str,
+    manifest: &BatchManifest,
+) -> Result<Option<u64>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match load_batches(ctx, pipeline_id, mode, std::slice::from_ref(manifest)).await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt <= ctx.options.retries && e.kind().policy() == RetryPolicy::RetryWithBackoff => {
+                backoff(ctx, stream, attempt, &e, "loading").await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Takes the finished parts of a read cut into several batches
+/// ([`SyncOptions::part_rows`]).
+#[async_trait::async_trait]
+pub trait PartSink: Send + Sync {
+    /// `manifest` is a finished part: record it as staged and pass it on to
+    /// be loaded. Returns the id of the batch the read goes on in.
+    async fn part_staged(&self, manifest: BatchManifest) -> Result<u64>;
+}
+
+/// The sync runner's [`PartSink`]: records each part, hands it to the
+/// stream's loader, and takes the next batch id.
+struct Parts<'a> {
+    ctx: &'a SyncContext,
+    sync_id: i64,
+    stream: String,
+    tx: std::sync::Mutex<Option<mpsc::Sender<BatchManifest>>>,
+    /// The batch the read is writing now (its files are removed if it fails).
+    current: std::sync::atomic::AtomicU64,
+}
+
+impl Parts<'_> {
+    /// The read is over: the loader ends after the parts it holds.
+    fn close(&self) {
+        self.tx.lock().expect("parts lock").take();
+    }
+}
+
+#[async_trait::async_trait]
+impl PartSink for Parts<'_> {
+    async fn part_staged(&self, manifest: BatchManifest) -> Result<u64> {
+        self.ctx.store.record_staged(&manifest).await?;
+        let tx = self.tx.lock().expect("parts lock").clone();
+        let stopped = || Error::new(ErrorKind::Internal, format!("{}: the loader stopped", self.stream));
+        tx.ok_or_else(stopped)?.send(manifest).await.map_err(|_| stopped())?;
+        let next = self.ctx.store.allocate_batch(&self.ctx.pipeline, &self.stream, self.sync_id).await?;
+        self.current.store(next, std::sync::atomic::Ordering::SeqCst);
+        Ok(next)
+    }
 }
 
 /// Waits before the next attempt: `retry_base × 2^(attempt−1)`, at most a minute.
@@ -324,9 +417,13 @@ async fn stage_stream(
     incremental: Option<(IncrementalRead, Option<CursorValue>)>,
     merge_full_read: bool,
     overlap: Option<Overlap>,
+    parts: Option<&Parts<'_>>,
 ) -> Result<(BatchManifest, ReadStats)> {
     let stream = stream.to_owned();
-    let batch_id = ctx.store.allocate_batch(&ctx.pipeline, &stream, sync_id).await?;
+    let first = ctx.store.allocate_batch(&ctx.pipeline, &stream, sync_id).await?;
+    if let Some(p) = parts {
+        p.current.store(first, std::sync::atomic::Ordering::SeqCst);
+    }
     let staged = stage_snapshot(SnapshotJob {
         source: ctx.source.clone(),
         staging: ctx.staging.as_ref(),
@@ -336,7 +433,7 @@ async fn stage_stream(
         on_unrepresentable: ctx.config.on_unrepresentable,
         options: &ctx.options,
         sync_id,
-        batch_id,
+        batch_id: first,
         progress: ctx.progress.as_ref(),
         cursor: plan.cursor.as_ref().map(|c| c.index),
         soft_delete: plan.soft_delete,
@@ -344,11 +441,14 @@ async fn stage_stream(
         merge_full_read,
         overlap,
         cdc_snapshot: None,
+        parts: parts.map(|p| p as &dyn PartSink),
     })
     .await;
     let (manifest, stats) = match staged {
         Ok(v) => v,
         Err(e) => {
+            // The part being written when the read failed.
+            let batch_id = parts.map_or(first, |p| p.current.load(std::sync::atomic::Ordering::SeqCst));
             // Nothing names these files; remove them now rather than at the next run.
             if let Err(cleanup) = ctx.staging.remove_batch(&ctx.pipeline, &stream, batch_id).await {
                 tracing::warn!(stream = %stream, batch_id, error = %cleanup, "could not remove files of a failed batch");
@@ -387,6 +487,10 @@ pub struct SnapshotJob<'a> {
     /// CDC: read inside this exported snapshot, every row at this version
     /// (the slot's consistent point; see [`crate::cdc::snapshot_version`]).
     pub cdc_snapshot: Option<(String, i128)>,
+    /// Cut the read into parts of [`SyncOptions::part_rows`] rows, each
+    /// handed here when its files are written (tables with a key, not CDC
+    /// snapshots); `None`: one batch.
+    pub parts: Option<&'a dyn PartSink>,
 }
 
 /// The rows an incremental read finds again because of its lookback window
@@ -433,8 +537,45 @@ pub fn display_position(position: Option<&serde_json::Value>) -> Option<serde_js
 pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, ReadStats)> {
     let stream = job.table.stream.to_string();
     let table = job.table.clone();
-    let batch_id = job.batch_id;
-    let mut writer = job.staging.writer(job.pipeline, &stream, batch_id, table.staged_schema()).await?;
+    let mut batch_id = job.batch_id;
+    let mut writer = Some(job.staging.writer(job.pipeline, &stream, batch_id, table.staged_schema()).await?);
+    let mut kind = match &job.incremental {
+        Some((read, _)) if read.from.is_some() || job.merge_full_read => LoadKind::Merge,
+        _ => LoadKind::Replace,
+    };
+    // A part's checkpoint may not move past anything: an incremental read
+    // is not in cursor order, so its parts keep the previous checkpoint.
+    let position = |column: &str, c: &Option<CursorValue>, null_cursors: u64| {
+        serde_json::json!({
+            "mode": "incremental",
+            "column": column,
+            "cursor": c,
+            "null_cursor_rows": null_cursors,
+        })
+    };
+    let start_position =
+        job.incremental.as_ref().and_then(|(read, _)| read.from.as_ref().map(|f| position(&read.column, &Some(f.clone()), 0)));
+    let part_position = job
+        .incremental
+        .as_ref()
+        .and_then(|(read, previous)| previous.as_ref().map(|p| position(&read.column, &Some(p.clone()), 0)));
+    let parts = job.parts.filter(|_| table.has_key() && job.cdc_snapshot.is_none());
+    let manifest = |batch_id: u64, kind: LoadKind, files: Vec<crate::batch::StagedFile>, end_position: Option<serde_json::Value>| {
+        BatchManifest {
+            pipeline: job.pipeline.to_owned(),
+            stream: stream.clone(),
+            batch_id,
+            sync_id: job.sync_id,
+            kind,
+            table: table.clone(),
+            row_count: files.iter().map(|f| f.row_count).sum(),
+            files,
+            start_position: start_position.clone(),
+            end_position,
+            truncated_at: None,
+            complete: false,
+        }
+    };
     let (tx, mut rx) = mpsc::channel::<SourceBatch>(job.options.channel_depth.max(1));
     let request = SnapshotRequest {
         table: table.clone(),
@@ -444,11 +585,14 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         batch_bytes: job.options.batch_bytes,
         incremental: job.incremental.as_ref().map(|(r, _)| r.clone()),
         snapshot: job.cdc_snapshot.as_ref().map(|(name, _)| name.clone()),
+        parallelism: job.options.snapshot_parallelism.max(1),
     };
     let source = job.source.clone();
     let reader = tokio::spawn(async move { source.read_snapshot(request, tx).await });
 
     let mut rows: u64 = 0;
+    // Rows in the part being written (their ordinals in its batch).
+    let mut part_rows: u64 = 0;
     let mut read_rows: u64 = 0;
     let mut bytes: u64 = 0;
     let mut write_error = None;
@@ -498,20 +642,67 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
                 window_lost = seen.clone();
             }
         }
-        let n = b.batch.num_rows() as u64;
-        let staged = match &job.cdc_snapshot {
-            Some((_, version)) => stage_columns_at(&table, b.batch, Versions::Fixed(*version), job.soft_delete),
-            None => stage_columns(&table, b.batch, batch_id, rows, job.soft_delete),
-        };
-        let written = match staged {
-            Ok(batch) => writer.write(batch).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            write_error = Some(e);
+        // The batch goes into the current part; across a part's end it is
+        // sliced (zero-copy) and the rest goes into the next part.
+        let part_limit = job.options.part_rows.max(1);
+        let mut pending = b.batch;
+        while pending.num_rows() > 0 {
+            // A full part with more to come: finish its files, hand it
+            // over, go on in a new batch (never an empty last part).
+            if let Some(sink) = parts
+                && part_rows >= part_limit
+            {
+                let cut = async {
+                    let files = writer.take().expect("a writer is open").finish().await?;
+                    let part = manifest(batch_id, kind, files, part_position.clone());
+                    if part.row_count != part_rows {
+                        return Err(Error::internal(format!(
+                            "staging {stream}: {part_rows} rows read but {} rows in the part's files",
+                            part.row_count
+                        )));
+                    }
+                    let next = sink.part_staged(part).await?;
+                    writer = Some(job.staging.writer(job.pipeline, &stream, next, table.staged_schema()).await?);
+                    Ok(next)
+                };
+                match cut.await {
+                    Ok(next) => {
+                        batch_id = next;
+                        part_rows = 0;
+                        if kind == LoadKind::Replace {
+                            kind = LoadKind::Append;
+                        }
+                    }
+                    Err(e) => {
+                        write_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            let take = match parts {
+                Some(_) => (part_limit - part_rows).min(pending.num_rows() as u64) as usize,
+                None => pending.num_rows(),
+            };
+            let now = pending.slice(0, take);
+            pending = pending.slice(take, pending.num_rows() - take);
+            let staged = match &job.cdc_snapshot {
+                Some((_, version)) => stage_columns_at(&table, now, Versions::Fixed(*version), job.soft_delete),
+                None => stage_columns(&table, now, batch_id, part_rows, job.soft_delete),
+            };
+            let written = match staged {
+                Ok(batch) => writer.as_mut().expect("a writer is open").write(batch).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                write_error = Some(e);
+                break;
+            }
+            rows += take as u64;
+            part_rows += take as u64;
+        }
+        if write_error.is_some() {
             break;
         }
-        rows += n;
         bytes += b.source_bytes;
         job.progress.stream_advanced(&stream, rows, bytes);
         failpoint("during_read");
@@ -532,12 +723,15 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
             stats.rows
         )));
     }
-    let files = writer.finish().await.map_err(|e| e.context(format!("staging {stream}")))?;
+    let files = match writer.take() {
+        Some(w) => w.finish().await.map_err(|e| e.context(format!("staging {stream}")))?,
+        None => return Err(Error::internal(format!("staging {stream}: no file writer open"))),
+    };
     // Incremental: the checkpoint is the highest cursor read, but never past
     // what a transaction still open at the start of the read could commit,
     // and never behind the previous checkpoint.
-    let (kind, start_position, end_position) = match &job.incremental {
-        None => (LoadKind::Replace, None, None),
+    let end_position = match &job.incremental {
+        None => None,
         Some((read, previous)) => {
             let mut pos = match (seen, stats.cursor_ceiling.clone()) {
                 (Some(p), Some(ceiling)) => Some(p.min(ceiling)),
@@ -549,16 +743,7 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
                     None => prev.clone(),
                 });
             }
-            let position = |c: &Option<CursorValue>| {
-                serde_json::json!({
-                    "mode": "incremental",
-                    "column": read.column,
-                    "cursor": c,
-                    "null_cursor_rows": null_cursors,
-                })
-            };
-            let kind = if read.from.is_some() || job.merge_full_read { LoadKind::Merge } else { LoadKind::Replace };
-            let mut end = position(&pos);
+            let mut end = position(&read.column, &pos, null_cursors);
             // The ids of the rows the next read will find again, if all are known.
             if let (Some(ov), Some(p)) = (&job.overlap, &pos) {
                 let from = ov.lookback.as_ref().map(|lb| p.minus(lb)).unwrap_or_else(|| p.clone());
@@ -576,30 +761,17 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
                     }
                 }
             }
-            (kind, read.from.as_ref().map(|f| position(&Some(f.clone()))), Some(end))
+            Some(end)
         }
     };
     if null_cursors > 0 {
         tracing::warn!(stream = %stream, rows = null_cursors,
             "rows with a NULL cursor were read by this snapshot; later incremental reads cannot see their changes");
     }
-    let manifest = BatchManifest {
-        pipeline: job.pipeline.to_owned(),
-        stream,
-        batch_id,
-        sync_id: job.sync_id,
-        kind,
-        table,
-        row_count: files.iter().map(|f| f.row_count).sum(),
-        files,
-        start_position,
-        end_position,
-        truncated_at: None,
-        complete: false,
-    };
-    if manifest.row_count != rows {
+    let manifest = manifest(batch_id, kind, files, end_position);
+    if manifest.row_count != part_rows {
         return Err(Error::internal(format!(
-            "staging {}: {rows} rows read but {} rows in the staged files",
+            "staging {}: {part_rows} rows read but {} rows in the staged files",
             manifest.stream, manifest.row_count
         )));
     }
@@ -778,7 +950,7 @@ async fn recover(ctx: &SyncContext, pipeline_id: Uuid) -> Result<BTreeMap<String
         let in_destination = ctx.destination.loaded_batches(pipeline_id, &stream, &ids).await?;
         let mut done = Vec::new();
         for m in &staged {
-            let mode = if m.kind == LoadKind::Replace { "full_refresh" } else { "incremental" };
+            let mode = if m.kind == LoadKind::Merge { "incremental" } else { "full_refresh" };
             if in_destination.contains(&m.batch_id) {
                 tracing::info!(pipeline = %ctx.pipeline, stream = %stream, batch_id = m.batch_id,
                     "batch was committed in the destination before the crash; marking it loaded");

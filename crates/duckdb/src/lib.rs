@@ -26,6 +26,14 @@ use uuid::Uuid;
 pub const SCHEMA: &str = "simplyload";
 /// DuckDB's default takes 80% of RAM; a loader should not.
 pub const DEFAULT_MEMORY_LIMIT: &str = "1GB";
+/// DuckDB's default is a thread per core; a load runs beside the read of
+/// the next part (Postgres's COPY and SimplyLoad's decoding take about two
+/// cores), and on 2 cores a second DuckDB thread cost 50% more CPU for a
+/// slower sync (docs/benchmarks.md). Half the cores, at least one.
+pub fn default_threads() -> u32 {
+    (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1) as u32
+}
+
 /// How long to wait for another process to release the database file.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 
@@ -85,9 +93,8 @@ impl DuckdbDestination {
         };
         conn.execute_batch(&format!("SET memory_limit = {};", literal(&self.memory_limit)))
             .map_err(|e| db_error(e, "setting memory_limit"))?;
-        if let Some(t) = self.threads {
-            conn.execute_batch(&format!("SET threads = {t};")).map_err(|e| db_error(e, "setting threads"))?;
-        }
+        let threads = self.threads.unwrap_or_else(default_threads);
+        conn.execute_batch(&format!("SET threads = {threads};")).map_err(|e| db_error(e, "setting threads"))?;
         Ok(conn)
     }
 
@@ -618,7 +625,10 @@ fn load_sync(
     let casts: Vec<String> = table.columns.iter().map(cast).collect();
     let (d, v) = (ident(meta::DELETED), ident(meta::VERSION));
     let changes = match kind {
-        LoadKind::Replace => {
+        LoadKind::Append if !table.has_key() => {
+            return Err(Error::internal(format!("{stream}: an appended part of a table without a key")));
+        }
+        LoadKind::Replace | LoadKind::Append => {
             let mut cols = data_cols.clone();
             cols.extend([ident(meta::SYNCED_AT), d.clone(), v.clone()]);
             let mut vals = casts.clone();
@@ -631,8 +641,10 @@ fn load_sync(
                     format!("row_number() OVER (PARTITION BY s.{id} ORDER BY s.{v}) - 1"),
                 ]);
             }
+            // The later parts of a full refresh add to what its first part put in.
+            let delete = if kind == LoadKind::Replace { format!("DELETE FROM {target};\n") } else { String::new() };
             tx.execute_batch(&format!(
-                "DELETE FROM {target};\nINSERT INTO {target} ({}) SELECT {} FROM {stage} s;",
+                "{delete}INSERT INTO {target} ({}) SELECT {} FROM {stage} s;",
                 cols.join(", "),
                 vals.join(", ")
             ))

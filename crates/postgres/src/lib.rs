@@ -60,17 +60,34 @@ pub(crate) fn select_expr(column: &str, read: ReadAs) -> String {
 pub struct PostgresSource {
     name: String,
     opts: ConnectOptions,
+    /// Tables at least this large are read in CTID page ranges by several
+    /// connections when a request allows it.
+    parallel_min_bytes: u64,
 }
+
+/// Default [`PostgresSource::with_parallel_min_bytes`]: below this a table
+/// is read in one piece (more connections cost more than they bring).
+pub const PARALLEL_MIN_BYTES: u64 = 64 << 20;
 
 impl PostgresSource {
     pub fn new(name: &str, config: &PostgresSourceConfig, base_dir: &Path) -> Result<PostgresSource> {
         let root = config.ssl_root_cert.as_ref().map(|p| base_dir.join(p));
         let opts = ConnectOptions::parse(name, config.url.expose(), root.as_deref())?;
-        Ok(PostgresSource { name: name.to_owned(), opts })
+        Ok(PostgresSource { name: name.to_owned(), opts, parallel_min_bytes: PARALLEL_MIN_BYTES })
     }
 
     pub fn from_url(name: &str, url: &str) -> Result<PostgresSource> {
-        Ok(PostgresSource { name: name.to_owned(), opts: ConnectOptions::parse(name, url, None)? })
+        Ok(PostgresSource {
+            name: name.to_owned(),
+            opts: ConnectOptions::parse(name, url, None)?,
+            parallel_min_bytes: PARALLEL_MIN_BYTES,
+        })
+    }
+
+    /// Reads tables of at least `bytes` (on disk) in parallel page ranges.
+    pub fn with_parallel_min_bytes(mut self, bytes: u64) -> Self {
+        self.parallel_min_bytes = bytes;
+        self
     }
 
     pub fn options(&self) -> &ConnectOptions {
@@ -187,59 +204,63 @@ impl Source for PostgresSource {
                     Error::new(ErrorKind::Conflict, format!("cursor column {column} of {stream} no longer exists"))
                 })?;
                 let text = reconcile::bound_text(&from.to_canon(), pg.plan.sql_type)?;
-                format!(
-                    " WHERE {} >= '{}'::{}",
-                    quote_ident(column),
-                    text.replace('\'', "''"),
-                    pg.info.type_name
-                )
+                Some(format!("{} >= '{}'::{}", quote_ident(column), text.replace('\'', "''"), pg.info.type_name))
             }
-            _ => String::new(),
+            _ => None,
         };
-        let sql = format!(
-            "COPY (SELECT {} FROM {}.{}{filter}) TO STDOUT (FORMAT binary)",
-            select.join(", "),
-            quote_ident(&stream.schema),
-            quote_ident(&stream.table)
-        );
-        tracing::debug!(stream = %stream, sql = %sql, "snapshot query");
-        let copy = client.copy_out(sql.as_str()).await.map_err(|e| read_error(&e, &stream, &self.opts.user()))?;
-        futures::pin_mut!(copy);
-        let mut rows = RowDecoder::new(
-            &stream.to_string(),
-            &reads,
-            request.table.source_schema(),
+        let qualified = format!("{}.{}", quote_ident(&stream.schema), quote_ident(&stream.table));
+        let read = RangeRead {
+            source: self.clone(),
+            stream: stream.clone(),
+            reads,
             key,
-            request.limits,
-            request.on_unrepresentable == OnUnrepresentable::Fail,
-            request.batch_rows,
-            request.batch_bytes,
-        );
-        let mut parser = CopyParser::new();
-        let mut bytes: u64 = 0;
-        let closed = || Error::internal(format!("{stream}: the staging side stopped receiving batches"));
-        while let Some(chunk) = copy.next().await {
-            let chunk = chunk.map_err(|e| read_error(&e, &stream, &self.opts.user()))?;
-            bytes += chunk.len() as u64;
-            parser.feed(&chunk, &mut rows)?;
-            let ready: Vec<_> = rows.take_ready().collect();
-            for (batch, source_bytes) in ready {
-                out.send(SourceBatch { batch, source_bytes }).await.map_err(|_| closed())?;
+            request: request.clone(),
+            select: select.join(", "),
+            from: qualified.clone(),
+            filter,
+        };
+        let ranges = match request.parallelism {
+            0 | 1 => Vec::new(),
+            n => page_ranges(&client, &qualified, n, self.parallel_min_bytes).await?,
+        };
+        let read = if ranges.len() < 2 {
+            read.copy(&client, None, &out).await?
+        } else {
+            // Every range in this transaction's snapshot (or the slot's).
+            let snapshot = match &request.snapshot {
+                Some(name) => name.clone(),
+                None => client
+                    .query_one("SELECT pg_export_snapshot()", &[])
+                    .await
+                    .map_err(|e| pg_error(&e, "exporting the snapshot"))?
+                    .get(0),
+            };
+            tracing::debug!(stream = %stream, ranges = ranges.len(), "reading in parallel page ranges");
+            let mut tasks = tokio::task::JoinSet::new();
+            for range in ranges {
+                let (read, out, snapshot) = (read.clone(), out.clone(), snapshot.clone());
+                tasks.spawn(async move { read.range(&snapshot, &range, &out).await });
             }
-        }
-        parser.finish()?;
-        rows.finish_batch()?;
-        let ready: Vec<_> = rows.take_ready().collect();
-        for (batch, source_bytes) in ready {
-            out.send(SourceBatch { batch, source_bytes }).await.map_err(|_| closed())?;
-        }
+            let mut total = RangeStats::default();
+            while let Some(done) = tasks.join_next().await {
+                let done = done.map_err(|e| Error::internal(format!("{stream}: a range reader failed: {e}")))?;
+                match done {
+                    Ok(r) => {
+                        total.rows += r.rows;
+                        total.bytes += r.bytes;
+                        total.tally.merge(r.tally);
+                    }
+                    // The other ranges stop with the first failure.
+                    Err(e) => {
+                        tasks.abort_all();
+                        return Err(e);
+                    }
+                }
+            }
+            total
+        };
         client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
-        Ok(ReadStats {
-            rows: rows.rows(),
-            source_bytes: bytes,
-            unrepresentable: rows.tally.clone().into_entries(),
-            cursor_ceiling,
-        })
+        Ok(ReadStats { rows: read.rows, source_bytes: read.bytes, unrepresentable: read.tally.into_entries(), cursor_ceiling })
     }
 
     async fn key_ranges_agree(&self, table: &TableSpec) -> Result<bool> {
@@ -291,6 +312,128 @@ impl Source for PostgresSource {
 /// The highest time-cursor value a checkpoint may take for a read that
 /// starts now: `updated_at` set by `now()` is a transaction's start time, so
 /// a transaction still open at the start of the read can commit rows older
+/// What one COPY of a snapshot read.
+#[derive(Default)]
+struct RangeStats {
+    rows: u64,
+    bytes: u64,
+    tally: simplyload_core::report::UnrepresentableTally,
+}
+
+/// The parts of a snapshot read every range shares.
+#[derive(Clone)]
+struct RangeRead {
+    source: PostgresSource,
+    stream: StreamName,
+    reads: Vec<ColumnRead>,
+    key: Vec<usize>,
+    request: SnapshotRequest,
+    select: String,
+    from: String,
+    /// The incremental read's cursor condition.
+    filter: Option<String>,
+}
+
+impl RangeRead {
+    /// The COPY statement, for a CTID condition or the whole table.
+    fn sql(&self, range: Option<&str>) -> String {
+        let conditions: Vec<&str> = range.into_iter().chain(self.filter.as_deref()).collect();
+        let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+        format!("COPY (SELECT {} FROM {}{filter}) TO STDOUT (FORMAT binary)", self.select, self.from)
+    }
+
+    /// Reads one page range on a connection of its own, in `snapshot`.
+    async fn range(&self, snapshot: &str, range: &str, out: &mpsc::Sender<SourceBatch>) -> Result<RangeStats> {
+        let client = self.source.connect().await?;
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSET TRANSACTION SNAPSHOT '{}';\n{SNAPSHOT_SETTINGS}",
+                snapshot.replace('\'', "''")
+            ))
+            .await
+            .map_err(|e| pg_error(&e, "joining the snapshot"))?;
+        let stats = self.copy(&client, Some(range), out).await?;
+        client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
+        Ok(stats)
+    }
+
+    /// Runs the COPY (of `range`, or the whole table) and sends its batches.
+    async fn copy(&self, client: &tokio_postgres::Client, range: Option<&str>, out: &mpsc::Sender<SourceBatch>) -> Result<RangeStats> {
+        let stream = &self.stream;
+        let user = self.source.opts.user();
+        let sql = self.sql(range);
+        tracing::debug!(stream = %stream, sql = %sql, "snapshot query");
+        let copy = client.copy_out(sql.as_str()).await.map_err(|e| read_error(&e, stream, &user))?;
+        futures::pin_mut!(copy);
+        let request = &self.request;
+        let mut rows = RowDecoder::new(
+            &stream.to_string(),
+            &self.reads,
+            request.table.source_schema(),
+            self.key.clone(),
+            request.limits,
+            request.on_unrepresentable == OnUnrepresentable::Fail,
+            request.batch_rows,
+            request.batch_bytes,
+        );
+        let mut parser = CopyParser::new();
+        let mut bytes: u64 = 0;
+        let closed = || Error::internal(format!("{stream}: the staging side stopped receiving batches"));
+        while let Some(chunk) = copy.next().await {
+            let chunk = chunk.map_err(|e| read_error(&e, stream, &user))?;
+            bytes += chunk.len() as u64;
+            parser.feed(&chunk, &mut rows)?;
+            let ready: Vec<_> = rows.take_ready().collect();
+            for (batch, source_bytes) in ready {
+                out.send(SourceBatch { batch, source_bytes }).await.map_err(|_| closed())?;
+            }
+        }
+        parser.finish()?;
+        rows.finish_batch()?;
+        let ready: Vec<_> = rows.take_ready().collect();
+        for (batch, source_bytes) in ready {
+            out.send(SourceBatch { batch, source_bytes }).await.map_err(|_| closed())?;
+        }
+        Ok(RangeStats { rows: rows.rows(), bytes, tally: std::mem::take(&mut rows.tally) })
+    }
+}
+
+/// CTID conditions cutting a plain table (or materialized view) of at least
+/// `min_bytes` into `n` page ranges of equal size. The size is
+/// `pg_class.relpages`, the estimate VACUUM and ANALYZE keep (reading it
+/// takes no lock, unlike `pg_relation_size`, which would queue behind a
+/// lock before the COPY does); the last range is open ended, since the
+/// table may have grown since. Empty for anything else (smaller or never
+/// analyzed tables, views, partitioned or foreign tables).
+async fn page_ranges(client: &tokio_postgres::Client, qualified: &str, n: usize, min_bytes: u64) -> Result<Vec<String>> {
+    let row = client
+        .query_one(
+            "SELECT c.relkind::text, c.relpages::bigint * current_setting('block_size')::bigint,
+                    current_setting('block_size')::bigint
+             FROM pg_class c WHERE c.oid = $1::text::regclass",
+            &[&qualified],
+        )
+        .await
+        .map_err(|e| pg_error(&e, "reading the table's size"))?;
+    let (kind, size, block): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    if !matches!(kind.as_str(), "r" | "m") || (size as u64) < min_bytes || block <= 0 {
+        return Ok(Vec::new());
+    }
+    let pages = (size / block) as u64;
+    let n = (n as u64).min(pages).max(1);
+    let step = pages.div_ceil(n);
+    Ok((0..n)
+        .map(|i| {
+            let lo = i * step;
+            if i + 1 == n {
+                format!("ctid >= '({lo},0)'::tid")
+            } else {
+                format!("ctid >= '({lo},0)'::tid AND ctid < '({},0)'::tid", lo + step)
+            }
+        })
+        .collect())
+}
+
 /// than everything the read sees. Measured before the snapshot is taken, so
 /// every transaction the snapshot cannot see is either counted here or
 /// started after `clock_timestamp()`. Integer and numeric cursors have no

@@ -39,6 +39,7 @@ mod support {
             on_unrepresentable,
             batch_rows,
             batch_bytes: 8 << 20,
+            parallelism: 1,
         };
         let s = source.clone();
         let reader = tokio::spawn(async move { s.read_snapshot(req, tx).await });
@@ -358,5 +359,107 @@ mod access {
         let e = source.discover().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
         assert!(e.hint().unwrap().contains("reachable"), "{e}");
+    }
+}
+
+/// Snapshots read in CTID page ranges by several connections (issue 7).
+mod parallel {
+    use super::support::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use simplyload_core::config::OnUnrepresentable;
+    use simplyload_core::cursor::CursorValue;
+    use simplyload_core::{IncrementalRead, SnapshotRequest, Source, ValueLimits};
+    use simplyload_postgres::PostgresSource;
+    use simplyload_testkit::TestPg;
+
+    async fn ids(source: &PostgresSource, table: &simplyload_core::TableSpec, parallelism: usize, incremental: Option<IncrementalRead>) -> (Vec<i64>, u64) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let req = SnapshotRequest {
+            incremental,
+            snapshot: None,
+            table: table.clone(),
+            limits: ValueLimits::STAGING,
+            on_unrepresentable: OnUnrepresentable::Report,
+            batch_rows: 997,
+            batch_bytes: 8 << 20,
+            parallelism,
+        };
+        let s = source.clone();
+        let reader = tokio::spawn(async move { s.read_snapshot(req, tx).await });
+        let mut out = Vec::new();
+        while let Some(b) = rx.recv().await {
+            let a = b.batch.column(0).as_primitive::<Int64Type>();
+            out.extend((0..a.len()).map(|i| a.value(i)));
+        }
+        let stats = reader.await.unwrap().unwrap();
+        out.sort_unstable();
+        (out, stats.rows)
+    }
+
+    /// Every row exactly once, whatever the number of ranges; rows written
+    /// while the ranges are read are not seen (one snapshot); the last range
+    /// is open ended; an incremental filter applies in every range.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn page_ranges_read_every_row_once_in_one_snapshot() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE p (id bigint PRIMARY KEY, pad text, at timestamptz NOT NULL);
+             INSERT INTO p SELECT g, repeat('p', g % 300), '2024-01-01'::timestamptz + g * interval '1 second'
+             FROM generate_series(1, 30000) g;
+             DELETE FROM p WHERE id % 7 = 0;
+             ANALYZE p;",
+        )
+        .await;
+        let pages: i32 = db.client.query_one("SELECT relpages FROM pg_class WHERE relname = 'p'", &[]).await.unwrap().get(0);
+        assert!(pages > 16, "the table spans enough pages for 8 ranges: {pages}");
+        let expected: Vec<i64> = (1..=30000).filter(|i| i % 7 != 0).collect();
+        let source = PostgresSource::from_url("src", &db.url).unwrap().with_parallel_min_bytes(0);
+        let table = spec(&source, "public.p").await;
+        for n in [1, 2, 3, 8] {
+            let (got, rows) = ids(&source, &table, n, None).await;
+            assert_eq!(rows as usize, expected.len(), "parallelism {n}");
+            assert_eq!(got, expected, "parallelism {n}");
+        }
+        // Below the size threshold: one piece, same rows.
+        let small = PostgresSource::from_url("src", &db.url).unwrap();
+        assert_eq!(ids(&small, &table, 4, None).await.0, expected);
+
+        let from = IncrementalRead {
+            column: "at".into(),
+            sql_type: simplyload_core::SqlType::TimestampTz,
+            from: Some(CursorValue::Micros { value: 1_704_085_200_000_000 }), // 2024-01-01 05:00:00 UTC
+        };
+        let (got, _) = ids(&source, &table, 3, Some(from)).await;
+        let want: Vec<i64> = expected.iter().copied().filter(|i| *i >= 18000).collect();
+        assert_eq!(got, want);
+
+        // Rows added by another session after the snapshot began are not read,
+        // even if they land past the last range's first page.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let req = SnapshotRequest {
+            incremental: None,
+            snapshot: None,
+            table: table.clone(),
+            limits: ValueLimits::STAGING,
+            on_unrepresentable: OnUnrepresentable::Report,
+            batch_rows: 500,
+            batch_bytes: 8 << 20,
+            parallelism: 3,
+        };
+        let s = source.clone();
+        let reader = tokio::spawn(async move { s.read_snapshot(req, tx).await });
+        let first = rx.recv().await.unwrap();
+        db.client
+            .batch_execute("INSERT INTO p SELECT g, repeat('q', 500), now() FROM generate_series(40001, 42000) g; DELETE FROM p WHERE id = 1;")
+            .await
+            .unwrap();
+        let mut n = first.batch.num_rows();
+        while let Some(b) = rx.recv().await {
+            n += b.batch.num_rows();
+        }
+        reader.await.unwrap().unwrap();
+        assert_eq!(n, expected.len());
     }
 }

@@ -592,13 +592,19 @@ impl SnowflakeDestination {
         let mut vals: Vec<String> = table.columns.iter().map(value).collect();
         vals.extend(["CURRENT_TIMESTAMP()".to_owned(), format!("s.{d}"), format!("s.{v}")]);
         match kind {
-            LoadKind::Replace => {
+            LoadKind::Append if !table.has_key() => {
+                Err(Error::internal(format!("{}: an appended part of a table without a key", table.name)))
+            }
+            LoadKind::Replace | LoadKind::Append => {
                 if !table.has_key() {
                     let id = ident(&sf_name(meta::ID));
                     cols.extend([id.clone(), ident(&sf_name(meta::INDEX))]);
                     vals.extend([format!("s.{id}"), format!("ROW_NUMBER() OVER (PARTITION BY s.{id} ORDER BY s.{v}) - 1")]);
                 }
-                self.run(&format!("DELETE FROM {target}")).await?;
+                // The later parts of a full refresh add to what its first part put in.
+                if kind == LoadKind::Replace {
+                    self.run(&format!("DELETE FROM {target}")).await?;
+                }
                 if rows_staged > 0 {
                     self.run(&format!("INSERT INTO {target} ({}) SELECT {} FROM {load} s", cols.join(", "), vals.join(", ")))
                         .await?;

@@ -18,7 +18,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use simplyload_core::batch::{batch_prefix, file_key};
 use simplyload_core::staging::tempfile_guard::TempPath;
 use simplyload_core::{BatchWriter, Error, ErrorKind, LocalFile, Result, StagedFile, StagingArea};
@@ -187,12 +188,26 @@ impl Staging {
         }
     }
 
-    fn writer_properties(&self) -> Result<WriterProperties> {
+    /// Chosen by measurement (`simplyload bench snapshot`, docs/benchmarks.md):
+    /// zstd level 1; statistics per column chunk only (loads read every
+    /// row, so page statistics buy nothing); a dictionary only for text
+    /// columns. A dictionary costs a hash of every value; for numbers,
+    /// times, UUIDs and JSON documents (mostly distinct, or small enough
+    /// that zstd finds the repeats anyway) it was a sixth of the staging
+    /// CPU and made the files no smaller.
+    fn writer_properties(&self, schema: &SchemaRef) -> Result<WriterProperties> {
         let level = ZstdLevel::try_new(self.zstd_level).map_err(|e| Error::internal(format!("zstd level: {e}")))?;
-        Ok(WriterProperties::builder()
+        let mut builder = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build())
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_dictionary_enabled(false);
+        for field in schema.fields() {
+            if field.metadata().get("simplyload.type").map(String::as_str) == Some("text") {
+                builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
+            }
+        }
+        Ok(builder.build())
     }
 }
 
@@ -214,8 +229,8 @@ impl StagingArea for Staging {
             pipeline: pipeline.to_owned(),
             stream: stream.to_owned(),
             batch_id,
+            props: self.writer_properties(&schema)?,
             schema,
-            props: self.writer_properties()?,
             runtime: tokio::runtime::Handle::current(),
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);

@@ -481,6 +481,34 @@ pub async fn replace_replaces_rows(h: &dyn DestinationHarness) {
     assert_eq!(dest.row_count("no_such_table").await.unwrap(), None);
 }
 
+/// The parts of a full refresh: the first replaces the table's rows, the
+/// later ones add theirs; a part loaded again changes nothing.
+pub async fn appended_parts_follow_a_replace(h: &dyn DestinationHarness) {
+    let bench = Bench::new();
+    let dest = h.destination();
+    let (t, b0) = id_name(&[7, 8], &[Some("old"), Some("old")]);
+    let m0 = bench.stage(&t, 1, b0, LoadKind::Replace).await;
+    bench.load(dest.as_ref(), &t, LoadKind::Replace, &[m0]).await.unwrap();
+    let (_, b1) = id_name(&[1, 2], &[Some("a"), Some("b")]);
+    let m1 = bench.stage(&t, 2, b1, LoadKind::Replace).await;
+    bench.load(dest.as_ref(), &t, LoadKind::Replace, &[m1]).await.unwrap();
+    let (_, b2) = id_name(&[3, 4], &[None, Some("d")]);
+    let m2 = bench.stage(&t, 3, b2, LoadKind::Append).await;
+    let out = bench.load(dest.as_ref(), &t, LoadKind::Append, std::slice::from_ref(&m2)).await.unwrap();
+    assert_eq!(out.rows_staged, 2);
+    let want = vec![
+        vec![Value::Int(1), text("a"), Value::Bool(false)],
+        vec![Value::Int(2), text("b"), Value::Bool(false)],
+        vec![Value::Int(3), Value::Null, Value::Bool(false)],
+        vec![Value::Int(4), text("d"), Value::Bool(false)],
+    ];
+    assert_eq!(h.rows("people", &["id", "name", meta::DELETED], &["id"]).await, want);
+    let again = bench.load(dest.as_ref(), &t, LoadKind::Append, &[m2]).await.unwrap();
+    assert_eq!(again.already_loaded, vec![3]);
+    assert_eq!(h.rows("people", &["id", "name", meta::DELETED], &["id"]).await, want);
+    assert_eq!(dest.row_count("people").await.unwrap(), Some(4));
+}
+
 pub async fn replay_of_a_loaded_batch_changes_nothing(h: &dyn DestinationHarness) {
     let bench = Bench::new();
     let dest = h.destination();
@@ -857,6 +885,7 @@ macro_rules! destination_conformance {
         $crate::destination_conformance!(@cases $make;
             all_types_round_trip,
             replace_replaces_rows,
+            appended_parts_follow_a_replace,
             replay_of_a_loaded_batch_changes_nothing,
             empty_replace_empties_the_table,
             table_without_key_keeps_duplicates,

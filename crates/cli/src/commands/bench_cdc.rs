@@ -90,18 +90,14 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
         .get(0);
     println!("{} of WAL to decode\n", crate::progress::bytes(wal as u64));
 
-    // pg_recvlogical, to /dev/null, up to the same position.
-    let started = Instant::now();
-    let status = tokio::process::Command::new("pg_recvlogical")
-        .args(["--dbname", &database_url, "--slot", THEIRS, "--start", "--endpos", &end, "--file", "/dev/null", "--no-loop"])
-        .args(["-o", "proto_version=1", "-o", &format!("publication_names={PUBLICATION}"), "-o", "binary=true"])
-        .status()
+    // pg_recvlogical, to /dev/null, up to the same position (a child: its own time and memory).
+    let mut cmd = std::process::Command::new("pg_recvlogical");
+    cmd.args(["--dbname", &database_url, "--slot", THEIRS, "--start", "--endpos", &end, "--file", "/dev/null", "--no-loop"])
+        .args(["-o", "proto_version=1", "-o", &format!("publication_names={PUBLICATION}"), "-o", "binary=true"]);
+    let measured = super::bench::measure(cmd, dir.path())
         .await
-        .map_err(|e| Error::config(format!("cannot run pg_recvlogical: {e}")).with_hint("install the Postgres client tools"))?;
-    let theirs = started.elapsed().as_secs_f64();
-    if !status.success() {
-        return Err(Error::internal(format!("pg_recvlogical failed: {status}")));
-    }
+        .map_err(|e| e.context("pg_recvlogical (install the Postgres client tools)"))?;
+    let (theirs, theirs_rss) = (measured.secs, measured.rss.unwrap_or(0));
 
     // SimplyLoad's decoder into Arrow, up to the same position.
     let catalog = source.discover().await?;
@@ -128,6 +124,8 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
             .ok_or_else(|| Error::internal("bench column missing"))?
     };
     let names: Vec<String> = plan.table.columns.iter().map(|c| c.source_name.clone()).collect();
+    reset_peak_rss();
+    let base_rss = current_rss();
     let started = Instant::now();
     let mut s = ChangeStream::start(source.options(), OURS, PUBLICATION, 0).await?;
     s.set_stop_at(Some(replication::parse_lsn(&end)?));
@@ -155,11 +153,15 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
     }
     s.stop().await?;
     let ours = started.elapsed().as_secs_f64();
+    let ours_rss = peak_rss().saturating_sub(base_rss);
 
     // End to end into DuckDB.
+    reset_peak_rss();
+    let base_rss = current_rss();
     let started = Instant::now();
     let e2e = super::sync::sync_pipeline(&cfg, "bench_e2e", progress, std::time::Duration::ZERO).await?;
     let e2e_secs = started.elapsed().as_secs_f64();
+    let e2e_rss = peak_rss().saturating_sub(base_rss);
     let e2e_rows = e2e.rows();
 
     // Clean up.
@@ -172,13 +174,15 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
         return Err(Error::internal(format!("decoded {decoded} changes into {rows} rows, expected {n}")));
     }
     let rate = |secs: f64| n as f64 / secs.max(1e-9);
-    println!("{:<46} {:>10} {:>14}", "", "seconds", "changes/s");
-    println!("{:<46} {theirs:>10.2} {:>14}", "pg_recvlogical → /dev/null (limit)", count(rate(theirs) as u64));
-    println!("{:<46} {ours:>10.2} {:>14}", "SimplyLoad pgoutput decoder → Arrow", count(rate(ours) as u64));
-    println!("{:<46} {e2e_secs:>10.2} {:>14}", "SimplyLoad CDC sync → DuckDB (end to end)", count(rate(e2e_secs) as u64));
+    let mb = crate::progress::bytes;
+    println!("{:<46} {:>10} {:>14} {:>12}", "", "seconds", "changes/s", "peak RSS");
+    println!("{:<46} {theirs:>10.2} {:>14} {:>12}", "pg_recvlogical → /dev/null (limit)", count(rate(theirs) as u64), mb(theirs_rss));
+    println!("{:<46} {ours:>10.2} {:>14} {:>12}", "SimplyLoad pgoutput decoder → Arrow", count(rate(ours) as u64), format!("+{}", mb(ours_rss)));
+    println!("{:<46} {e2e_secs:>10.2} {:>14} {:>12}", "SimplyLoad CDC sync → DuckDB (end to end)", count(rate(e2e_secs) as u64), format!("+{}", mb(e2e_rss)));
+    println!("(SimplyLoad's figures: the growth of this process's peak RSS over what it held before that side)");
     println!("\nratio decoder / pg_recvlogical: {:.2}", theirs / ours.max(1e-9));
     println!("ratio end to end / pg_recvlogical: {:.2}", theirs / e2e_secs.max(1e-9));
-    println!("end-to-end sync loaded {} rows; peak RSS of this process {}", count(e2e_rows), crate::progress::bytes(peak_rss()));
+    println!("end-to-end sync loaded {} rows", count(e2e_rows));
     if !e2e.succeeded() {
         return Err(Error::internal(format!("the end-to-end sync failed: {:?}", e2e.error)));
     }
@@ -187,11 +191,25 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
 
 /// Peak resident memory of this process (Linux `VmHWM`), 0 when unknown.
 fn peak_rss() -> u64 {
+    status_kb("VmHWM:")
+}
+
+/// Resident memory of this process now (Linux `VmRSS`), 0 when unknown.
+fn current_rss() -> u64 {
+    status_kb("VmRSS:")
+}
+
+/// Starts the peak over from the current RSS (Linux: `5` into `clear_refs`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })

@@ -126,9 +126,21 @@ pub async fn sync_pipeline(cfg: &Config, name: &str, progress: Arc<dyn Progress>
         store: connectors::store(cfg)?,
         staging: connectors::staging(cfg)?,
         progress,
-        options: SyncOptions::default(),
+        options: sync_options(p),
     };
     run_sync(&ctx).await
+}
+
+/// The sync's tuning knobs from the pipeline's config.
+pub fn sync_options(p: &simplyload_core::config::PipelineConfig) -> SyncOptions {
+    let mut o = SyncOptions::default();
+    if let Some(n) = p.snapshot_parallelism {
+        o.snapshot_parallelism = n.max(1);
+    }
+    if let Some(n) = p.snapshot_part_rows {
+        o.part_rows = n.max(1);
+    }
+    o
 }
 
 pub fn print_report(r: &SyncReport) {
