@@ -2510,8 +2510,9 @@ mod parts {
         reconcile_clean(dir.path()).await;
 
         // A first read killed after its first part committed: the checkpoint
-        // has no cursor yet, so the next sync reads everything again and
-        // replaces what the parts put in.
+        // has no cursor yet. The next sync loads the parts the crash left
+        // staged (the last one, if it was staged, carries the cursor) and
+        // reads on from there.
         let fresh = tempfile::tempdir().unwrap();
         config(fresh.path(), &db.url, &["{name: public.t, cursor: updated_at}"], "    mode: incremental\n    snapshot_part_rows: 700\n");
         let crashed = simplyload(fresh.path(), &["sync"], &[("SIMPLYLOAD_FAILPOINT", "after_load")]).await;
@@ -2519,7 +2520,7 @@ mod parts {
         let status = simplyload(fresh.path(), &["status", "--json"], &[]).await;
         status.ok();
         assert!(!status.stdout.contains("\"cursor\""), "no cursor before the last part: {}", status.stdout);
-        db.exec("UPDATE t SET v = v + 1 WHERE id < 10").await;
+        db.exec("UPDATE t SET v = v + 1, updated_at = now() WHERE id < 10").await;
         sync(fresh.path(), &[]).await;
         assert_eq!(duck_count(fresh.path(), &format!("app_{}_t", db.name)), 2301);
         reconcile_clean(fresh.path()).await;

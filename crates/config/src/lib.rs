@@ -174,7 +174,7 @@ impl DestinationConfig {
 pub struct DuckdbDestinationConfig {
     /// The database file (relative to the config file).
     pub path: String,
-    /// DuckDB's `memory_limit` (default 1GB, so it never takes most of the machine).
+    /// DuckDB's `memory_limit` (default 256MB, so it never takes most of the machine).
     #[serde(default)]
     pub memory_limit: Option<String>,
     /// DuckDB's `threads` (default: DuckDB's own choice).
@@ -290,7 +290,7 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub snapshot_parallelism: Option<usize>,
     /// A snapshot is cut into batches of about this many rows, so loading
-    /// one overlaps reading the next (default 500000).
+    /// one overlaps reading the next (default 491520, four DuckDB row groups).
     #[serde(default)]
     pub snapshot_part_rows: Option<u64>,
 }

@@ -11,7 +11,7 @@ use simplyload_config::OnUnrepresentable;
 use tokio::sync::mpsc;
 
 /// Default number of rows per Arrow batch a source produces.
-pub const DEFAULT_BATCH_ROWS: usize = 65_536;
+pub const DEFAULT_BATCH_ROWS: usize = 32_768;
 /// Default upper bound on the bytes held in one Arrow batch (a batch closes
 /// early when wide rows reach it), so memory stays bounded for any row width.
 pub const DEFAULT_BATCH_BYTES: usize = 32 * 1024 * 1024;

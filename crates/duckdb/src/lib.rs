@@ -24,12 +24,16 @@ use uuid::Uuid;
 
 /// The schema every table is created in (DESIGN.md §4).
 pub const SCHEMA: &str = "simplyload";
-/// DuckDB's default takes 80% of RAM; a loader should not.
-pub const DEFAULT_MEMORY_LIMIT: &str = "1GB";
-/// DuckDB's default is a thread per core; a load runs beside the read of
+/// DuckDB's default takes 80% of RAM; a loader should not. Appending a
+/// part of a full refresh took the same time at 128MB as at 1GB, and the
+/// process's peak memory fell by 60 MB (docs/benchmarks.md); merges spill
+/// to a temporary file past it.
+pub const DEFAULT_MEMORY_LIMIT: &str = "256MB";
+/// DuckDB's default is a thread per core. A load runs beside the read of
 /// the next part (Postgres's COPY and SimplyLoad's decoding take about two
-/// cores), and on 2 cores a second DuckDB thread cost 50% more CPU for a
-/// slower sync (docs/benchmarks.md). Half the cores, at least one.
+/// cores); on 2 cores a second DuckDB thread made the sync no faster and
+/// its peak memory 40 MB higher (docs/benchmarks.md). Half the cores, at
+/// least one.
 pub fn default_threads() -> u32 {
     (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1) as u32
 }
@@ -93,6 +97,11 @@ impl DuckdbDestination {
         };
         conn.execute_batch(&format!("SET memory_limit = {};", literal(&self.memory_limit)))
             .map_err(|e| db_error(e, "setting memory_limit"))?;
+        // Rows carry their own order (`_simplyload_version`); keeping the
+        // insertion order costs CPU (5% on one thread; on two, 60% more CPU
+        // for the same rows).
+        conn.execute_batch("SET preserve_insertion_order = false;")
+            .map_err(|e| db_error(e, "setting preserve_insertion_order"))?;
         let threads = self.threads.unwrap_or_else(default_threads);
         conn.execute_batch(&format!("SET threads = {threads};")).map_err(|e| db_error(e, "setting threads"))?;
         Ok(conn)

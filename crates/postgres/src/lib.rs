@@ -404,19 +404,20 @@ impl RangeRead {
 /// takes no lock, unlike `pg_relation_size`, which would queue behind a
 /// lock before the COPY does); the last range is open ended, since the
 /// table may have grown since. Empty for anything else (smaller or never
-/// analyzed tables, views, partitioned or foreign tables).
+/// analyzed tables, views, partitioned or foreign tables), and on a standby,
+/// which cannot export a snapshot for the other connections to share.
 async fn page_ranges(client: &tokio_postgres::Client, qualified: &str, n: usize, min_bytes: u64) -> Result<Vec<String>> {
     let row = client
         .query_one(
             "SELECT c.relkind::text, c.relpages::bigint * current_setting('block_size')::bigint,
-                    current_setting('block_size')::bigint
+                    current_setting('block_size')::bigint, pg_is_in_recovery()
              FROM pg_class c WHERE c.oid = $1::text::regclass",
             &[&qualified],
         )
         .await
         .map_err(|e| pg_error(&e, "reading the table's size"))?;
-    let (kind, size, block): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
-    if !matches!(kind.as_str(), "r" | "m") || (size as u64) < min_bytes || block <= 0 {
+    let (kind, size, block, standby): (String, i64, i64, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    if standby || !matches!(kind.as_str(), "r" | "m") || (size as u64) < min_bytes || block <= 0 {
         return Ok(Vec::new());
     }
     let pages = (size / block) as u64;
