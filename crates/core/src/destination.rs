@@ -17,6 +17,10 @@ pub struct LoadRequest<'a> {
     /// table's whole new content.
     pub batches: &'a [BatchManifest],
     pub staging: &'a dyn StagingArea,
+    /// The read of the stream's next part runs while this load does: a
+    /// destination on the same machine may hold back (DuckDB: half the
+    /// cores); when false the load has the machine to itself.
+    pub beside_read: bool,
 }
 
 /// What a load did.

@@ -289,6 +289,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     // fewer, larger transactions.
     let (part_tx, mut part_rx) = mpsc::channel::<BatchManifest>(4);
     let parts = Parts { ctx, sync_id, stream: stream.clone(), tx: std::sync::Mutex::new(Some(part_tx)), current: Default::default() };
+    let read_done = std::sync::atomic::AtomicBool::new(false);
     let read = async {
         let mut attempt = 0;
         let staged = loop {
@@ -301,6 +302,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
                 Err(e) => break Err(e),
             }
         };
+        read_done.store(true, std::sync::atomic::Ordering::SeqCst);
         // The last part goes to the loader too (parts still waiting there
         // load with it, in one transaction).
         if let Ok((manifest, _)) = &staged {
@@ -339,7 +341,8 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
             }
             tracing::debug!(stream = %stream, batches = ?group.iter().map(|m| m.batch_id).collect::<Vec<_>>(),
                 rows = group.iter().map(|m| m.row_count).sum::<u64>(), "loading");
-            rows_after = load_with_retries(ctx, pipeline_id, mode, &stream, &group).await?;
+            let beside_read = !read_done.load(std::sync::atomic::Ordering::SeqCst);
+            rows_after = load_with_retries(ctx, pipeline_id, mode, &stream, &group, beside_read).await?;
             rows += group.iter().map(|m| m.row_count).sum::<u64>();
             bytes += group.iter().map(BatchManifest::byte_count).sum::<u64>();
         }
@@ -377,11 +380,12 @@ async fn load_with_retries(
     mode: &str,
     stream: &str,
     batches: &[BatchManifest],
+    beside_read: bool,
 ) -> Result<Option<u64>> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match load_batches(ctx, pipeline_id, mode, batches).await {
+        match load_batches(ctx, pipeline_id, mode, batches, beside_read).await {
             Ok(v) => return Ok(v),
             Err(e) if attempt <= ctx.options.retries && e.kind().policy() == RetryPolicy::RetryWithBackoff => {
                 backoff(ctx, stream, attempt, &e, "loading").await;
@@ -908,7 +912,13 @@ pub fn stage_columns_at(table: &TableSpec, batch: RecordBatch, versions: Version
 /// Loads batches of one stream in one destination transaction, then marks
 /// them loaded and moves the checkpoint. Returns the destination's row count
 /// when the load counted it.
-pub(crate) async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &str, batches: &[BatchManifest]) -> Result<Option<u64>> {
+pub(crate) async fn load_batches(
+    ctx: &SyncContext,
+    pipeline_id: Uuid,
+    mode: &str,
+    batches: &[BatchManifest],
+    beside_read: bool,
+) -> Result<Option<u64>> {
     let last = batches.last().ok_or_else(|| Error::internal("load of no batches"))?;
     // The parts of one full refresh load together as the replace they begin.
     let kind = if batches[0].kind == LoadKind::Replace { LoadKind::Replace } else { last.kind };
@@ -920,6 +930,7 @@ pub(crate) async fn load_batches(ctx: &SyncContext, pipeline_id: Uuid, mode: &st
             kind,
             batches,
             staging: ctx.staging.as_ref(),
+            beside_read,
         })
         .await
         .map_err(|e| e.context(format!("loading {} into {}", last.stream, last.table.name)))?;
@@ -1015,7 +1026,7 @@ async fn recover(ctx: &SyncContext, pipeline_id: Uuid) -> Result<BTreeMap<String
             } else {
                 tracing::info!(pipeline = %ctx.pipeline, stream = %stream, batch_id = m.batch_id,
                     rows = m.row_count, "loading a batch staged by an interrupted sync");
-                load_batches(ctx, pipeline_id, mode, std::slice::from_ref(m)).await?;
+                load_batches(ctx, pipeline_id, mode, std::slice::from_ref(m), false).await?;
             }
             done.push(m.batch_id);
         }

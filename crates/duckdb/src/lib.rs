@@ -29,13 +29,17 @@ pub const SCHEMA: &str = "simplyload";
 /// process's peak memory fell by 60 MB (docs/benchmarks.md); merges spill
 /// to a temporary file past it.
 pub const DEFAULT_MEMORY_LIMIT: &str = "256MB";
-/// DuckDB's default is a thread per core. A load runs beside the read of
-/// the next part (Postgres's COPY and SimplyLoad's decoding take about two
-/// cores); on 2 cores a second DuckDB thread made the sync no faster and
-/// its peak memory 40 MB higher (docs/benchmarks.md). Half the cores, at
-/// least one.
+/// DuckDB threads for a load beside the read of the next part (Postgres's
+/// COPY and SimplyLoad's decoding take about two cores): on 2 cores a
+/// second DuckDB thread made the sync no faster and its peak memory 40 MB
+/// higher (docs/benchmarks.md). Half the cores, at least one. A load with
+/// the machine to itself (the last one of a read) uses every core.
 pub fn default_threads() -> u32 {
-    (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1) as u32
+    (cores() / 2).max(1)
+}
+
+fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as u32
 }
 
 /// How long to wait for another process to release the database file.
@@ -312,9 +316,11 @@ impl Destination for DuckdbDestination {
         let batches: Vec<BatchManifest> = request.batches.to_vec();
         let pipeline_id = request.pipeline_id;
         let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        let threads = self.threads.unwrap_or_else(|| if request.beside_read { default_threads() } else { cores() });
         let outcome = self
             .blocking(move |me| {
                 let mut conn = me.open()?;
+                conn.execute_batch(&format!("SET threads = {threads};")).map_err(|e| db_error(e, "setting threads"))?;
                 load_sync(&mut conn, pipeline_id, &table, kind, &batches, &paths)
             })
             .await;

@@ -198,6 +198,7 @@ impl Bench {
         batches: &[BatchManifest],
     ) -> simplyload_core::Result<simplyload_core::LoadOutcome> {
         dest.load(LoadRequest {
+            beside_read: false,
             pipeline_id: self.pipeline_id,
             table,
             kind,
