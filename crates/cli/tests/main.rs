@@ -2430,8 +2430,9 @@ mod parts {
             .collect()
     }
 
-    /// A full refresh of 2,500 rows in parts of 1,000: three batches, every
-    /// value exact; changes arrive on the next sync; a crash between a
+    /// A first full refresh of 2,500 rows in parts of 1,000: three batches,
+    /// every value exact; changes arrive on the next sync (one batch: a
+    /// loaded table is replaced in one transaction); a crash between a
     /// part's commit and its checkpoint applies nothing twice; a table
     /// without a key is read in one piece.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2468,20 +2469,53 @@ mod parts {
         .await;
         sync(dir.path(), &[]).await;
         assert_eq!(duck_count(dir.path(), &wide), 2500 - 100 + 400);
+        // A loaded table's full refresh replaces its rows in one transaction: one batch.
+        assert_eq!(batches(dir.path(), "Wide Orders"), vec![1, 2, 3, 4]);
         reconcile_clean(dir.path()).await;
 
-        // Killed right after the first part committed, before its checkpoint.
+        // A first sync killed right after its first part committed, before
+        // its checkpoint: the next sync finishes what was staged, then
+        // replaces everything; nothing is doubled.
         db.exec("UPDATE \"Wide Orders\" SET amount = amount + 1 WHERE id < 50").await;
-        let crashed = simplyload(dir.path(), &["sync"], &[("SIMPLYLOAD_FAILPOINT", "after_load")]).await;
+        let fresh = tempfile::tempdir().unwrap();
+        config(fresh.path(), &db.url, &["'public.\"Wide Orders\"'"], "    snapshot_part_rows: 1000\n");
+        let crashed = simplyload(fresh.path(), &["sync"], &[("SIMPLYLOAD_FAILPOINT", "after_load")]).await;
         assert_ne!(crashed.code, Some(0), "{}", crashed.all());
         assert!(crashed.stderr.contains("failpoint after_load"), "{}", crashed.stderr);
-        let report = sync(dir.path(), &[]).await;
+        let report = sync(fresh.path(), &[]).await;
         let recovered = report[0]["streams"][0]["recovered_batches"].as_array().unwrap().len();
         assert!(recovered >= 1, "{report}");
-        assert_eq!(duck_count(dir.path(), &wide), 2800);
-        let dupes = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM (SELECT id FROM simplyload.{wide} GROUP BY id HAVING count(*) > 1)"));
+        assert_eq!(duck_count(fresh.path(), &wide), 2800);
+        let dupes = duck(fresh.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM (SELECT id FROM simplyload.{wide} GROUP BY id HAVING count(*) > 1)"));
         assert_eq!(dupes[0][0].as_deref(), Some("0"));
-        reconcile_clean(dir.path()).await;
+        reconcile_clean(fresh.path()).await;
+    }
+
+    /// `bench snapshot` runs its sides alternating, checks what the end-to-end
+    /// side loaded, and writes the Markdown report; a side it does not know
+    /// is a usage error naming the sides.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bench_snapshot_writes_its_report() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE \"Bench T\" (id bigint PRIMARY KEY, v text); INSERT INTO \"Bench T\" SELECT g, md5(g::text) FROM generate_series(1, 20000) g;").await;
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("report.md");
+        let run = simplyload(
+            dir.path(),
+            &["bench", "snapshot", "--table", "public.\"Bench T\"", "--runs", "2", "--sides", "copy,stage,duckdb", "--report", report.to_str().unwrap()],
+            &[("DATABASE_URL", &db.url)],
+        )
+        .await;
+        run.ok();
+        assert!(run.stdout.contains("run 2:") && run.stdout.contains("end to end ÷ COPY"), "{}", run.stdout);
+        let md = std::fs::read_to_string(&report).unwrap();
+        assert!(md.contains("| SimplyLoad end to end → DuckDB |") && md.contains("20,000 rows"), "{md}");
+        assert!(!md.contains(&db.url), "the report does not show the database URL");
+
+        let bad = simplyload(dir.path(), &["bench", "snapshot", "--table", "public.x", "--sides", "copy,airbyte"], &[("DATABASE_URL", &db.url)]).await;
+        assert_eq!(bad.code, Some(2), "{}", bad.all());
+        assert!(bad.all().contains("unknown side `airbyte`") && bad.all().contains("copy, stage, duckdb, dlt, sling"), "{}", bad.all());
     }
 
     /// An incremental stream's first read in parts keeps its checkpoint

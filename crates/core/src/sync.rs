@@ -244,7 +244,9 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     let stream = plan.stream();
     // Schema evolution against what the destination table holds now.
     let mut plan = plan.clone();
-    let changes = match ctx.store.last_loaded_table(&ctx.pipeline, &stream).await? {
+    let previous = ctx.store.last_loaded_table(&ctx.pipeline, &stream).await?;
+    let loaded_before = previous.is_some();
+    let changes = match previous {
         Some(previous) => plan::evolve(&previous, &mut plan.table, &plan.defaults),
         None => Vec::new(),
     };
@@ -290,11 +292,15 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     let (part_tx, mut part_rx) = mpsc::channel::<BatchManifest>(4);
     let parts = Parts { ctx, sync_id, stream: stream.clone(), tx: std::sync::Mutex::new(Some(part_tx)), current: Default::default() };
     let read_done = std::sync::atomic::AtomicBool::new(false);
+    // A full refresh replaces a loaded table's rows in one transaction
+    // (DESIGN.md §4), so only its first load, into a table that holds
+    // nothing of this stream yet, is cut into parts; merges always may be.
+    let split = plan.mode != simplyload_config::SyncMode::FullRefresh || !loaded_before;
     let read = async {
         let mut attempt = 0;
         let staged = loop {
             attempt += 1;
-            match stage_stream(ctx, sync_id, plan, &stream, incremental.clone(), reread, overlap.clone(), Some(&parts)).await {
+            match stage_stream(ctx, sync_id, plan, &stream, incremental.clone(), reread, overlap.clone(), split.then_some(&parts)).await {
                 Ok(v) => break Ok(v),
                 Err(e) if attempt <= ctx.options.retries && e.kind() == ErrorKind::Transient => {
                     backoff(ctx, &stream, attempt, &e, "reading").await;
@@ -342,7 +348,14 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
             tracing::debug!(stream = %stream, batches = ?group.iter().map(|m| m.batch_id).collect::<Vec<_>>(),
                 rows = group.iter().map(|m| m.row_count).sum::<u64>(), "loading");
             let beside_read = !read_done.load(std::sync::atomic::Ordering::SeqCst);
-            rows_after = load_with_retries(ctx, pipeline_id, mode, &stream, &group, beside_read).await?;
+            rows_after = match load_with_retries(ctx, pipeline_id, mode, &stream, &group, beside_read).await {
+                Ok(v) => v,
+                Err(e) => {
+                    // The read's next hand-over fails at once and stops it.
+                    part_rx.close();
+                    return Err(e);
+                }
+            };
             rows += group.iter().map(|m| m.row_count).sum::<u64>();
             bytes += group.iter().map(BatchManifest::byte_count).sum::<u64>();
         }
@@ -436,6 +449,9 @@ impl Parts<'_> {
 impl PartSink for Parts<'_> {
     async fn part_staged(&self, manifest: BatchManifest) -> Result<u64> {
         self.ctx.store.record_staged(&manifest).await?;
+        // From here the part is the loader's (or, after a crash, recovery's):
+        // a failure must not remove its files.
+        self.current.store(0, std::sync::atomic::Ordering::SeqCst);
         if !self.hand_over(manifest).await {
             return Err(Error::new(ErrorKind::Internal, format!("{}: the loader stopped", self.stream)));
         }
@@ -493,8 +509,12 @@ async fn stage_stream(
     let (manifest, stats) = match staged {
         Ok(v) => v,
         Err(e) => {
-            // The part being written when the read failed.
+            // The part being written when the read failed (none: it had
+            // just been handed over).
             let batch_id = parts.map_or(first, |p| p.current.load(std::sync::atomic::Ordering::SeqCst));
+            if batch_id == 0 {
+                return Err(e);
+            }
             // Nothing names these files; remove them now rather than at the next run.
             if let Err(cleanup) = ctx.staging.remove_batch(&ctx.pipeline, &stream, batch_id).await {
                 tracing::warn!(stream = %stream, batch_id, error = %cleanup, "could not remove files of a failed batch");

@@ -226,6 +226,13 @@ impl Source for PostgresSource {
         let read = if ranges.len() < 2 {
             read.copy(&client, None, &out).await?
         } else {
+            // The COPY's own lock, taken now and held to the end: no
+            // TRUNCATE, VACUUM FULL or rewriting ALTER can commit between
+            // the ranges' starts (each range would read another file).
+            client
+                .batch_execute(&format!("LOCK TABLE {qualified} IN ACCESS SHARE MODE"))
+                .await
+                .map_err(|e| read_error(&e, &stream, &self.opts.user()))?;
             // Every range in this transaction's snapshot (or the slot's).
             let snapshot = match &request.snapshot {
                 Some(name) => name.clone(),
@@ -309,9 +316,6 @@ impl Source for PostgresSource {
     }
 }
 
-/// The highest time-cursor value a checkpoint may take for a read that
-/// starts now: `updated_at` set by `now()` is a transaction's start time, so
-/// a transaction still open at the start of the read can commit rows older
 /// What one COPY of a snapshot read.
 #[derive(Default)]
 struct RangeStats {
@@ -435,6 +439,9 @@ async fn page_ranges(client: &tokio_postgres::Client, qualified: &str, n: usize,
         .collect())
 }
 
+/// The highest time-cursor value a checkpoint may take for a read that
+/// starts now: `updated_at` set by `now()` is a transaction's start time, so
+/// a transaction still open at the start of the read can commit rows older
 /// than everything the read sees. Measured before the snapshot is taken, so
 /// every transaction the snapshot cannot see is either counted here or
 /// started after `clock_timestamp()`. Integer and numeric cursors have no

@@ -45,7 +45,7 @@ pub enum BenchCommand {
     /// One staging run, as a child of `bench snapshot` (its time and memory are measured)
     #[command(hide = true)]
     StageOnce {
-        #[arg(long)]
+        #[arg(long, env = "DATABASE_URL")]
         database_url: String,
         #[arg(long)]
         table: String,
@@ -209,7 +209,8 @@ async fn snapshot(args: SnapshotArgs) -> Result<u8> {
                     }
                     "stage" => {
                         let mut cmd = Command::new(&exe);
-                        cmd.args(["bench", "stage-once", "--database-url", &args.database_url, "--table", table]);
+                        // The URL (and its password) by environment, not on a command line others can read.
+                        cmd.args(["bench", "stage-once", "--table", table]).env("DATABASE_URL", &args.database_url);
                         cmd.arg("--dir").arg(&dir);
                         if let Some(p) = args.parallelism {
                             cmd.arg("--parallelism").arg(p.to_string());
@@ -220,8 +221,9 @@ async fn snapshot(args: SnapshotArgs) -> Result<u8> {
                         write_sync_config(&dir, &args, &name)?;
                         let mut cmd = Command::new(&exe);
                         cmd.args(["sync", "--config"]).arg(dir.join("simplyload.yaml")).arg("bench");
+                        cmd.env("SIMPLYLOAD_BENCH_URL", &args.database_url);
                         let m = measure(cmd, &dir).await?;
-                        check_count(&dir.join("warehouse.duckdb"), &format!("simplyload.{}", duck_ident(&name.table)), rows, "SimplyLoad")?;
+                        check_count(&dir.join("warehouse.duckdb"), "simplyload", rows, "SimplyLoad")?;
                         m
                     }
                     "dlt" => {
@@ -230,12 +232,7 @@ async fn snapshot(args: SnapshotArgs) -> Result<u8> {
                         cmd.arg(dir.join("dlt.duckdb")).arg(dir.join("dlt"));
                         cmd.env("BENCH_PG", &args.database_url).env("RUNTIME__DLTHUB_TELEMETRY", "false").current_dir(&dir);
                         let m = measure(cmd, &dir).await?;
-                        check_count(
-                            &dir.join("dlt.duckdb"),
-                            &format!("{}.{}", duck_ident(&name.schema), duck_ident(&name.table)),
-                            rows,
-                            "dlt",
-                        )?;
+                        check_count(&dir.join("dlt.duckdb"), &name.schema, rows, "dlt")?;
                         m
                     }
                     "sling" => {
@@ -405,7 +402,8 @@ pub(crate) async fn measure(mut cmd: Command, dir: &Path) -> Result<Measured> {
 
 /// The end-to-end side's config: a full refresh of one table into a new DuckDB file.
 fn write_sync_config(dir: &Path, args: &SnapshotArgs, name: &StreamName) -> Result<()> {
-    // A JSON string is a YAML double-quoted scalar; `$` is escaped from substitution.
+    // A JSON string is a YAML double-quoted scalar; `$` is escaped from
+    // substitution. The URL (and its password) comes from the environment.
     let quote = |s: &str| serde_json::to_string(&s.replace('$', "$$")).expect("a string serializes");
     let mut extra = String::new();
     if let Some(p) = args.parallelism {
@@ -420,7 +418,7 @@ fn write_sync_config(dir: &Path, args: &SnapshotArgs, name: &StreamName) -> Resu
             "sources:\n  pg:\n    type: postgres\n    url: {}\n\
              destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
              pipelines:\n  bench:\n    source: pg\n    destination: local\n    mode: full_refresh\n    table_name: \"{{table}}\"\n{extra}    streams:\n      - name: {}\n",
-            quote(&args.database_url),
+            "\"${SIMPLYLOAD_BENCH_URL}\"",
             quote(&name.to_string()),
         ),
     )?;
@@ -431,8 +429,9 @@ fn duck_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// Checks a side loaded every row.
-fn check_count(db: &Path, table: &str, rows: u64, who: &str) -> Result<()> {
+/// Checks a side loaded every row into the one table it made in `schema`
+/// (each tool names it its own way; their bookkeeping tables start with `_`).
+fn check_count(db: &Path, schema: &str, rows: u64, who: &str) -> Result<()> {
     let conn = simplyload_duckdb::duckdb::Connection::open_with_flags(
         db,
         simplyload_duckdb::duckdb::Config::default()
@@ -440,6 +439,14 @@ fn check_count(db: &Path, table: &str, rows: u64, who: &str) -> Result<()> {
             .map_err(|e| Error::internal(e.to_string()))?,
     )
     .map_err(|e| Error::internal(format!("opening {}: {e}", db.display())))?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_name NOT LIKE '\\_%' ESCAPE '\\'")
+        .and_then(|mut st| st.query_map([schema], |r| r.get::<_, String>(0))?.collect())
+        .map_err(|e| Error::internal(format!("listing the tables of {}: {e}", db.display())))?;
+    let [table] = tables.as_slice() else {
+        return Err(Error::internal(format!("{who} made {} tables in {schema} of {}: {tables:?}", tables.len(), db.display())));
+    };
+    let table = format!("{}.{}", duck_ident(schema), duck_ident(table));
     let n: i64 = conn
         .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .map_err(|e| Error::internal(format!("counting {table} in {}: {e}", db.display())))?;
