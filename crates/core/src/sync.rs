@@ -356,6 +356,11 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
                     return Err(e);
                 }
             };
+            // A replace starts the table over: rows an earlier (retried) read
+            // put in are gone, so they are not counted.
+            if group[0].kind == LoadKind::Replace {
+                (rows, bytes) = (0, 0);
+            }
             rows += group.iter().map(|m| m.row_count).sum::<u64>();
             bytes += group.iter().map(BatchManifest::byte_count).sum::<u64>();
         }
