@@ -74,8 +74,14 @@ impl DuckdbDestination {
         &self.path
     }
 
-    /// Opens the file for writing, waiting a while if another process holds it.
+    /// Opens the file for writing, waiting a while if another process holds
+    /// it; DuckDB uses the configured threads, or half the cores.
     pub fn open(&self) -> Result<Connection> {
+        self.open_with_threads(self.threads.unwrap_or_else(default_threads))
+    }
+
+    /// [`Self::open`] with DuckDB using `threads` threads.
+    fn open_with_threads(&self, threads: u32) -> Result<Connection> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 Error::from(e).context(format!("cannot create the folder of DuckDB file {}", self.path.display()))
@@ -106,7 +112,6 @@ impl DuckdbDestination {
         // for the same rows).
         conn.execute_batch("SET preserve_insertion_order = false;")
             .map_err(|e| db_error(e, "setting preserve_insertion_order"))?;
-        let threads = self.threads.unwrap_or_else(default_threads);
         conn.execute_batch(&format!("SET threads = {threads};")).map_err(|e| db_error(e, "setting threads"))?;
         Ok(conn)
     }
@@ -319,8 +324,7 @@ impl Destination for DuckdbDestination {
         let threads = self.threads.unwrap_or_else(|| if request.beside_read { default_threads() } else { cores() });
         let outcome = self
             .blocking(move |me| {
-                let mut conn = me.open()?;
-                conn.execute_batch(&format!("SET threads = {threads};")).map_err(|e| db_error(e, "setting threads"))?;
+                let mut conn = me.open_with_threads(threads)?;
                 load_sync(&mut conn, pipeline_id, &table, kind, &batches, &paths)
             })
             .await;

@@ -373,18 +373,22 @@ mod parallel {
     use simplyload_postgres::PostgresSource;
     use simplyload_testkit::TestPg;
 
-    async fn ids(source: &PostgresSource, table: &simplyload_core::TableSpec, parallelism: usize, incremental: Option<IncrementalRead>) -> (Vec<i64>, u64) {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-        let req = SnapshotRequest {
+    fn request(table: &simplyload_core::TableSpec, parallelism: usize, incremental: Option<IncrementalRead>, batch_rows: usize) -> SnapshotRequest {
+        SnapshotRequest {
             incremental,
             snapshot: None,
             table: table.clone(),
             limits: ValueLimits::STAGING,
             on_unrepresentable: OnUnrepresentable::Report,
-            batch_rows: 997,
+            batch_rows,
             batch_bytes: 8 << 20,
             parallelism,
-        };
+        }
+    }
+
+    async fn ids(source: &PostgresSource, table: &simplyload_core::TableSpec, parallelism: usize, incremental: Option<IncrementalRead>) -> (Vec<i64>, u64) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let req = request(table, parallelism, incremental, 997);
         let s = source.clone();
         let reader = tokio::spawn(async move { s.read_snapshot(req, tx).await });
         let mut out = Vec::new();
@@ -438,16 +442,7 @@ mod parallel {
         // Rows added by another session after the snapshot began are not read,
         // even if they land past the last range's first page.
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-        let req = SnapshotRequest {
-            incremental: None,
-            snapshot: None,
-            table: table.clone(),
-            limits: ValueLimits::STAGING,
-            on_unrepresentable: OnUnrepresentable::Report,
-            batch_rows: 500,
-            batch_bytes: 8 << 20,
-            parallelism: 3,
-        };
+        let req = request(&table, 3, None, 500);
         let s = source.clone();
         let reader = tokio::spawn(async move { s.read_snapshot(req, tx).await });
         let first = rx.recv().await.unwrap();
