@@ -293,6 +293,10 @@ pub struct PipelineConfig {
     /// one overlaps reading the next (default 491520, four DuckDB row groups).
     #[serde(default)]
     pub snapshot_part_rows: Option<u64>,
+    /// Tables at least this large on disk are read by
+    /// `snapshot_parallelism` connections in page ranges (default 64 MiB).
+    #[serde(default)]
+    pub snapshot_parallel_min_bytes: Option<u64>,
 }
 
 /// See [`PipelineConfig::on_slot_lost`].

@@ -19,7 +19,10 @@ use crate::plan::StreamPlan;
 use crate::report::{StreamReport, SyncReport};
 use crate::source::{ChangeEvent, ChangesRequest};
 use crate::staging::BatchWriter;
-use crate::sync::{SnapshotJob, SyncContext, backoff, load_batches, stage_snapshot};
+use crate::sync::{
+    CDC_SNAPSHOT_MODE, PartSink, Parts, ResumableSnapshot, SnapshotJob, SyncContext, backoff, load_batches, load_parts,
+    stage_snapshot,
+};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -155,6 +158,22 @@ async fn cdc_streams(
     };
     let tables: Vec<_> = plans.iter().map(|(_, p)| p.table.clone()).collect();
     let slot = ctx.source.cdc_prepare(&ctx.pipeline, &tables, false, ctx.config.on_slot_lost).await?;
+    // A first snapshot stopped part way goes on (see [`ResumableSnapshot`])
+    // when its changes are all still in the slot: the slot is the same one
+    // and not confirmed past the snapshot's point, and the table's shape
+    // gave no rows new values meanwhile. Otherwise it starts over.
+    let confirmed = match slot {
+        Some(_) => None,
+        None => ctx.source.cdc_slot(&ctx.pipeline).await?.and_then(|s| crate::cdc::parse_lsn(&s.confirmed).ok()),
+    };
+    let stopped_snapshot = |label: &str| -> Option<(crate::cdc::Lsn, Option<serde_json::Value>)> {
+        let position = states.iter().find(|s| s.stream == label)?.checkpoint.as_ref()?.position.as_ref()?;
+        if position.get("mode")?.as_str()? != CDC_SNAPSHOT_MODE || reread.contains(label) {
+            return None;
+        }
+        let lsn = crate::cdc::parse_lsn(position.get("lsn")?.as_str()?).ok()?;
+        (confirmed? <= lsn).then(|| (lsn, position.get("source").filter(|v| !v.is_null()).cloned()))
+    };
     // A slot made now while streams had started means the old one is gone
     // (dropped, or invalidated and dropped): what happened since it is not
     // in any slot, so every stream starts again from a snapshot.
@@ -189,48 +208,90 @@ async fn cdc_streams(
             for (label, plan) in &joining {
                 ctx.progress.stream_started(label, &plan.table.name, plan.estimated_rows);
                 let batch_id = ctx.store.allocate_batch(&ctx.pipeline, label, sync_id).await?;
-                let staged = stage_snapshot(SnapshotJob {
-                    source: ctx.source.clone(),
-                    staging: ctx.staging.as_ref(),
-                    pipeline: &ctx.pipeline,
-                    table: plan.table.clone(),
-                    limits: ctx.destination.limits(),
-                    on_unrepresentable: ctx.config.on_unrepresentable,
-                    options: &ctx.options,
-                    sync_id,
-                    batch_id,
-                    progress: ctx.progress.as_ref(),
-                    cursor: None,
-                    soft_delete: None,
-                    incremental: None,
-                    merge_full_read: false,
-                    overlap: None,
-                    cdc_snapshot: Some((snapshot.clone(), snapshot_version(point))),
-                    parts: None,
-                })
-                .await;
-                let (mut manifest, stats) = match staged {
-                    Ok(v) => v,
-                    Err(e) => {
-                        ctx.store.abandon_batch(&ctx.pipeline, label, batch_id).await?;
-                        return Err(e);
+                // A stream's first snapshot (with a key) loads in parts,
+                // each checkpointing where the read stands.
+                let resumable = (!started(label) && plan.table.has_key()).then(|| match stopped_snapshot(label) {
+                    Some((lsn, from)) => {
+                        tracing::info!(pipeline = %ctx.pipeline, stream = %label, resumes = from.is_some(),
+                            "the stream's first snapshot stopped part way; going on from its loaded parts");
+                        ResumableSnapshot { lsn, going_on: true, from }
                     }
+                    None => ResumableSnapshot { lsn: point, going_on: false, from: None },
+                });
+                // Parts load while the read goes on (see `load_parts`).
+                let (part_tx, mut part_rx) = mpsc::channel::<BatchManifest>(4);
+                let parts = Parts::new(ctx, sync_id, label, part_tx, batch_id);
+                let read_done = std::sync::atomic::AtomicBool::new(false);
+                let read = async {
+                    let staged = stage_snapshot(SnapshotJob {
+                        source: ctx.source.clone(),
+                        staging: ctx.staging.as_ref(),
+                        pipeline: &ctx.pipeline,
+                        table: plan.table.clone(),
+                        limits: ctx.destination.limits(),
+                        on_unrepresentable: ctx.config.on_unrepresentable,
+                        options: &ctx.options,
+                        sync_id,
+                        batch_id,
+                        progress: ctx.progress.as_ref(),
+                        cursor: None,
+                        soft_delete: None,
+                        incremental: None,
+                        merge_full_read: false,
+                        overlap: None,
+                        cdc_snapshot: Some((snapshot.clone(), snapshot_version(point))),
+                        resumable: resumable.clone(),
+                        parts: resumable.is_some().then_some(&parts as &dyn PartSink),
+                    })
+                    .await;
+                    read_done.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let staged = match staged {
+                        Ok((mut manifest, stats)) => {
+                            // Changes replay from the first attempt's point.
+                            manifest.end_position = Some(crate::cdc::position(resumable.as_ref().map_or(point, |r| r.lsn)));
+                            // A stream read again (lost slot, schema change) merges the
+                            // snapshot and marks the keys it lacks deleted: rows are never
+                            // removed under `mode: cdc`. A table without a key is replaced.
+                            if started(label) && plan.table.has_key() {
+                                manifest.kind = LoadKind::Merge;
+                                manifest.complete = true;
+                            }
+                            match ctx.store.record_staged(&manifest).await {
+                                Ok(()) => {
+                                    parts.recorded();
+                                    ctx.progress.stream_phase(label, "loading");
+                                    parts.hand_over(manifest.clone()).await;
+                                    Ok((manifest, stats))
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    };
+                    parts.close();
+                    staged
                 };
-                manifest.end_position = Some(crate::cdc::position(point));
-                // A stream read again (lost slot, schema change) merges the
-                // snapshot and marks the keys it lacks deleted: rows are never
-                // removed under `mode: cdc`. A table without a key is replaced.
-                if started(label) && plan.table.has_key() {
-                    manifest.kind = LoadKind::Merge;
-                    manifest.complete = true;
+                let load = load_parts(ctx, pipeline_id, "cdc", label, &mut part_rx, &read_done);
+                let (staged, loaded) = tokio::join!(read, load);
+                if staged.is_err() {
+                    // The batch being written (none: it was just recorded).
+                    let current = parts.current();
+                    if current != 0 {
+                        if let Err(cleanup) = ctx.staging.remove_batch(&ctx.pipeline, label, current).await {
+                            tracing::warn!(stream = %label, batch_id = current, error = %cleanup,
+                                "could not remove files of a failed batch");
+                        }
+                        ctx.store.abandon_batch(&ctx.pipeline, label, current).await?;
+                    }
                 }
-                ctx.store.record_staged(&manifest).await?;
-                done.entry(label.clone()).or_default().unrepresentable.extend(stats.unrepresentable);
-                load_with_retries(ctx, pipeline_id, label, &manifest).await?;
+                // A failed load stops the read: the load's error is the cause.
+                let (rows, staged_bytes, _) = loaded?;
+                let (manifest, stats) = staged?;
                 let d = done.entry(label.clone()).or_default();
-                d.rows += manifest.row_count;
-                d.staged_bytes += manifest.byte_count();
-                d.batch_id = Some(batch_id);
+                d.unrepresentable.extend(stats.unrepresentable);
+                d.rows += rows;
+                d.staged_bytes += staged_bytes;
+                d.batch_id = Some(manifest.batch_id);
                 d.snapshot = true;
             }
             Ok::<_, Error>(())
@@ -375,3 +436,4 @@ async fn load_with_retries(ctx: &SyncContext, pipeline_id: Uuid, stream: &str, m
         }
     }
 }
+

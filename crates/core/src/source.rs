@@ -21,6 +21,18 @@ pub const DEFAULT_BATCH_BYTES: usize = 32 * 1024 * 1024;
 pub struct SourceBatch {
     pub batch: RecordBatch,
     pub source_bytes: u64,
+    /// A resumable read ([`SnapshotRequest::resumable`]) passed a point it
+    /// can resume after: every row of the pages this state calls read was
+    /// sent before this batch (usually an empty one). Opaque to the caller,
+    /// which keeps the latest in its checkpoint and passes it back in
+    /// [`SnapshotRequest::resume`].
+    pub progress: Option<serde_json::Value>,
+}
+
+impl SourceBatch {
+    pub fn rows(batch: RecordBatch, source_bytes: u64) -> SourceBatch {
+        SourceBatch { batch, source_bytes, progress: None }
+    }
 }
 
 /// What to read for a snapshot of one stream.
@@ -43,6 +55,18 @@ pub struct SnapshotRequest {
     /// Read a large table with up to this many connections at once, all in
     /// one snapshot (Postgres: CTID page ranges); 1 reads in one piece.
     pub parallelism: usize,
+    /// Tables smaller than this (on disk) are read in one piece.
+    pub parallel_min_bytes: u64,
+    /// Send [`SourceBatch::progress`] as the read goes (CDC snapshots, whose
+    /// changes replayed from the slot make a resumed read exact).
+    pub resumable: bool,
+    /// Go on from this [`SourceBatch::progress`] of an earlier read of the
+    /// same stream, in a newer snapshot: read the pages it had not read, and
+    /// the rows of the pages it had read that changed since. Rows sent
+    /// again are merged by key; rows deleted since come with the replayed
+    /// changes. A state the source cannot go on from (the table was
+    /// rewritten meanwhile) reads everything.
+    pub resume: Option<serde_json::Value>,
 }
 
 /// The cursor filter of an incremental read.

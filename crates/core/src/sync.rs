@@ -46,6 +46,10 @@ pub const MAX_ROWS_PER_BATCH: u64 = 1 << 32;
 pub const DEFAULT_PART_ROWS: u64 = 491_520;
 
 /// Default [`SyncOptions::snapshot_parallelism`]: one reader per core, at most 4.
+/// Default [`SyncOptions::parallel_min_bytes`]: below this a table is read
+/// in one piece (more connections cost more than they bring).
+pub const DEFAULT_PARALLEL_MIN_BYTES: u64 = 64 << 20;
+
 pub fn default_snapshot_parallelism() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
@@ -70,6 +74,9 @@ pub struct SyncOptions {
     /// Connections a snapshot of a large table is read with at once
     /// (`snapshot_parallelism`; default: the machine's cores, at most 4).
     pub snapshot_parallelism: usize,
+    /// Tables at least this large on disk are read in parallel page ranges
+    /// (`snapshot_parallel_min_bytes`; default 64 MiB).
+    pub parallel_min_bytes: u64,
 }
 
 impl Default for SyncOptions {
@@ -82,6 +89,7 @@ impl Default for SyncOptions {
             retry_base: std::time::Duration::from_secs(1),
             part_rows: DEFAULT_PART_ROWS,
             snapshot_parallelism: default_snapshot_parallelism(),
+            parallel_min_bytes: DEFAULT_PARALLEL_MIN_BYTES,
         }
     }
 }
@@ -290,7 +298,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     // waiting into one load, so a destination slower than the read does
     // fewer, larger transactions.
     let (part_tx, mut part_rx) = mpsc::channel::<BatchManifest>(4);
-    let parts = Parts { ctx, sync_id, stream: stream.clone(), tx: std::sync::Mutex::new(Some(part_tx)), current: Default::default() };
+    let parts = Parts::new(ctx, sync_id, &stream, part_tx, 0);
     let read_done = std::sync::atomic::AtomicBool::new(false);
     // A full refresh replaces a loaded table's rows in one transaction
     // (DESIGN.md §4), so only its first load, into a table that holds
@@ -319,54 +327,8 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
         parts.close();
         staged
     };
-    let mode = plan.mode.as_str();
-    let load_parts = async {
-        let (mut rows, mut bytes, mut rows_after) = (0u64, 0u64, None);
-        let mut next: Option<BatchManifest> = None;
-        loop {
-            let first = match next.take() {
-                Some(m) => m,
-                None => match part_rx.recv().await {
-                    Some(m) => m,
-                    None => break,
-                },
-            };
-            // Parts already waiting join this load if they continue the same
-            // read (a retried read starts again with a replace).
-            let mut group = vec![first];
-            while let Ok(m) = part_rx.try_recv() {
-                let joins = matches!(
-                    (group[0].kind, m.kind),
-                    (LoadKind::Replace | LoadKind::Append, LoadKind::Append) | (LoadKind::Merge, LoadKind::Merge)
-                );
-                if !joins {
-                    next = Some(m);
-                    break;
-                }
-                group.push(m);
-            }
-            tracing::debug!(stream = %stream, batches = ?group.iter().map(|m| m.batch_id).collect::<Vec<_>>(),
-                rows = group.iter().map(|m| m.row_count).sum::<u64>(), "loading");
-            let beside_read = !read_done.load(std::sync::atomic::Ordering::SeqCst);
-            rows_after = match load_with_retries(ctx, pipeline_id, mode, &stream, &group, beside_read).await {
-                Ok(v) => v,
-                Err(e) => {
-                    // The read's next hand-over fails at once and stops it.
-                    part_rx.close();
-                    return Err(e);
-                }
-            };
-            // A replace starts the table over: rows an earlier (retried) read
-            // put in are gone, so they are not counted.
-            if group[0].kind == LoadKind::Replace {
-                (rows, bytes) = (0, 0);
-            }
-            rows += group.iter().map(|m| m.row_count).sum::<u64>();
-            bytes += group.iter().map(BatchManifest::byte_count).sum::<u64>();
-        }
-        Ok::<_, Error>((rows, bytes, rows_after))
-    };
-    let (staged, loaded) = tokio::join!(read, load_parts);
+    let load = load_parts(ctx, pipeline_id, plan.mode.as_str(), &stream, &mut part_rx, &read_done);
+    let (staged, loaded) = tokio::join!(read, load);
     // A failed load stops the read (its parts have nowhere to go): the load's error is the cause.
     let (rows, staged_bytes, rows_after) = loaded?;
     let (manifest, stats) = staged?;
@@ -389,6 +351,69 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
         position: display_position(manifest.end_position.as_ref()),
         schema_changes: changes.iter().map(|c| c.to_string()).collect(),
     })
+}
+
+/// The loader of a read cut into parts: loads each part handed over on
+/// `part_rx` while the read goes on; parts already waiting join the load
+/// when they continue the same read (a replace and its appends, or merges),
+/// in one transaction. A failed load closes `part_rx`, so the read's next
+/// hand-over fails and the read stops. Returns the rows and staged bytes
+/// loaded (a replace starts the count over) and the destination's row count.
+pub(crate) async fn load_parts(
+    ctx: &SyncContext,
+    pipeline_id: Uuid,
+    mode: &str,
+    stream: &str,
+    part_rx: &mut mpsc::Receiver<BatchManifest>,
+    read_done: &std::sync::atomic::AtomicBool,
+) -> Result<(u64, u64, Option<u64>)> {
+    let (mut rows, mut bytes, mut rows_after) = (0u64, 0u64, None);
+    let mut next: Option<BatchManifest> = None;
+    loop {
+        let first = match next.take() {
+            Some(m) => m,
+            None => match part_rx.recv().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        // Parts already waiting join this load if they continue the same
+        // read (a retried read starts again with a replace).
+        let mut group = vec![first];
+        while let Ok(m) = part_rx.try_recv() {
+            let joins = matches!(
+                (group[0].kind, m.kind),
+                (LoadKind::Replace | LoadKind::Append, LoadKind::Append) | (LoadKind::Merge, LoadKind::Merge)
+            ) && !m.complete;
+            if !joins {
+                next = Some(m);
+                break;
+            }
+            group.push(m);
+        }
+        tracing::debug!(stream = %stream, batches = ?group.iter().map(|m| m.batch_id).collect::<Vec<_>>(),
+            rows = group.iter().map(|m| m.row_count).sum::<u64>(), "loading");
+        let beside_read = !read_done.load(std::sync::atomic::Ordering::SeqCst);
+        rows_after = match load_with_retries(ctx, pipeline_id, mode, stream, &group, beside_read).await {
+            Ok(v) => v,
+            Err(e) => {
+                // The read's next hand-over fails at once and stops it.
+                part_rx.close();
+                return Err(e);
+            }
+        };
+        if !read_done.load(std::sync::atomic::Ordering::SeqCst) {
+            failpoint("after_part_loaded");
+        }
+        // A replace starts the table over: rows an earlier (retried) read
+        // put in are gone, so they are not counted.
+        if group[0].kind == LoadKind::Replace {
+            (rows, bytes) = (0, 0);
+        }
+        rows += group.iter().map(|m| m.row_count).sum::<u64>();
+        bytes += group.iter().map(BatchManifest::byte_count).sum::<u64>();
+    }
+    Ok((rows, bytes, rows_after))
 }
 
 /// Loads staged batches of one stream, retrying transient failures with backoff.
@@ -424,7 +449,7 @@ pub trait PartSink: Send + Sync {
 
 /// The sync runner's [`PartSink`]: records each part, hands it to the
 /// stream's loader, and takes the next batch id.
-struct Parts<'a> {
+pub(crate) struct Parts<'a> {
     ctx: &'a SyncContext,
     sync_id: i64,
     stream: String,
@@ -433,15 +458,37 @@ struct Parts<'a> {
     current: std::sync::atomic::AtomicU64,
 }
 
-impl Parts<'_> {
+impl<'a> Parts<'a> {
+    /// Parts of `stream`'s read, handed to the loader on `tx`; the read
+    /// writes batch `current` first (0: not allocated yet).
+    pub(crate) fn new(ctx: &'a SyncContext, sync_id: i64, stream: &str, tx: mpsc::Sender<BatchManifest>, current: u64) -> Self {
+        Parts {
+            ctx,
+            sync_id,
+            stream: stream.to_owned(),
+            tx: std::sync::Mutex::new(Some(tx)),
+            current: std::sync::atomic::AtomicU64::new(current),
+        }
+    }
+
+    /// The batch the read is writing now; 0 when none (just handed over).
+    pub(crate) fn current(&self) -> u64 {
+        self.current.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The read's last batch is recorded: it is no longer the read's to remove.
+    pub(crate) fn recorded(&self) {
+        self.current.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The read is over: the loader ends after the parts it holds.
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         self.tx.lock().expect("parts lock").take();
     }
 
     /// Passes a recorded batch to the loader; `false` when the loader has
     /// stopped (its error is the one reported).
-    async fn hand_over(&self, manifest: BatchManifest) -> bool {
+    pub(crate) async fn hand_over(&self, manifest: BatchManifest) -> bool {
         let tx = self.tx.lock().expect("parts lock").clone();
         match tx {
             Some(tx) => tx.send(manifest).await.is_ok(),
@@ -457,6 +504,7 @@ impl PartSink for Parts<'_> {
         // From here the part is the loader's (or, after a crash, recovery's):
         // a failure must not remove its files.
         self.current.store(0, std::sync::atomic::Ordering::SeqCst);
+        failpoint("after_part_staged");
         if !self.hand_over(manifest).await {
             return Err(Error::new(ErrorKind::Internal, format!("{}: the loader stopped", self.stream)));
         }
@@ -508,6 +556,7 @@ async fn stage_stream(
         merge_full_read,
         overlap,
         cdc_snapshot: None,
+        resumable: None,
         parts: parts.map(|p| p as &dyn PartSink),
     })
     .await;
@@ -558,11 +607,44 @@ pub struct SnapshotJob<'a> {
     /// CDC: read inside this exported snapshot, every row at this version
     /// (the slot's consistent point; see [`crate::cdc::snapshot_version`]).
     pub cdc_snapshot: Option<(String, i128)>,
+    /// CDC: a first snapshot whose parts record where the read stands, so a
+    /// read stopped by a crash goes on from there (see [`ResumableSnapshot`]).
+    pub resumable: Option<ResumableSnapshot>,
     /// Cut the read into parts of [`SyncOptions::part_rows`] rows, each
     /// handed here when its files are written (tables with a key, not CDC
     /// snapshots); `None`: one batch.
     pub parts: Option<&'a dyn PartSink>,
 }
+
+/// A CDC stream's first snapshot read so that it can go on after a crash.
+///
+/// Each part's checkpoint holds the slot's consistent point the stream's
+/// changes replay from and the source's progress ([`SourceBatch::progress`]).
+/// Going on, the source reads, in a newer snapshot, what it had not read
+/// and what changed since in what it had; those parts are merged by key and
+/// version, and the changes replayed from the first consistent point (the
+/// slot has not moved past it) bring the deletes and converge every row.
+#[derive(Debug, Clone)]
+pub struct ResumableSnapshot {
+    /// The consistent point of the first attempt's snapshot.
+    pub lsn: crate::cdc::Lsn,
+    /// Going on from an earlier attempt: every part is merged (rows of the
+    /// earlier attempt stay); otherwise the first part replaces the table's rows.
+    pub going_on: bool,
+    /// The source's progress to go on from (`None`: read everything).
+    pub from: Option<serde_json::Value>,
+}
+
+impl ResumableSnapshot {
+    /// The checkpoint position of a part read up to `progress`.
+    pub fn position(&self, progress: Option<&serde_json::Value>) -> serde_json::Value {
+        serde_json::json!({"mode": CDC_SNAPSHOT_MODE, "lsn": crate::cdc::format_lsn(self.lsn), "source": progress})
+    }
+}
+
+/// The `mode` of a checkpoint position while a CDC stream's first snapshot
+/// is loaded in parts.
+pub const CDC_SNAPSHOT_MODE: &str = "cdc_snapshot";
 
 /// The rows an incremental read finds again because of its lookback window
 /// (and its `>=`): those already loaded unchanged are not staged again, so
@@ -612,8 +694,11 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
     let mut writer = Some(job.staging.writer(job.pipeline, &stream, batch_id, table.staged_schema()).await?);
     let mut kind = match &job.incremental {
         Some((read, _)) if read.from.is_some() || job.merge_full_read => LoadKind::Merge,
+        _ if job.resumable.as_ref().is_some_and(|r| r.going_on) => LoadKind::Merge,
         _ => LoadKind::Replace,
     };
+    // Where a resumable read stands: the source's latest progress.
+    let mut progress = job.resumable.as_ref().and_then(|r| r.from.clone());
     // A part's checkpoint may not move past anything: an incremental read
     // is not in cursor order, so its parts keep the previous checkpoint.
     let position = |column: &str, c: &Option<CursorValue>, null_cursors: u64| {
@@ -630,7 +715,7 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         .incremental
         .as_ref()
         .and_then(|(read, previous)| previous.as_ref().map(|p| position(&read.column, &Some(p.clone()), 0)));
-    let parts = job.parts.filter(|_| table.has_key() && job.cdc_snapshot.is_none());
+    let parts = job.parts.filter(|_| table.has_key() && (job.cdc_snapshot.is_none() || job.resumable.is_some()));
     let manifest = |batch_id: u64, kind: LoadKind, files: Vec<crate::batch::StagedFile>, end_position: Option<serde_json::Value>| {
         BatchManifest {
             pipeline: job.pipeline.to_owned(),
@@ -657,6 +742,9 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
         incremental: job.incremental.as_ref().map(|(r, _)| r.clone()),
         snapshot: job.cdc_snapshot.as_ref().map(|(name, _)| name.clone()),
         parallelism: job.options.snapshot_parallelism.max(1),
+        parallel_min_bytes: job.options.parallel_min_bytes,
+        resumable: job.resumable.is_some(),
+        resume: job.resumable.as_ref().and_then(|r| r.from.clone()),
     };
     let source = job.source.clone();
     let reader = tokio::spawn(async move { source.read_snapshot(request, tx).await });
@@ -675,6 +763,12 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
     let mut window_lost: Option<CursorValue> = None;
     let mut unchanged: u64 = 0;
     while let Some(mut b) = rx.recv().await {
+        if let Some(p) = b.progress.take() {
+            progress = Some(p);
+        }
+        if b.batch.num_rows() == 0 {
+            continue;
+        }
         read_rows += b.batch.num_rows() as u64;
         if let Some(i) = job.cursor {
             match crate::cursor::max_cursor(b.batch.column(i)) {
@@ -725,7 +819,11 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
             {
                 let cut = async {
                     let files = writer.take().expect("a writer is open").finish().await?;
-                    let part = manifest(batch_id, kind, files, part_position.clone());
+                    let end = match &job.resumable {
+                        Some(r) => Some(r.position(progress.as_ref())),
+                        None => part_position.clone(),
+                    };
+                    let part = manifest(batch_id, kind, files, end);
                     if part.row_count != part_rows {
                         return Err(Error::internal(format!(
                             "staging {stream}: {part_rows} rows read but {} rows in the part's files",
@@ -984,7 +1082,9 @@ pub(crate) async fn load_batches(
 /// batch is written to staging, the read goes on), `after_staged` (manifest
 /// recorded, nothing loaded), `during_load` (in the destination transaction,
 /// before its commit), `after_load` (destination committed, checkpoint not
-/// yet moved).
+/// yet moved), and for a read cut into parts `after_part_staged` (a part
+/// recorded) and `after_part_loaded` (a part loaded and checkpointed), the
+/// read not over.
 pub fn failpoint(name: &str) {
     if let Ok(points) = std::env::var("SIMPLYLOAD_FAILPOINT")
         && points.split(',').any(|p| p.trim() == name)

@@ -60,34 +60,17 @@ pub(crate) fn select_expr(column: &str, read: ReadAs) -> String {
 pub struct PostgresSource {
     name: String,
     opts: ConnectOptions,
-    /// Tables at least this large are read in CTID page ranges by several
-    /// connections when a request allows it.
-    parallel_min_bytes: u64,
 }
-
-/// Default [`PostgresSource::with_parallel_min_bytes`]: below this a table
-/// is read in one piece (more connections cost more than they bring).
-pub const PARALLEL_MIN_BYTES: u64 = 64 << 20;
 
 impl PostgresSource {
     pub fn new(name: &str, config: &PostgresSourceConfig, base_dir: &Path) -> Result<PostgresSource> {
         let root = config.ssl_root_cert.as_ref().map(|p| base_dir.join(p));
         let opts = ConnectOptions::parse(name, config.url.expose(), root.as_deref())?;
-        Ok(PostgresSource { name: name.to_owned(), opts, parallel_min_bytes: PARALLEL_MIN_BYTES })
+        Ok(PostgresSource { name: name.to_owned(), opts })
     }
 
     pub fn from_url(name: &str, url: &str) -> Result<PostgresSource> {
-        Ok(PostgresSource {
-            name: name.to_owned(),
-            opts: ConnectOptions::parse(name, url, None)?,
-            parallel_min_bytes: PARALLEL_MIN_BYTES,
-        })
-    }
-
-    /// Reads tables of at least `bytes` (on disk) in parallel page ranges.
-    pub fn with_parallel_min_bytes(mut self, bytes: u64) -> Self {
-        self.parallel_min_bytes = bytes;
-        self
+        Ok(PostgresSource { name: name.to_owned(), opts: ConnectOptions::parse(name, url, None)? })
     }
 
     pub fn options(&self) -> &ConnectOptions {
@@ -220,10 +203,13 @@ impl Source for PostgresSource {
             filter,
         };
         let ranges = match request.parallelism {
+            _ if request.resumable => Vec::new(),
             0 | 1 => Vec::new(),
-            n => page_ranges(&client, &qualified, n, self.parallel_min_bytes).await?,
+            n => page_ranges(&client, &qualified, n, request.parallel_min_bytes).await?,
         };
-        let read = if ranges.len() < 2 {
+        let read = if request.resumable {
+            read.resumable(&client, &out).await?
+        } else if ranges.len() < 2 {
             read.copy(&client, None, &out).await?
         } else {
             // The COPY's own lock, taken now and held to the end: no
@@ -244,27 +230,13 @@ impl Source for PostgresSource {
             };
             tracing::debug!(stream = %stream, ranges = ranges.len(), "reading in parallel page ranges");
             let mut tasks = tokio::task::JoinSet::new();
-            for range in ranges {
+            let n = ranges.len();
+            for (i, (lo, hi)) in ranges.into_iter().enumerate() {
                 let (read, out, snapshot) = (read.clone(), out.clone(), snapshot.clone());
-                tasks.spawn(async move { read.range(&snapshot, &range, &out).await });
+                let condition = ctid_between(lo, (i + 1 < n).then_some(hi));
+                tasks.spawn(async move { read.range(&snapshot, &condition, &out).await });
             }
-            let mut total = RangeStats::default();
-            while let Some(done) = tasks.join_next().await {
-                let done = done.map_err(|e| Error::internal(format!("{stream}: a range reader failed: {e}")))?;
-                match done {
-                    Ok(r) => {
-                        total.rows += r.rows;
-                        total.bytes += r.bytes;
-                        total.tally.merge(r.tally);
-                    }
-                    // The other ranges stop with the first failure.
-                    Err(e) => {
-                        tasks.abort_all();
-                        return Err(e);
-                    }
-                }
-            }
-            total
+            join_ranges(&stream, tasks).await?
         };
         client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
         Ok(ReadStats { rows: read.rows, source_bytes: read.bytes, unrepresentable: read.tally.into_entries(), cursor_ceiling })
@@ -324,6 +296,88 @@ struct RangeStats {
     tally: simplyload_core::report::UnrepresentableTally,
 }
 
+impl RangeStats {
+    fn add(&mut self, other: RangeStats) {
+        self.rows += other.rows;
+        self.bytes += other.bytes;
+        self.tally.merge(other.tally);
+    }
+}
+
+/// Waits for every range reader; the first failure stops the others.
+async fn join_ranges(stream: &StreamName, mut tasks: tokio::task::JoinSet<Result<RangeStats>>) -> Result<RangeStats> {
+    let mut total = RangeStats::default();
+    while let Some(done) = tasks.join_next().await {
+        let done = done.map_err(|e| Error::internal(format!("{stream}: a range reader failed: {e}")))?;
+        match done {
+            Ok(r) => total.add(r),
+            Err(e) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Where a resumable snapshot read stands ([`SnapshotRequest::resumable`]),
+/// sent as [`simplyload_core::SourceBatch::progress`] after every chunk of
+/// pages and kept in the stream's checkpoint until the snapshot is loaded.
+///
+/// A read that goes on from it, in a newer snapshot, reads the pages not
+/// read yet in full, and from the pages already read only the row versions
+/// written by a transaction the first snapshot could not see (`xmin` at or
+/// after its `xmin`): a row no transaction touched since stays where it was
+/// (only a rewrite moves rows, and a rewrite changes `relfilenode`), so it
+/// was read then; a row touched since may now sit anywhere, and is read
+/// again wherever it is. Rows deleted since, and everything after, come from
+/// the replication slot, which replays every change from before the first
+/// snapshot (the caller's part).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct RangePlan {
+    /// The table's file when planned: a rewrite (VACUUM FULL, CLUSTER,
+    /// TRUNCATE, a rewriting ALTER) moves every row, and the read starts over.
+    relfilenode: i64,
+    /// The 64-bit `xmin` of the snapshot the plan was first read in.
+    xmin: i64,
+    ranges: Vec<PlannedRange>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PlannedRange {
+    /// Pages `[lo, hi)`; the last range goes on past `hi` to the table's end.
+    lo: u64,
+    hi: u64,
+    last: bool,
+    /// Pages before this are read.
+    next: u64,
+    done: bool,
+}
+
+/// Pages read per COPY of a resumable read: about an eighth of a range, so
+/// a resumed read repeats little, and at most 64 MiB of 8 kB pages.
+fn chunk_pages(range_pages: u64) -> u64 {
+    (range_pages / 8).clamp(1, 8192)
+}
+
+/// The CTID condition of pages `[lo, hi)` (`hi` `None`: to the end).
+fn ctid_between(lo: u64, hi: Option<u64>) -> String {
+    match hi {
+        Some(hi) => format!("ctid >= '({lo},0)'::tid AND ctid < '({hi},0)'::tid"),
+        None => format!("ctid >= '({lo},0)'::tid"),
+    }
+}
+
+/// The condition "written by a transaction from `from` (64-bit) on, up to
+/// `to`": `xmin` is the 32-bit transaction id, so the window is taken
+/// modulo 2³² (callers make sure it spans less than 2³¹ transactions).
+/// Frozen or much older rows that fall in it are only read once more.
+fn written_since(from: i64, to: i64) -> String {
+    let (lo, hi) = (from & 0xffff_ffff, to & 0xffff_ffff);
+    let x = "xmin::text::bigint";
+    if lo <= hi { format!("{x} BETWEEN {lo} AND {hi}") } else { format!("({x} >= {lo} OR {x} <= {hi})") }
+}
+
 /// The parts of a snapshot read every range shares.
 #[derive(Clone)]
 struct RangeRead {
@@ -361,6 +415,139 @@ impl RangeRead {
         Ok(stats)
     }
 
+    /// A resumable read (see [`RangePlan`]): the table's own lock first,
+    /// then the plan (the one to go on from, if it still applies), then one
+    /// connection per range in the shared snapshot.
+    async fn resumable(&self, client: &tokio_postgres::Client, out: &mpsc::Sender<SourceBatch>) -> Result<RangeStats> {
+        let stream = &self.stream;
+        client
+            .batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", self.from))
+            .await
+            .map_err(|e| read_error(&e, stream, &self.source.opts.user()))?;
+        let row = client
+            .query_one(
+                "SELECT c.relfilenode::text::bigint, txid_snapshot_xmin(txid_current_snapshot()),
+                        txid_snapshot_xmax(txid_current_snapshot())
+                 FROM pg_class c WHERE c.oid = $1::text::regclass",
+                &[&self.from],
+            )
+            .await
+            .map_err(|e| pg_error(&e, "reading the table's file and the snapshot"))?;
+        let (node, xmin, xmax): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        let saved = self.request.resume.clone().and_then(|v| serde_json::from_value::<RangePlan>(v).ok());
+        let (plan, since) = match saved {
+            Some(p) if p.relfilenode == node && p.xmin <= xmax && xmax - p.xmin < 1 << 31 => {
+                let since = written_since(p.xmin, xmax);
+                tracing::info!(stream = %stream, ranges = p.ranges.len(), "snapshot goes on from where it stopped");
+                (p, Some(since))
+            }
+            saved => {
+                if saved.is_some() {
+                    tracing::info!(stream = %stream,
+                        "the table was rewritten (or too many transactions ran) since the snapshot stopped; reading it all again");
+                }
+                let ranges = page_ranges(client, &self.from, self.request.parallelism.max(1), self.request.parallel_min_bytes).await?;
+                if ranges.is_empty() {
+                    return self.copy(client, None, out).await;
+                }
+                let n = ranges.len();
+                let ranges = ranges
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (lo, hi))| PlannedRange { lo, hi, last: i + 1 == n, next: lo, done: false })
+                    .collect();
+                (RangePlan { relfilenode: node, xmin, ranges }, None)
+            }
+        };
+        let snapshot: String = match &self.request.snapshot {
+            Some(name) => name.clone(),
+            None => client
+                .query_one("SELECT pg_export_snapshot()", &[])
+                .await
+                .map_err(|e| pg_error(&e, "exporting the snapshot"))?
+                .get(0),
+        };
+        let plan = std::sync::Arc::new(std::sync::Mutex::new(plan));
+        let n = plan.lock().expect("plan lock").ranges.len();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let (read, out, snapshot, plan, since) = (self.clone(), out.clone(), snapshot.clone(), plan.clone(), since.clone());
+            tasks.spawn(async move { read.resumable_range(&snapshot, i, &plan, since.as_deref(), &out).await });
+        }
+        join_ranges(stream, tasks).await
+    }
+
+    /// Reads range `i` of a resumable read on a connection of its own: the
+    /// rows of its pages already read that were written since (when going
+    /// on), then the rest in chunks, sending the plan after each.
+    async fn resumable_range(
+        &self,
+        snapshot: &str,
+        i: usize,
+        plan: &std::sync::Mutex<RangePlan>,
+        since: Option<&str>,
+        out: &mpsc::Sender<SourceBatch>,
+    ) -> Result<RangeStats> {
+        let client = self.source.connect().await?;
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSET TRANSACTION SNAPSHOT '{}';\n{SNAPSHOT_SETTINGS}",
+                snapshot.replace('\'', "''")
+            ))
+            .await
+            .map_err(|e| pg_error(&e, "joining the snapshot"))?;
+        let r = plan.lock().expect("plan lock").ranges[i].clone();
+        let mut total = RangeStats::default();
+        if let Some(since) = since {
+            let read_end = match (r.done, r.last) {
+                (true, true) => None,
+                (true, false) => Some(r.hi),
+                (false, _) => Some(r.next),
+            };
+            if read_end.is_none_or(|end| end > r.lo) {
+                let condition = format!("{} AND {since}", ctid_between(r.lo, read_end));
+                total.add(self.copy(&client, Some(&condition), out).await?);
+            }
+        }
+        let chunk = chunk_pages(r.hi.saturating_sub(r.lo));
+        let mut next = r.next;
+        let mut done = r.done;
+        while !done {
+            let (condition, to) = if next < r.hi {
+                let to = (next + chunk).min(r.hi);
+                done = !r.last && to >= r.hi;
+                (ctid_between(next, Some(to)), to)
+            } else if r.last {
+                done = true;
+                (ctid_between(next, None), next)
+            } else {
+                done = true;
+                (String::new(), next)
+            };
+            if !condition.is_empty() {
+                total.add(self.copy(&client, Some(&condition), out).await?);
+            }
+            // The chunk's rows are all in the channel: the plan may say so.
+            let state = {
+                let mut p = plan.lock().expect("plan lock");
+                p.ranges[i].next = to;
+                p.ranges[i].done = done;
+                serde_json::to_value(&*p).map_err(|e| Error::internal(format!("the snapshot's progress: {e}")))?
+            };
+            let marker = SourceBatch {
+                batch: arrow_array::RecordBatch::new_empty(self.request.table.source_schema()),
+                source_bytes: 0,
+                progress: Some(state),
+            };
+            out.send(marker)
+                .await
+                .map_err(|_| Error::internal(format!("{}: the staging side stopped receiving batches", self.stream)))?;
+            next = to;
+        }
+        client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
+        Ok(total)
+    }
+
     /// Runs the COPY (of `range`, or the whole table) and sends its batches.
     async fn copy(&self, client: &tokio_postgres::Client, range: Option<&str>, out: &mpsc::Sender<SourceBatch>) -> Result<RangeStats> {
         let stream = &self.stream;
@@ -389,28 +576,28 @@ impl RangeRead {
             parser.feed(&chunk, &mut rows)?;
             let ready: Vec<_> = rows.take_ready().collect();
             for (batch, source_bytes) in ready {
-                out.send(SourceBatch { batch, source_bytes }).await.map_err(|_| closed())?;
+                out.send(SourceBatch::rows(batch, source_bytes)).await.map_err(|_| closed())?;
             }
         }
         parser.finish()?;
         rows.finish_batch()?;
         let ready: Vec<_> = rows.take_ready().collect();
         for (batch, source_bytes) in ready {
-            out.send(SourceBatch { batch, source_bytes }).await.map_err(|_| closed())?;
+            out.send(SourceBatch::rows(batch, source_bytes)).await.map_err(|_| closed())?;
         }
         Ok(RangeStats { rows: rows.rows(), bytes, tally: std::mem::take(&mut rows.tally) })
     }
 }
 
-/// CTID conditions cutting a plain table (or materialized view) of at least
-/// `min_bytes` into `n` page ranges of equal size. The size is
+/// Page ranges `[lo, hi)` cutting a plain table (or materialized view) of at
+/// least `min_bytes` into `n` of equal size. The size is
 /// `pg_class.relpages`, the estimate VACUUM and ANALYZE keep (reading it
 /// takes no lock, unlike `pg_relation_size`, which would queue behind a
-/// lock before the COPY does); the last range is open ended, since the
-/// table may have grown since. Empty for anything else (smaller or never
+/// lock before the COPY does); the last range is read open ended (its `hi`
+/// is where the table ended then), since the table may have grown since. Empty for anything else (smaller or never
 /// analyzed tables, views, partitioned or foreign tables), and on a standby,
 /// which cannot export a snapshot for the other connections to share.
-async fn page_ranges(client: &tokio_postgres::Client, qualified: &str, n: usize, min_bytes: u64) -> Result<Vec<String>> {
+async fn page_ranges(client: &tokio_postgres::Client, qualified: &str, n: usize, min_bytes: u64) -> Result<Vec<(u64, u64)>> {
     let row = client
         .query_one(
             "SELECT c.relkind::text, c.relpages::bigint * current_setting('block_size')::bigint,
@@ -427,16 +614,7 @@ async fn page_ranges(client: &tokio_postgres::Client, qualified: &str, n: usize,
     let pages = (size / block) as u64;
     let n = (n as u64).min(pages).max(1);
     let step = pages.div_ceil(n);
-    Ok((0..n)
-        .map(|i| {
-            let lo = i * step;
-            if i + 1 == n {
-                format!("ctid >= '({lo},0)'::tid")
-            } else {
-                format!("ctid >= '({lo},0)'::tid AND ctid < '({},0)'::tid", lo + step)
-            }
-        })
-        .collect())
+    Ok((0..n).map(|i| (i * step, ((i + 1) * step).min(pages))).collect())
 }
 
 /// The highest time-cursor value a checkpoint may take for a read that
@@ -563,4 +741,43 @@ async fn check_stream(
         report.pass(what, "ok");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_since_window_wraps_around_32_bits() {
+        assert_eq!(written_since(100, 250), "xmin::text::bigint BETWEEN 100 AND 250");
+        // Epoch 1, ids 4294967000 … 4294967295 then 0 … 500 of epoch 2.
+        let from = (1i64 << 32) + 4_294_967_000;
+        let to = (2i64 << 32) + 500;
+        assert_eq!(written_since(from, to), "(xmin::text::bigint >= 4294967000 OR xmin::text::bigint <= 500)");
+        assert_eq!(written_since(3 << 32, (3 << 32) + 7), "xmin::text::bigint BETWEEN 0 AND 7");
+    }
+
+    #[test]
+    fn chunks_and_ctid_conditions() {
+        assert_eq!(chunk_pages(0), 1);
+        assert_eq!(chunk_pages(800), 100);
+        assert_eq!(chunk_pages(10_000_000), 8192);
+        assert_eq!(ctid_between(3, Some(9)), "ctid >= '(3,0)'::tid AND ctid < '(9,0)'::tid");
+        assert_eq!(ctid_between(3, None), "ctid >= '(3,0)'::tid");
+    }
+
+    #[test]
+    fn a_plan_survives_its_checkpoint() {
+        let plan = RangePlan {
+            relfilenode: 16_384,
+            xmin: (1 << 32) + 7,
+            ranges: vec![
+                PlannedRange { lo: 0, hi: 10, last: false, next: 10, done: true },
+                PlannedRange { lo: 10, hi: 20, last: true, next: 12, done: false },
+            ],
+        };
+        let back: RangePlan = serde_json::from_value(serde_json::to_value(&plan).unwrap()).unwrap();
+        assert_eq!(back.xmin, plan.xmin);
+        assert_eq!((back.ranges[1].next, back.ranges[1].done, back.ranges[1].last), (12, false, true));
+    }
 }

@@ -40,6 +40,9 @@ mod support {
             batch_rows,
             batch_bytes: 8 << 20,
             parallelism: 1,
+            parallel_min_bytes: 0,
+            resumable: false,
+            resume: None,
         };
         let s = source.clone();
         let reader = tokio::spawn(async move { s.read_snapshot(req, tx).await });
@@ -383,12 +386,18 @@ mod parallel {
             batch_rows,
             batch_bytes: 8 << 20,
             parallelism,
+            parallel_min_bytes: 0,
+            resumable: false,
+            resume: None,
         }
     }
 
     async fn ids(source: &PostgresSource, table: &simplyload_core::TableSpec, parallelism: usize, incremental: Option<IncrementalRead>) -> (Vec<i64>, u64) {
+        read_ids(source, request(table, parallelism, incremental, 997)).await
+    }
+
+    async fn read_ids(source: &PostgresSource, req: SnapshotRequest) -> (Vec<i64>, u64) {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-        let req = request(table, parallelism, incremental, 997);
         let s = source.clone();
         let reader = tokio::spawn(async move { s.read_snapshot(req, tx).await });
         let mut out = Vec::new();
@@ -419,7 +428,7 @@ mod parallel {
         let pages: i32 = db.client.query_one("SELECT relpages FROM pg_class WHERE relname = 'p'", &[]).await.unwrap().get(0);
         assert!(pages > 16, "the table spans enough pages for 8 ranges: {pages}");
         let expected: Vec<i64> = (1..=30000).filter(|i| i % 7 != 0).collect();
-        let source = PostgresSource::from_url("src", &db.url).unwrap().with_parallel_min_bytes(0);
+        let source = PostgresSource::from_url("src", &db.url).unwrap();
         let table = spec(&source, "public.p").await;
         for n in [1, 2, 3, 8] {
             let (got, rows) = ids(&source, &table, n, None).await;
@@ -427,8 +436,8 @@ mod parallel {
             assert_eq!(got, expected, "parallelism {n}");
         }
         // Below the size threshold: one piece, same rows.
-        let small = PostgresSource::from_url("src", &db.url).unwrap();
-        assert_eq!(ids(&small, &table, 4, None).await.0, expected);
+        let small = SnapshotRequest { parallel_min_bytes: u64::MAX, ..request(&table, 4, None, 997) };
+        assert_eq!(read_ids(&source, small).await.0, expected);
 
         let from = IncrementalRead {
             column: "at".into(),
@@ -456,5 +465,78 @@ mod parallel {
         }
         reader.await.unwrap().unwrap();
         assert_eq!(n, expected.len());
+    }
+
+    /// A resumable read: the ids of every batch, and the progress sent
+    /// after each chunk with how many ids came before it.
+    async fn resumable(source: &PostgresSource, table: &simplyload_core::TableSpec, from: Option<serde_json::Value>) -> (Vec<i64>, Vec<(usize, serde_json::Value)>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let req = SnapshotRequest { resumable: true, resume: from, ..request(table, 2, None, 997) };
+        let s = source.clone();
+        let reader = tokio::spawn(async move { s.read_snapshot(req, tx).await });
+        let (mut ids, mut marks) = (Vec::new(), Vec::new());
+        while let Some(b) = rx.recv().await {
+            let a = b.batch.column(0).as_primitive::<Int64Type>();
+            ids.extend((0..a.len()).map(|i| a.value(i)));
+            if let Some(p) = b.progress {
+                assert_eq!(b.batch.num_rows(), 0, "progress comes in a batch of its own");
+                marks.push((ids.len(), p));
+            }
+        }
+        let stats = reader.await.unwrap().unwrap();
+        assert_eq!(stats.rows as usize, ids.len());
+        (ids, marks)
+    }
+
+    /// A resumable read sends where it stands after every chunk of pages;
+    /// going on from there in a newer snapshot reads the pages not read and,
+    /// from those read, only rows written since; after a rewrite
+    /// (VACUUM FULL) it reads everything.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resumable_read_goes_on_from_its_progress() {
+        let pg = TestPg::start();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE r (id bigint PRIMARY KEY, pad text, at timestamptz NOT NULL);
+             INSERT INTO r SELECT g, repeat('r', 100), now() FROM generate_series(1, 20000) g;
+             ANALYZE r;",
+        )
+        .await;
+        let source = PostgresSource::from_url("src", &db.url).unwrap();
+        let table = spec(&source, "public.r").await;
+        let expected: Vec<i64> = (1..=20000).collect();
+        let (sent_order, marks) = resumable(&source, &table, None).await;
+        let mut all = sent_order.clone();
+        all.sort_unstable();
+        assert!(all == expected, "every row once: {} rows", all.len());
+        assert!(marks.len() >= 8, "progress after each chunk of each range: {}", marks.len());
+        let last = &marks.last().unwrap().1;
+        assert!(last["ranges"].as_array().unwrap().iter().all(|r| r["done"] == true), "{last}");
+
+        // Stopped after the third chunk: what was sent before it, plus the
+        // rest read now, is every row; the rows before it are not read again.
+        let (sent, progress) = marks[2].clone();
+        let before: std::collections::BTreeSet<i64> = sent_order[..sent].iter().copied().collect();
+        let (rest, _) = resumable(&source, &table, Some(progress.clone())).await;
+        let mut union: Vec<i64> = before.iter().copied().chain(rest.iter().copied()).collect();
+        union.sort_unstable();
+        union.dedup();
+        assert!(union == expected, "{} rows sent before the progress and {} after make {} of {}", before.len(), rest.len(), union.len(), expected.len());
+        assert!(rest.len() + 1000 < expected.len(), "the pages read are skipped: {} of {}", rest.len(), expected.len());
+
+        // Rows of the pages read, written since: read again wherever they are now.
+        let touched: Vec<i64> = before.iter().copied().step_by(97).collect();
+        let list = touched.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        db.exec(&format!("UPDATE r SET pad = repeat('s', 300) WHERE id IN ({list})")).await;
+        let (rest, _) = resumable(&source, &table, Some(progress.clone())).await;
+        for id in &touched {
+            assert!(rest.contains(id), "row {id}, written since, is read again");
+        }
+
+        // A rewrite moves every row: everything is read.
+        db.exec("VACUUM FULL r").await;
+        let (mut again, _) = resumable(&source, &table, Some(progress)).await;
+        again.sort_unstable();
+        assert!(again == expected, "after VACUUM FULL: {} of {}", again.len(), expected.len());
     }
 }

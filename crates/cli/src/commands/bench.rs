@@ -528,6 +528,7 @@ async fn stage_once(database_url: &str, table: &str, dir: &Path, parallelism: Op
         merge_full_read: false,
         overlap: None,
         cdc_snapshot: None,
+        resumable: None,
         parts: None,
     })
     .await?;

@@ -137,6 +137,9 @@ pub fn sync_options(p: &simplyload_core::config::PipelineConfig) -> SyncOptions 
     if let Some(n) = p.snapshot_parallelism {
         o.snapshot_parallelism = n.max(1);
     }
+    if let Some(n) = p.snapshot_parallel_min_bytes {
+        o.parallel_min_bytes = n;
+    }
     if let Some(n) = p.snapshot_part_rows {
         o.part_rows = n.max(1);
     }
