@@ -166,13 +166,18 @@ async fn cdc_streams(
         Some(_) => None,
         None => ctx.source.cdc_slot(&ctx.pipeline).await?.and_then(|s| crate::cdc::parse_lsn(&s.confirmed).ok()),
     };
-    let stopped_snapshot = |label: &str| -> Option<(crate::cdc::Lsn, Option<serde_json::Value>)> {
-        let position = states.iter().find(|s| s.stream == label)?.checkpoint.as_ref()?.position.as_ref()?;
-        if position.get("mode")?.as_str()? != CDC_SNAPSHOT_MODE || reread.contains(label) {
-            return None;
-        }
-        let lsn = crate::cdc::parse_lsn(position.get("lsn")?.as_str()?).ok()?;
-        (confirmed? <= lsn).then(|| (lsn, position.get("source").filter(|v| !v.is_null()).cloned()))
+    let snapshot_lsn = |p: &serde_json::Value| p.get("lsn").and_then(|l| l.as_str()).and_then(|l| crate::cdc::parse_lsn(l).ok());
+    let first_snapshot = |label: &str, point: crate::cdc::Lsn| {
+        let position = states.iter().find(|s| s.stream == label).and_then(|s| s.checkpoint.as_ref()).and_then(|c| c.position.as_ref());
+        ResumableSnapshot::from_checkpoint(
+            position,
+            |p| {
+                p.get("mode").and_then(|m| m.as_str()) == Some(CDC_SNAPSHOT_MODE)
+                    && !reread.contains(label)
+                    && matches!((confirmed, snapshot_lsn(p)), (Some(c), Some(lsn)) if c <= lsn)
+            },
+            serde_json::json!({"mode": CDC_SNAPSHOT_MODE, "lsn": crate::cdc::format_lsn(point)}),
+        )
     };
     // A slot made now while streams had started means the old one is gone
     // (dropped, or invalidated and dropped): what happened since it is not
@@ -210,14 +215,13 @@ async fn cdc_streams(
                 let batch_id = ctx.store.allocate_batch(&ctx.pipeline, label, sync_id).await?;
                 // A stream's first snapshot (with a key) loads in parts,
                 // each checkpointing where the read stands.
-                let resumable = (!started(label) && plan.table.has_key()).then(|| match stopped_snapshot(label) {
-                    Some((lsn, from)) => {
-                        tracing::info!(pipeline = %ctx.pipeline, stream = %label, resumes = from.is_some(),
-                            "the stream's first snapshot stopped part way; going on from its loaded parts");
-                        ResumableSnapshot { lsn, going_on: true, from }
-                    }
-                    None => ResumableSnapshot { lsn: point, going_on: false, from: None },
-                });
+                let resumable = (!started(label) && plan.table.has_key()).then(|| first_snapshot(label, point));
+                if let Some(r) = resumable.as_ref().filter(|r| r.going_on) {
+                    tracing::info!(pipeline = %ctx.pipeline, stream = %label, resumes = r.from.is_some(),
+                        "the stream's first snapshot stopped part way; going on from its loaded parts");
+                }
+                // The changes replay from the first attempt's point.
+                let replay_from = resumable.as_ref().and_then(|r| snapshot_lsn(&r.position)).unwrap_or(point);
                 // Parts load while the read goes on (see `load_parts`).
                 let (part_tx, mut part_rx) = mpsc::channel::<BatchManifest>(4);
                 let parts = Parts::new(ctx, sync_id, label, part_tx, batch_id);
@@ -247,8 +251,7 @@ async fn cdc_streams(
                     read_done.store(true, std::sync::atomic::Ordering::SeqCst);
                     let staged = match staged {
                         Ok((mut manifest, stats)) => {
-                            // Changes replay from the first attempt's point.
-                            manifest.end_position = Some(crate::cdc::position(resumable.as_ref().map_or(point, |r| r.lsn)));
+                            manifest.end_position = Some(crate::cdc::position(replay_from));
                             // A stream read again (lost slot, schema change) merges the
                             // snapshot and marks the keys it lacks deleted: rows are never
                             // removed under `mode: cdc`. A table without a key is replaced.

@@ -264,6 +264,7 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
     let reread = changes.iter().any(plan::SchemaChange::needs_reread);
     let plan = &plan;
     let mut overlap = None;
+    let mut resumable = None;
     let incremental = match &plan.cursor {
         None => None,
         Some(c) => {
@@ -271,6 +272,21 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
             let state = ctx.store.streams(&ctx.pipeline).await?.into_iter().find(|s| s.stream == stream);
             let position = state.and_then(|s| s.checkpoint).and_then(|cp| cp.position);
             let previous = checkpoint_cursor(position.as_ref(), &column.source_name);
+            // The first read (no cursor yet) of a table with a key goes on
+            // after a crash from the parts it loaded, unless the table's
+            // shape changed meanwhile.
+            if previous.is_none() && plan.table.has_key() {
+                let name = column.source_name.as_str();
+                resumable = Some(ResumableSnapshot::from_checkpoint(
+                    position.as_ref(),
+                    |p| {
+                        changes.is_empty()
+                            && p.get("mode").and_then(|m| m.as_str()) == Some(INCREMENTAL_SNAPSHOT_MODE)
+                            && p.get("column").and_then(|c| c.as_str()) == Some(name)
+                    },
+                    serde_json::json!({"mode": INCREMENTAL_SNAPSHOT_MODE, "column": name}),
+                ));
+            }
             overlap = Some(Overlap {
                 lookback: Some(c.lookback),
                 // After a re-read every row is staged again.
@@ -308,7 +324,20 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
         let mut attempt = 0;
         let staged = loop {
             attempt += 1;
-            match stage_stream(ctx, sync_id, plan, &stream, incremental.clone(), reread, overlap.clone(), split.then_some(&parts)).await {
+            match stage_stream(
+                ctx,
+                sync_id,
+                plan,
+                &stream,
+                incremental.clone(),
+                reread,
+                overlap.clone(),
+                split.then_some(&parts),
+                // A retried read starts over.
+                if attempt == 1 { resumable.clone() } else { resumable.clone().map(|r| r.restart()) },
+            )
+            .await
+            {
                 Ok(v) => break Ok(v),
                 Err(e) if attempt <= ctx.options.retries && e.kind() == ErrorKind::Transient => {
                     backoff(ctx, &stream, attempt, &e, "reading").await;
@@ -533,6 +562,7 @@ async fn stage_stream(
     merge_full_read: bool,
     overlap: Option<Overlap>,
     parts: Option<&Parts<'_>>,
+    resumable: Option<ResumableSnapshot>,
 ) -> Result<(BatchManifest, ReadStats)> {
     let stream = stream.to_owned();
     let first = ctx.store.allocate_batch(&ctx.pipeline, &stream, sync_id).await?;
@@ -556,7 +586,7 @@ async fn stage_stream(
         merge_full_read,
         overlap,
         cdc_snapshot: None,
-        resumable: None,
+        resumable: resumable.filter(|_| parts.is_some()),
         parts: parts.map(|p| p as &dyn PartSink),
     })
     .await;
@@ -607,8 +637,8 @@ pub struct SnapshotJob<'a> {
     /// CDC: read inside this exported snapshot, every row at this version
     /// (the slot's consistent point; see [`crate::cdc::snapshot_version`]).
     pub cdc_snapshot: Option<(String, i128)>,
-    /// CDC: a first snapshot whose parts record where the read stands, so a
-    /// read stopped by a crash goes on from there (see [`ResumableSnapshot`]).
+    /// A first read whose parts record where it stands, so a read stopped
+    /// by a crash goes on from there (see [`ResumableSnapshot`]).
     pub resumable: Option<ResumableSnapshot>,
     /// Cut the read into parts of [`SyncOptions::part_rows`] rows, each
     /// handed here when its files are written (tables with a key, not CDC
@@ -616,18 +646,24 @@ pub struct SnapshotJob<'a> {
     pub parts: Option<&'a dyn PartSink>,
 }
 
-/// A CDC stream's first snapshot read so that it can go on after a crash.
+/// A stream's first read (a CDC stream's snapshot, an incremental stream's
+/// first read), cut into parts, that can go on after a crash.
 ///
-/// Each part's checkpoint holds the slot's consistent point the stream's
-/// changes replay from and the source's progress ([`SourceBatch::progress`]).
+/// Each part's checkpoint holds what the stream needs to go on (`position`)
+/// and the source's progress ([`SourceBatch::progress`]) under `source`.
 /// Going on, the source reads, in a newer snapshot, what it had not read
-/// and what changed since in what it had; those parts are merged by key and
-/// version, and the changes replayed from the first consistent point (the
-/// slot has not moved past it) bring the deletes and converge every row.
+/// and what changed since in what it had; those parts are merged by key
+/// and version. Rows deleted meanwhile from what was read are the one
+/// thing that read cannot see: a CDC stream gets them from its slot, which
+/// replays every change from the first snapshot's point (the caller makes
+/// sure it has not moved past it); an incremental stream never sees hard
+/// deletes, so it is as if the first read had finished before them. A full
+/// refresh would keep them, so it never goes on: it reads everything again.
 #[derive(Debug, Clone)]
 pub struct ResumableSnapshot {
-    /// The consistent point of the first attempt's snapshot.
-    pub lsn: crate::cdc::Lsn,
+    /// A part's checkpoint position besides the source's progress (its
+    /// `mode` is [`CDC_SNAPSHOT_MODE`] or [`INCREMENTAL_SNAPSHOT_MODE`]).
+    pub position: serde_json::Value,
     /// Going on from an earlier attempt: every part is merged (rows of the
     /// earlier attempt stay); otherwise the first part replaces the table's rows.
     pub going_on: bool,
@@ -638,13 +674,41 @@ pub struct ResumableSnapshot {
 impl ResumableSnapshot {
     /// The checkpoint position of a part read up to `progress`.
     pub fn position(&self, progress: Option<&serde_json::Value>) -> serde_json::Value {
-        serde_json::json!({"mode": CDC_SNAPSHOT_MODE, "lsn": crate::cdc::format_lsn(self.lsn), "source": progress})
+        let mut p = self.position.clone();
+        p["source"] = progress.cloned().unwrap_or(serde_json::Value::Null);
+        p
+    }
+
+    /// The same read started over: its first part replaces the table's rows.
+    pub fn restart(self) -> ResumableSnapshot {
+        ResumableSnapshot { going_on: false, from: None, ..self }
+    }
+
+    /// How to read a stream whose checkpoint is `checkpoint`: going on when
+    /// it is a stopped first read whose position `matches` (same mode and
+    /// what else the caller needs), from the start otherwise with `fresh`.
+    pub fn from_checkpoint(
+        checkpoint: Option<&serde_json::Value>,
+        matches: impl FnOnce(&serde_json::Value) -> bool,
+        fresh: serde_json::Value,
+    ) -> ResumableSnapshot {
+        match checkpoint.filter(|p| matches(p)) {
+            Some(p) => {
+                let mut position = p.clone();
+                let from = position.as_object_mut().and_then(|o| o.remove("source")).filter(|v| !v.is_null());
+                ResumableSnapshot { position, going_on: true, from }
+            }
+            None => ResumableSnapshot { position: fresh, going_on: false, from: None },
+        }
     }
 }
 
 /// The `mode` of a checkpoint position while a CDC stream's first snapshot
 /// is loaded in parts.
 pub const CDC_SNAPSHOT_MODE: &str = "cdc_snapshot";
+/// The `mode` of a checkpoint position while an incremental stream's first
+/// read is loaded in parts.
+pub const INCREMENTAL_SNAPSHOT_MODE: &str = "incremental_snapshot";
 
 /// The rows an incremental read finds again because of its lookback window
 /// (and its `>=`): those already loaded unchanged are not staged again, so
