@@ -117,6 +117,40 @@ impl ConnectOptions {
         format!("{}@{host}:{port}/{}", self.user(), self.database())
     }
 
+    /// The connection as libpq environment variables (`PGHOST`, `PGPORT`,
+    /// `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`),
+    /// for a Postgres client tool run as a child: the password goes by
+    /// environment, never on a command line other users can read.
+    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if let Some(host) = self.config.get_hosts().first() {
+            env.push(("PGHOST", match host {
+                Host::Tcp(h) => h.clone(),
+                Host::Unix(p) => p.display().to_string(),
+            }));
+        }
+        if let Some(port) = self.config.get_ports().first() {
+            env.push(("PGPORT", port.to_string()));
+        }
+        env.push(("PGUSER", self.user()));
+        if let Some(pw) = self.config.get_password() {
+            env.push(("PGPASSWORD", String::from_utf8_lossy(pw).into_owned()));
+        }
+        env.push(("PGDATABASE", self.database()));
+        let mode = match self.ssl {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        };
+        env.push(("PGSSLMODE", mode.to_owned()));
+        if let Some(root) = &self.root_cert {
+            env.push(("PGSSLROOTCERT", root.display().to_string()));
+        }
+        env
+    }
+
     /// Opens a connection; its I/O runs on a spawned task.
     pub async fn connect(&self) -> Result<Client, Error> {
         let result = if self.ssl == SslMode::Disable {
@@ -394,6 +428,21 @@ mod verify {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libpq_env_carries_the_connection_and_the_password() {
+        let o = ConnectOptions::parse("src", "postgres://ann:s%40cret@db.example:6543/shop?sslmode=verify-full", None).unwrap();
+        let env: std::collections::BTreeMap<_, _> = o.libpq_env().into_iter().collect();
+        assert_eq!(env["PGHOST"], "db.example");
+        assert_eq!(env["PGPORT"], "6543");
+        assert_eq!(env["PGUSER"], "ann");
+        assert_eq!(env["PGPASSWORD"], "s@cret");
+        assert_eq!(env["PGDATABASE"], "shop");
+        assert_eq!(env["PGSSLMODE"], "verify-full");
+        let o = ConnectOptions::parse("src", "host=/tmp port=5433 user=bob dbname=x", None).unwrap();
+        let env: std::collections::BTreeMap<_, _> = o.libpq_env().into_iter().collect();
+        assert_eq!((env["PGHOST"].as_str(), env.contains_key("PGPASSWORD")), ("/tmp", false));
+    }
 
     #[test]
     fn takes_sslmode_out_of_urls_and_keyword_strings() {

@@ -384,7 +384,13 @@ pub(crate) async fn measure(mut cmd: Command, dir: &Path) -> Result<Measured> {
         // SAFETY: `rusage` is plain data that wait4 fills in; the child is
         // ours and is reaped here (std's `Child` is never waited on).
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let r = loop {
+            let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            // A signal to this thread interrupts the wait, not the child.
+            if r != -1 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break r;
+            }
+        };
         (if r == pid { Some(status) } else { None }, usage.ru_maxrss as u64 * 1024)
     })
     .await

@@ -91,8 +91,11 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
     println!("{} of WAL to decode\n", crate::progress::bytes(wal as u64));
 
     // pg_recvlogical, to /dev/null, up to the same position (a child: its own time and memory).
+    // The connection by environment: the password never on its command line.
     let mut cmd = std::process::Command::new("pg_recvlogical");
-    cmd.args(["--dbname", &database_url, "--slot", THEIRS, "--start", "--endpos", &end, "--file", "/dev/null", "--no-loop"])
+    cmd.envs(source.options().libpq_env());
+    let dbname = format!("dbname='{}'", source.database().replace('\\', "\\\\").replace('\'', "\\'"));
+    cmd.args(["--dbname", &dbname, "--slot", THEIRS, "--start", "--endpos", &end, "--file", "/dev/null", "--no-loop"])
         .args(["-o", "proto_version=1", "-o", &format!("publication_names={PUBLICATION}"), "-o", "binary=true"]);
     let measured = super::bench::measure(cmd, dir.path())
         .await
