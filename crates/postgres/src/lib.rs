@@ -402,17 +402,43 @@ impl RangeRead {
 
     /// Reads one page range on a connection of its own, in `snapshot`.
     async fn range(&self, snapshot: &str, range: &str, out: &mpsc::Sender<SourceBatch>) -> Result<RangeStats> {
+        let client = self.join_snapshot(snapshot).await?;
+        let stats = self.copy(&client, Some(range), out).await?;
+        client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
+        Ok(stats)
+    }
+
+    /// A connection of its own in `snapshot`, holding the table's
+    /// ACCESS SHARE lock. The main connection holds that lock already, so
+    /// the only wait here is behind a statement that queued for an
+    /// exclusive lock after it (ALTER, TRUNCATE, VACUUM FULL): that one
+    /// waits for the main connection, which waits for this one, a cycle
+    /// Postgres cannot see. After 10 s the read gives way (and is retried).
+    async fn join_snapshot(&self, snapshot: &str) -> Result<tokio_postgres::Client> {
         let client = self.source.connect().await?;
         client
             .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSET TRANSACTION SNAPSHOT '{}';\n{SNAPSHOT_SETTINGS}",
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSET TRANSACTION SNAPSHOT '{}';\n{SNAPSHOT_SETTINGS}\nSET LOCAL lock_timeout = '10s';",
                 snapshot.replace('\'', "''")
             ))
             .await
             .map_err(|e| pg_error(&e, "joining the snapshot"))?;
-        let stats = self.copy(&client, Some(range), out).await?;
-        client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
-        Ok(stats)
+        if let Err(e) = client.batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", self.from)).await {
+            if e.as_db_error().is_some_and(|d| d.code().code() == "55P03") {
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "reading {}: a statement that needs the table to itself (ALTER, TRUNCATE, VACUUM FULL, …) \
+                         is waiting for this read; the read gives way to it",
+                        self.stream
+                    ),
+                )
+                .with_hint("the read is retried; to avoid this, run such statements outside sync times"));
+            }
+            return Err(read_error(&e, &self.stream, &self.source.opts.user()));
+        }
+        client.batch_execute("SET LOCAL lock_timeout = 0").await.map_err(|e| pg_error(&e, "joining the snapshot"))?;
+        Ok(client)
     }
 
     /// A resumable read (see [`RangePlan`]): the table's own lock first,
@@ -420,6 +446,14 @@ impl RangeRead {
     /// connection per range in the shared snapshot.
     async fn resumable(&self, client: &tokio_postgres::Client, out: &mpsc::Sender<SourceBatch>) -> Result<RangeStats> {
         let stream = &self.stream;
+        // A table that is not read in ranges (small, never analyzed, not a
+        // plain table, on a standby or a server before 14) is read in one
+        // piece, with nothing to go on from.
+        let ranges = page_ranges(client, &self.from, self.request.parallelism.max(1), self.request.parallel_min_bytes).await?;
+        if ranges.is_empty() {
+            self.send_progress(out, serde_json::Value::Null).await?;
+            return self.copy(client, None, out).await;
+        }
         client
             .batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", self.from))
             .await
@@ -446,10 +480,6 @@ impl RangeRead {
                     tracing::info!(stream = %stream,
                         "the table was rewritten (or too many transactions ran) since the snapshot stopped; reading it all again");
                 }
-                let ranges = page_ranges(client, &self.from, self.request.parallelism.max(1), self.request.parallel_min_bytes).await?;
-                if ranges.is_empty() {
-                    return self.copy(client, None, out).await;
-                }
                 let n = ranges.len();
                 let ranges = ranges
                     .into_iter()
@@ -467,6 +497,10 @@ impl RangeRead {
                 .map_err(|e| pg_error(&e, "exporting the snapshot"))?
                 .get(0),
         };
+        // The plan this read follows, before any row: parts cut before its
+        // first chunk ends must not record a plan it dropped.
+        self.send_progress(out, serde_json::to_value(&plan).map_err(|e| Error::internal(format!("the snapshot's progress: {e}")))?)
+            .await?;
         let plan = std::sync::Arc::new(std::sync::Mutex::new(plan));
         let n = plan.lock().expect("plan lock").ranges.len();
         let mut tasks = tokio::task::JoinSet::new();
@@ -488,14 +522,7 @@ impl RangeRead {
         since: Option<&str>,
         out: &mpsc::Sender<SourceBatch>,
     ) -> Result<RangeStats> {
-        let client = self.source.connect().await?;
-        client
-            .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSET TRANSACTION SNAPSHOT '{}';\n{SNAPSHOT_SETTINGS}",
-                snapshot.replace('\'', "''")
-            ))
-            .await
-            .map_err(|e| pg_error(&e, "joining the snapshot"))?;
+        let client = self.join_snapshot(snapshot).await?;
         let r = plan.lock().expect("plan lock").ranges[i].clone();
         let mut total = RangeStats::default();
         if let Some(since) = since {
@@ -534,18 +561,23 @@ impl RangeRead {
                 p.ranges[i].done = done;
                 serde_json::to_value(&*p).map_err(|e| Error::internal(format!("the snapshot's progress: {e}")))?
             };
-            let marker = SourceBatch {
-                batch: arrow_array::RecordBatch::new_empty(self.request.table.source_schema()),
-                source_bytes: 0,
-                progress: Some(state),
-            };
-            out.send(marker)
-                .await
-                .map_err(|_| Error::internal(format!("{}: the staging side stopped receiving batches", self.stream)))?;
+            self.send_progress(out, state).await?;
             next = to;
         }
         client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
         Ok(total)
+    }
+
+    /// Sends where the read stands (a batch without rows).
+    async fn send_progress(&self, out: &mpsc::Sender<SourceBatch>, state: serde_json::Value) -> Result<()> {
+        let marker = SourceBatch {
+            batch: arrow_array::RecordBatch::new_empty(self.request.table.source_schema()),
+            source_bytes: 0,
+            progress: Some(state),
+        };
+        out.send(marker)
+            .await
+            .map_err(|_| Error::internal(format!("{}: the staging side stopped receiving batches", self.stream)))
     }
 
     /// Runs the COPY (of `range`, or the whole table) and sends its batches.
@@ -589,32 +621,46 @@ impl RangeRead {
     }
 }
 
-/// Page ranges `[lo, hi)` cutting a plain table (or materialized view) of at
-/// least `min_bytes` into `n` of equal size. The size is
+/// Page ranges `[lo, hi)` cutting a plain table of at least `min_bytes`
+/// into `n` of equal size. The size is
 /// `pg_class.relpages`, the estimate VACUUM and ANALYZE keep (reading it
 /// takes no lock, unlike `pg_relation_size`, which would queue behind a
 /// lock before the COPY does); the last range is read open ended (its `hi`
-/// is where the table ended then), since the table may have grown since. Empty for anything else (smaller or never
-/// analyzed tables, views, partitioned or foreign tables), and on a standby,
-/// which cannot export a snapshot for the other connections to share.
+/// is where the table ended then), since the table may have grown since.
+/// Empty for anything else: smaller or never analyzed tables; views,
+/// materialized views (which cannot be locked), partitioned and foreign
+/// tables; a standby, which cannot export a snapshot for the other
+/// connections to share; and servers before 14 (no TID range scan there).
+/// The size and kind are read without a lock.
 async fn page_ranges(client: &tokio_postgres::Client, qualified: &str, n: usize, min_bytes: u64) -> Result<Vec<(u64, u64)>> {
     let row = client
         .query_one(
-            "SELECT c.relkind::text, c.relpages::bigint * current_setting('block_size')::bigint,
-                    current_setting('block_size')::bigint, pg_is_in_recovery()
+"SELECT c.relkind::text, c.relpages::bigint * current_setting('block_size')::bigint,
+                    current_setting('block_size')::bigint, pg_is_in_recovery(),
+                    current_setting('server_version_num')::int
              FROM pg_class c WHERE c.oid = $1::text::regclass",
             &[&qualified],
         )
         .await
         .map_err(|e| pg_error(&e, "reading the table's size"))?;
-    let (kind, size, block, standby): (String, i64, i64, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
-    if standby || !matches!(kind.as_str(), "r" | "m") || (size as u64) < min_bytes || block <= 0 {
+    let (kind, size, block, standby, version): (String, i64, i64, bool, i32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    // Before 14 a CTID condition is no TID range scan: each range would scan the whole table.
+    if standby || kind != "r" || (size as u64) < min_bytes || block <= 0 || version < 140000 {
         return Ok(Vec::new());
     }
-    let pages = (size / block) as u64;
-    let n = (n as u64).min(pages).max(1);
-    let step = pages.div_ceil(n);
-    Ok((0..n).map(|i| (i * step, ((i + 1) * step).min(pages))).collect())
+    Ok(split_pages((size / block) as u64, n as u64))
+}
+
+/// `pages` cut into at most `n` ranges `[lo, hi)` of equal size, none empty,
+/// covering every page (the last is read open ended anyway).
+fn split_pages(pages: u64, n: u64) -> Vec<(u64, u64)> {
+    if pages == 0 {
+        return Vec::new();
+    }
+    let step = pages.div_ceil(n.clamp(1, pages));
+    let n = pages.div_ceil(step);
+    (0..n).map(|i| (i * step, (i + 1) * step)).collect()
 }
 
 /// The highest time-cursor value a checkpoint may take for a read that
@@ -755,6 +801,24 @@ mod tests {
         let to = (2i64 << 32) + 500;
         assert_eq!(written_since(from, to), "(xmin::text::bigint >= 4294967000 OR xmin::text::bigint <= 500)");
         assert_eq!(written_since(3 << 32, (3 << 32) + 7), "xmin::text::bigint BETWEEN 0 AND 7");
+    }
+
+    #[test]
+    fn page_splits_cover_every_page_once() {
+        for pages in 1..60u64 {
+            for n in 1..9u64 {
+                let r = split_pages(pages, n);
+                assert!(!r.is_empty() && r.len() as u64 <= n, "{pages} pages, {n}: {r:?}");
+                assert_eq!(r[0].0, 0);
+                for w in r.windows(2) {
+                    assert_eq!(w[0].1, w[1].0, "contiguous: {pages} pages, {n}: {r:?}");
+                }
+                assert!(r.iter().all(|(lo, hi)| lo < hi && *lo < pages), "no empty range: {pages} pages, {n}: {r:?}");
+                assert!(r.last().unwrap().1 >= pages);
+            }
+        }
+        assert_eq!(split_pages(5, 4), vec![(0, 2), (2, 4), (4, 6)]);
+        assert!(split_pages(0, 4).is_empty());
     }
 
     #[test]
