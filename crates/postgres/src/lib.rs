@@ -803,6 +803,60 @@ mod tests {
         assert_eq!(written_since(3 << 32, (3 << 32) + 7), "xmin::text::bigint BETWEEN 0 AND 7");
     }
 
+    /// A range connection queued behind an exclusive lock that itself waits
+    /// for the read's main connection gives way (a retryable error) instead
+    /// of waiting forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_range_gives_way_to_a_queued_exclusive_lock() {
+        let pg = simplyload_testkit::TestPg::start();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);").await;
+        let source = PostgresSource::from_url("src", &db.url).unwrap();
+        let main = source.connect().await.unwrap();
+        main.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE public.t IN ACCESS SHARE MODE;").await.unwrap();
+        let snapshot: String = main.query_one("SELECT pg_export_snapshot()", &[]).await.unwrap().get(0);
+        // ALTER queues behind the main connection's lock.
+        let alter = source.connect().await.unwrap();
+        let queued = tokio::spawn(async move { alter.batch_execute("ALTER TABLE public.t ADD COLUMN x int").await });
+        let waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'public.t'::regclass AND NOT granted";
+        for _ in 0..100 {
+            if db.client.query_one(waiting, &[]).await.unwrap().get::<_, i64>(0) > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let table = TableSpec { stream: StreamName::new("public", "t"), name: "t".into(), columns: Vec::new(), key: Vec::new() };
+        let read = RangeRead {
+            source: source.clone(),
+            stream: table.stream.clone(),
+            reads: Vec::new(),
+            key: Vec::new(),
+            request: SnapshotRequest {
+                table,
+                limits: simplyload_core::ValueLimits::STAGING,
+                on_unrepresentable: OnUnrepresentable::Report,
+                batch_rows: 10,
+                batch_bytes: 1 << 20,
+                incremental: None,
+                snapshot: None,
+                parallelism: 2,
+                parallel_min_bytes: 0,
+                resumable: true,
+                resume: None,
+            },
+            select: "id".into(),
+            from: "public.t".into(),
+            filter: None,
+        };
+        let started = std::time::Instant::now();
+        let e = read.join_snapshot(&snapshot).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
+        assert!(e.to_string().contains("gives way") && e.to_string().contains("public.t"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        main.batch_execute("ROLLBACK").await.unwrap();
+        queued.await.unwrap().unwrap();
+    }
+
     #[test]
     fn page_splits_cover_every_page_once() {
         for pages in 1..60u64 {
