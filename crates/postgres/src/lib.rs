@@ -212,22 +212,7 @@ impl Source for PostgresSource {
         } else if ranges.len() < 2 {
             read.copy(&client, None, &out).await?
         } else {
-            // The COPY's own lock, taken now and held to the end: no
-            // TRUNCATE, VACUUM FULL or rewriting ALTER can commit between
-            // the ranges' starts (each range would read another file).
-            client
-                .batch_execute(&format!("LOCK TABLE {qualified} IN ACCESS SHARE MODE"))
-                .await
-                .map_err(|e| read_error(&e, &stream, &self.opts.user()))?;
-            // Every range in this transaction's snapshot (or the slot's).
-            let snapshot = match &request.snapshot {
-                Some(name) => name.clone(),
-                None => client
-                    .query_one("SELECT pg_export_snapshot()", &[])
-                    .await
-                    .map_err(|e| pg_error(&e, "exporting the snapshot"))?
-                    .get(0),
-            };
+            let snapshot = read.share(&client).await?;
             tracing::debug!(stream = %stream, ranges = ranges.len(), "reading in parallel page ranges");
             let mut tasks = tokio::task::JoinSet::new();
             let n = ranges.len();
@@ -408,6 +393,26 @@ impl RangeRead {
         Ok(stats)
     }
 
+    /// Takes the COPY's own lock on the main connection, held to the end
+    /// (no TRUNCATE, VACUUM FULL or rewriting ALTER can commit between the
+    /// ranges' starts: each range would read another file), and returns
+    /// the snapshot every range reads in: this transaction's, exported, or
+    /// the slot's.
+    async fn share(&self, client: &tokio_postgres::Client) -> Result<String> {
+        client
+            .batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", self.from))
+            .await
+            .map_err(|e| read_error(&e, &self.stream, &self.source.opts.user()))?;
+        match &self.request.snapshot {
+            Some(name) => Ok(name.clone()),
+            None => Ok(client
+                .query_one("SELECT pg_export_snapshot()", &[])
+                .await
+                .map_err(|e| pg_error(&e, "exporting the snapshot"))?
+                .get(0)),
+        }
+    }
+
     /// A connection of its own in `snapshot`, holding the table's
     /// ACCESS SHARE lock. The main connection holds that lock already, so
     /// the only wait here is behind a statement that queued for an
@@ -454,10 +459,7 @@ impl RangeRead {
             self.send_progress(out, serde_json::Value::Null).await?;
             return self.copy(client, None, out).await;
         }
-        client
-            .batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", self.from))
-            .await
-            .map_err(|e| read_error(&e, stream, &self.source.opts.user()))?;
+        let snapshot = self.share(client).await?;
         let row = client
             .query_one(
                 "SELECT c.relfilenode::text::bigint, txid_snapshot_xmin(txid_current_snapshot()),
@@ -488,14 +490,6 @@ impl RangeRead {
                     .collect();
                 (RangePlan { relfilenode: node, xmin, ranges }, None)
             }
-        };
-        let snapshot: String = match &self.request.snapshot {
-            Some(name) => name.clone(),
-            None => client
-                .query_one("SELECT pg_export_snapshot()", &[])
-                .await
-                .map_err(|e| pg_error(&e, "exporting the snapshot"))?
-                .get(0),
         };
         // The plan this read follows, before any row: parts cut before its
         // first chunk ends must not record a plan it dropped.
