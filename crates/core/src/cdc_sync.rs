@@ -432,7 +432,7 @@ async fn load_with_retries(ctx: &SyncContext, pipeline_id: Uuid, stream: &str, m
         attempt += 1;
         match load_batches(ctx, pipeline_id, "cdc", std::slice::from_ref(manifest), false).await {
             Ok(_) => return Ok(()),
-            Err(e) if attempt <= ctx.options.retries && e.kind().policy() == crate::error::RetryPolicy::RetryWithBackoff => {
+            Err(e) if attempt <= ctx.options.retries && e.policy() == crate::error::Policy::RetryNow => {
                 backoff(ctx, stream, attempt, &e, "loading").await;
             }
             Err(e) => return Err(e),

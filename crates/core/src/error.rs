@@ -1,15 +1,18 @@
 //! Errors: rich where they happen, classified at the crate boundary.
 //!
 //! Every connector keeps its own detailed error type and converts it into
-//! [`Error`] with an [`ErrorKind`] when it crosses into the runner. The kind
-//! alone decides what happens next ([`ErrorKind::policy`]): retry with
-//! backoff, or stop and tell the operator what to fix. Messages name the thing
-//! that failed; the hint says how to fix it.
+//! [`Error`] with an [`ErrorKind`] when it crosses into the runner. One
+//! function, [`Error::policy`], decides what happens next: retry within this
+//! sync, fail this sync and try again at the next, or stop the pipeline until
+//! an operator acts. Messages name the thing that failed; the hint says how to
+//! fix it. An error may carry how long the other side asked us to wait
+//! ([`Error::retry_after`], an HTTP `Retry-After`), which the retry honours.
 
 use std::fmt;
+use std::time::Duration;
 
 /// What kind of failure this is, which decides whether it is retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The configuration is wrong: unknown key, missing reference, bad value.
@@ -18,39 +21,58 @@ pub enum ErrorKind {
     Auth,
     /// Connected, but a grant or attribute is missing.
     Permission,
-    /// A table, schema, database or file that was named does not exist.
+    /// A table, schema, database, object or file that was named does not exist.
     NotFound,
     /// The source holds something SimplyLoad does not handle (yet).
     Unsupported,
     /// A value could not be carried exactly and `on_unrepresentable: fail` is set,
     /// or data read from a peer was malformed.
     Data,
-    /// Network cut, timeout, server restart, serialization failure: worth retrying.
+    /// Network cut, timeout, server restart, an HTTP 5xx or 429: worth retrying soon.
     Transient,
-    /// Another process holds what we need (a lock, a file), or state disagrees.
-    Conflict,
+    /// Another process holds what we need (a lock, a file, a session): try
+    /// again once it lets go.
+    #[serde(alias = "conflict")]
+    Busy,
+    /// The source changed shape after the sync planned it (a column dropped
+    /// or retyped during the read): the next sync plans again.
+    StalePlan,
+    /// The sync was asked to stop (SIGTERM, a server shutting down) and
+    /// stopped at a batch boundary; nothing is half done.
+    Cancelled,
     /// A bug in SimplyLoad.
     Internal,
 }
 
-/// What the runner does with an error of a given kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryPolicy {
-    /// Try again with backoff; the failure is likely to go away by itself.
-    RetryWithBackoff,
-    /// Stop: someone has to change something (config, grants, the data).
+/// What to do after an error: the one decision every caller (the runner's
+/// retries, the scheduler, the API) takes from [`Error::policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Try again within this sync, with backoff (at least `retry_after`).
+    RetryNow,
+    /// End this sync as failed; the next sync tries again (and plans again).
+    RetryNextSync,
+    /// Stop the pipeline until someone changes something (config, grants, data).
     NeedsOperator,
 }
 
-impl ErrorKind {
-    /// The single place that maps a kind to a retry decision.
-    pub fn policy(self) -> RetryPolicy {
+impl Policy {
+    /// What the operator is told about it.
+    pub fn hint(self) -> &'static str {
         match self {
-            ErrorKind::Transient | ErrorKind::Conflict => RetryPolicy::RetryWithBackoff,
-            _ => RetryPolicy::NeedsOperator,
+            Policy::RetryNow => "retried automatically with backoff",
+            Policy::RetryNextSync => "nothing to do: the next sync tries again",
+            Policy::NeedsOperator => "this needs an operator: fix the cause above, then sync again",
         }
     }
+}
 
+/// A wait asked for that is longer than this is not sat out inside a sync:
+/// the sync ends and the next one tries again.
+pub const MAX_WAIT_IN_SYNC: Duration = Duration::from_secs(300);
+
+impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Config => "config",
@@ -60,7 +82,9 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Data => "data",
             ErrorKind::Transient => "transient",
-            ErrorKind::Conflict => "conflict",
+            ErrorKind::Busy => "busy",
+            ErrorKind::StalePlan => "stale_plan",
+            ErrorKind::Cancelled => "cancelled",
             ErrorKind::Internal => "internal",
         }
     }
@@ -73,11 +97,12 @@ impl fmt::Display for ErrorKind {
 }
 
 /// An error that crossed a crate boundary: a kind, a message naming the thing
-/// that failed, and optionally how to fix it.
+/// that failed, and optionally how to fix it and how long to wait.
 pub struct Error {
     kind: ErrorKind,
     message: String,
     hint: Option<String>,
+    retry_after: Option<Duration>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -85,7 +110,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), hint: None, source: None }
+        Error { kind, message: message.into(), hint: None, retry_after: None, source: None }
     }
 
     pub fn config(message: impl Into<String>) -> Self {
@@ -104,9 +129,33 @@ impl Error {
         Self::new(ErrorKind::NotFound, message)
     }
 
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Transient, message)
+    }
+
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Busy, message)
+    }
+
+    pub fn stale_plan(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::StalePlan, message)
+    }
+
+    /// The sync was asked to stop.
+    pub fn cancelled() -> Self {
+        Self::new(ErrorKind::Cancelled, "the sync was asked to stop; it stopped at a batch boundary")
+            .with_hint("nothing was lost: the next sync goes on from the last loaded batch")
+    }
+
     /// How to fix it, shown after the message.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// The other side asked to wait this long before trying again.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
         self
     }
 
@@ -132,6 +181,28 @@ impl Error {
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
     }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The single place that decides what follows this error.
+    pub fn policy(&self) -> Policy {
+        match self.kind {
+            ErrorKind::Transient | ErrorKind::Busy => match self.retry_after {
+                Some(wait) if wait > MAX_WAIT_IN_SYNC => Policy::RetryNextSync,
+                _ => Policy::RetryNow,
+            },
+            ErrorKind::StalePlan | ErrorKind::Cancelled => Policy::RetryNextSync,
+            ErrorKind::Config
+            | ErrorKind::Auth
+            | ErrorKind::Permission
+            | ErrorKind::NotFound
+            | ErrorKind::Unsupported
+            | ErrorKind::Data
+            | ErrorKind::Internal => Policy::NeedsOperator,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -152,6 +223,9 @@ impl fmt::Debug for Error {
         d.field("kind", &self.kind).field("message", &self.message);
         if let Some(hint) = &self.hint {
             d.field("hint", hint);
+        }
+        if let Some(wait) = &self.retry_after {
+            d.field("retry_after", wait);
         }
         if let Some(source) = &self.source {
             d.field("source", &source.to_string());
@@ -194,10 +268,23 @@ mod tests {
 
     #[test]
     fn policy_retries_only_transient_kinds() {
-        assert_eq!(ErrorKind::Transient.policy(), RetryPolicy::RetryWithBackoff);
-        assert_eq!(ErrorKind::Auth.policy(), RetryPolicy::NeedsOperator);
-        assert_eq!(ErrorKind::Config.policy(), RetryPolicy::NeedsOperator);
-        assert_eq!(ErrorKind::Permission.policy(), RetryPolicy::NeedsOperator);
+        let policy = |k: ErrorKind| Error::new(k, "x").policy();
+        assert_eq!(policy(ErrorKind::Transient), Policy::RetryNow);
+        assert_eq!(policy(ErrorKind::Busy), Policy::RetryNow);
+        assert_eq!(policy(ErrorKind::StalePlan), Policy::RetryNextSync);
+        assert_eq!(policy(ErrorKind::Cancelled), Policy::RetryNextSync);
+        assert_eq!(policy(ErrorKind::Auth), Policy::NeedsOperator);
+        assert_eq!(policy(ErrorKind::Config), Policy::NeedsOperator);
+        assert_eq!(policy(ErrorKind::Permission), Policy::NeedsOperator);
+    }
+
+    #[test]
+    fn a_long_retry_after_waits_for_the_next_sync() {
+        let e = Error::transient("429 Too Many Requests").with_retry_after(Duration::from_secs(2));
+        assert_eq!((e.policy(), e.retry_after()), (Policy::RetryNow, Some(Duration::from_secs(2))));
+        let e = Error::transient("daily API limit reached").with_retry_after(Duration::from_secs(3600));
+        assert_eq!(e.policy(), Policy::RetryNextSync);
+        assert_eq!(serde_json::from_str::<ErrorKind>("\"conflict\"").unwrap(), ErrorKind::Busy);
     }
 
     #[test]

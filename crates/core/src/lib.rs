@@ -42,7 +42,7 @@ pub use checkpoint::{
     BatchRecord, Checkpoint, CheckpointStore, LoadedStream, RowChanges, StagedBatch, StreamState, SyncRecord,
 };
 pub use destination::{Destination, LoadOutcome, LoadRequest};
-pub use error::{Error, ErrorKind, Result, RetryPolicy};
+pub use error::{Error, ErrorKind, Policy, Result};
 pub use naming::StreamName;
 pub use progress::{NoProgress, Progress};
 pub use report::{StreamReport, SyncReport, Unrepresentable, UnrepresentableTally};

@@ -55,7 +55,7 @@ impl PipelineLock {
                     let holder = holder.trim();
                     let who = if holder.is_empty() { String::new() } else { format!(" ({holder})") };
                     return Err(Error::new(
-                        ErrorKind::Conflict,
+                        ErrorKind::Busy,
                         format!("pipeline `{pipeline}` is being synced by another process{who}"),
                     )
                     .with_hint("wait for it to finish, or pass `--wait 10m` to queue behind it"));
@@ -96,7 +96,7 @@ mod tests {
         let dir = tempfile_dir();
         let first = PipelineLock::acquire(&dir, "p/1", Duration::ZERO).unwrap();
         let e = PipelineLock::acquire(&dir, "p/1", Duration::from_millis(300)).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert_eq!(e.kind(), ErrorKind::Busy);
         assert!(e.message().contains(&format!("pipeline `p/1` is being synced by another process (pid {}", std::process::id())), "{e}");
         // Another pipeline is independent; a name that sanitises alike too.
         let _other = PipelineLock::acquire(&dir, "p_1", Duration::ZERO).unwrap();

@@ -40,7 +40,7 @@ impl SourceBatch {
 pub struct SnapshotRequest {
     /// The table shape to produce: the source reads exactly these columns, in
     /// this order, as these types. If the source's schema no longer matches,
-    /// the read fails with [`crate::ErrorKind::Conflict`].
+    /// the read fails with [`crate::ErrorKind::StalePlan`].
     pub table: TableSpec,
     pub limits: ValueLimits,
     pub on_unrepresentable: OnUnrepresentable,

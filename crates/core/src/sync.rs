@@ -16,7 +16,7 @@
 use crate::batch::{BatchManifest, BatchState, LoadKind};
 use crate::checkpoint::{BatchRecord, Checkpoint, CheckpointStore, LoadedStream};
 use crate::destination::{Destination, LoadRequest};
-use crate::error::{Error, ErrorKind, Result, RetryPolicy};
+use crate::error::{Error, ErrorKind, Policy, Result};
 use crate::plan::{self, StreamPlan};
 use crate::progress::Progress;
 use crate::report::{StreamReport, SyncReport};
@@ -459,7 +459,7 @@ async fn load_with_retries(
         attempt += 1;
         match load_batches(ctx, pipeline_id, mode, batches, beside_read).await {
             Ok(v) => return Ok(v),
-            Err(e) if attempt <= ctx.options.retries && e.kind().policy() == RetryPolicy::RetryWithBackoff => {
+            Err(e) if attempt <= ctx.options.retries && e.policy() == Policy::RetryNow => {
                 backoff(ctx, stream, attempt, &e, "loading").await;
             }
             Err(e) => return Err(e),

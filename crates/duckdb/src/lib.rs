@@ -95,9 +95,9 @@ impl DuckdbDestination {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => {
-                    let kind = if is_lock_error(&e) { ErrorKind::Conflict } else { ErrorKind::Internal };
+                    let kind = if is_lock_error(&e) { ErrorKind::Busy } else { ErrorKind::Internal };
                     let err = Error::new(kind, format!("cannot open DuckDB file {}: {e}", self.path.display()));
-                    return Err(if kind == ErrorKind::Conflict {
+                    return Err(if kind == ErrorKind::Busy {
                         err.with_hint("another program has the file open for writing; close it (DuckDB allows one writer)")
                     } else {
                         err

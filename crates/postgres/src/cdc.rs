@@ -197,7 +197,7 @@ impl PostgresSource {
                     && on_slot_lost == simplyload_core::config::OnSlotLost::Fail =>
             {
                 Err(Error::new(
-                    ErrorKind::Conflict,
+                    ErrorKind::Data,
                     format!("replication slot {slot} was invalidated (its WAL was removed): changes were lost"),
                 )
                 .with_hint(format!(
@@ -240,7 +240,7 @@ impl PostgresSource {
         };
         for (index, c) in table.columns.iter().enumerate() {
             let col = pg.columns.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
-                Error::new(ErrorKind::Conflict, format!("column {} of {} was dropped or renamed", c.source_name, table.stream))
+                Error::new(ErrorKind::StalePlan, format!("column {} of {} was dropped or renamed", c.source_name, table.stream))
             })?;
             plan.decoders.push(col.plan.decoder);
             if col.plan.read != ReadAs::Native {
@@ -266,7 +266,7 @@ impl PostgresSource {
                 .columns
                 .iter()
                 .find(|p| p.info.name == c.source_name)
-                .ok_or_else(|| Error::new(ErrorKind::Conflict, format!("key column {} of {} is gone", c.source_name, table.stream)))?;
+                .ok_or_else(|| Error::new(ErrorKind::StalePlan, format!("key column {} of {} is gone", c.source_name, table.stream)))?;
             plan.key_types.push((col.info.type_name.clone(), col.plan.decoder));
         }
         Ok(plan)

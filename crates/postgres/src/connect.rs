@@ -296,7 +296,7 @@ pub fn pg_error(e: &tokio_postgres::Error, what: &str) -> Error {
             "28P01" | "28000" => ErrorKind::Auth,
             "3D000" | "42P01" | "3F000" | "42703" | "42883" => ErrorKind::NotFound,
             "42501" => ErrorKind::Permission,
-            "55006" | "55P03" | "40P01" => ErrorKind::Conflict,
+            "55006" | "55P03" | "40P01" => ErrorKind::Busy,
             c if c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "53300" => ErrorKind::Transient,
             c if c.starts_with("53") => ErrorKind::Transient,
             c if c.starts_with("22") => ErrorKind::Data,

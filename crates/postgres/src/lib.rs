@@ -157,14 +157,14 @@ impl Source for PostgresSource {
         for c in &request.table.columns {
             let pg = table.columns.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
                 Error::new(
-                    ErrorKind::Conflict,
+                    ErrorKind::StalePlan,
                     format!("column {} of {stream} was dropped or renamed during the sync", c.source_name),
                 )
                 .with_hint("run the sync again")
             })?;
             if pg.plan.sql_type != c.sql_type {
                 return Err(Error::new(
-                    ErrorKind::Conflict,
+                    ErrorKind::StalePlan,
                     format!(
                         "column {} of {stream} changed type during the sync ({} → {})",
                         c.source_name, c.source_type, pg.info.type_name
@@ -184,7 +184,7 @@ impl Source for PostgresSource {
         let filter = match &request.incremental {
             Some(IncrementalRead { column, from: Some(from), .. }) => {
                 let pg = table.columns.iter().find(|p| &p.info.name == column).ok_or_else(|| {
-                    Error::new(ErrorKind::Conflict, format!("cursor column {column} of {stream} no longer exists"))
+                    Error::new(ErrorKind::StalePlan, format!("cursor column {column} of {stream} no longer exists"))
                 })?;
                 let text = reconcile::bound_text(&from.to_canon(), pg.plan.sql_type)?;
                 Some(format!("{} >= '{}'::{}", quote_ident(column), text.replace('\'', "''"), pg.info.type_name))

@@ -102,11 +102,11 @@ pub(crate) async fn scan(source: &PostgresSource, request: ScanRequest, out: Sca
     let mut pg_cols = Vec::with_capacity(table.columns.len());
     for c in &table.columns {
         let pg = cols.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
-            Error::new(ErrorKind::Conflict, format!("column {} of {stream} no longer exists in the source", c.source_name))
+            Error::new(ErrorKind::StalePlan, format!("column {} of {stream} no longer exists in the source", c.source_name))
         })?;
         if pg.plan.sql_type != c.sql_type {
             return Err(Error::new(
-                ErrorKind::Conflict,
+                ErrorKind::StalePlan,
                 format!("column {} of {stream} changed type while reconciling", c.source_name),
             ));
         }

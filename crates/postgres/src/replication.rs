@@ -377,7 +377,7 @@ pub async fn release_stale_slot(client: &Client, slot: &str) -> Result<()> {
             None => return Ok(()),
             Some(p) if tokio::time::Instant::now() >= deadline => {
                 return Err(Error::new(
-                    ErrorKind::Conflict,
+                    ErrorKind::Busy,
                     format!("replication slot {slot} is still in use by PID {p}"),
                 )
                 .with_hint("another sync of this pipeline may be running; try again later"));
@@ -554,7 +554,7 @@ impl ChangeStream {
             attempt += 1;
             match Self::try_start(opts, slot, publication, start).await {
                 Ok(s) => return Ok(s),
-                Err(e) if e.kind() == ErrorKind::Conflict && attempt < START_ATTEMPTS => {
+                Err(e) if e.kind() == ErrorKind::Busy && attempt < START_ATTEMPTS => {
                     tracing::warn!(slot, attempt, error = %e, "replication slot busy; releasing it and retrying");
                     let client = opts.connect().await?;
                     if let Err(e) = release_stale_slot(&client, slot).await {
@@ -894,7 +894,7 @@ fn wire_error(e: PgWireError, what: &str, opts: &ConnectOptions, relay: Option<&
                 "28P01" | "28000" => ErrorKind::Auth,
                 "42501" => ErrorKind::Permission,
                 "42704" | "3D000" => ErrorKind::NotFound,
-                "55006" | "42710" | "55P03" => ErrorKind::Conflict,
+                "55006" | "42710" | "55P03" => ErrorKind::Busy,
                 "53400" => ErrorKind::Config,
                 c if c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") => ErrorKind::Transient,
                 _ => ErrorKind::Internal,

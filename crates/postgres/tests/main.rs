@@ -203,7 +203,7 @@ mod decode {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn schema_change_between_plan_and_read_is_a_conflict() {
+    async fn schema_change_between_plan_and_read_is_a_stale_plan() {
         let pg = TestPg::start();
         let db = pg.database().await;
         db.exec("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1);").await;
@@ -211,7 +211,7 @@ mod decode {
         let table = spec(&source, "public.t").await;
         db.exec("ALTER TABLE t ALTER COLUMN v TYPE text").await;
         let e = snapshot(&source, &table, OnUnrepresentable::Report, 100).await.unwrap_err();
-        assert_eq!(e.kind(), simplyload_core::ErrorKind::Conflict);
+        assert_eq!(e.kind(), simplyload_core::ErrorKind::StalePlan);
         assert!(e.to_string().contains("column v of public.t changed type"), "{e}");
     }
 

@@ -97,7 +97,7 @@ fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
             rusqlite::Error::SqliteFailure(f, _)
                 if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
             {
-                ErrorKind::Conflict
+                ErrorKind::Busy
             }
             _ => ErrorKind::Internal,
         };
