@@ -4,8 +4,8 @@
 use simplyload_config::{Config, DestinationConfig, SourceConfig};
 use simplyload_core::{Destination, Error, Result, Source};
 use simplyload_duckdb::DuckdbDestination;
-use simplyload_snowflake::SnowflakeDestination;
 use simplyload_postgres::PostgresSource;
+use simplyload_snowflake::SnowflakeDestination;
 use simplyload_staging::{S3Options, Staging};
 use simplyload_state::SqliteStore;
 use std::path::{Path, PathBuf};

@@ -154,8 +154,12 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
     match cli.command {
         Command::Check { pipeline } => commands::check::run(config, pipeline.as_deref()).await,
         Command::Discover { source, json } => commands::discover::run(config, &source, json).await,
-        Command::Sync { pipelines, json, wait, follow: false } => commands::sync::run(config, &pipelines, json, wait, bars).await,
-        Command::Sync { pipelines, json, wait, follow: true } => commands::sync::follow(config, &pipelines, json, wait).await,
+        Command::Sync { pipelines, json, wait, follow: false } => {
+            commands::sync::run(config, &pipelines, json, wait, bars).await
+        }
+        Command::Sync { pipelines, json, wait, follow: true } => {
+            commands::sync::follow(config, &pipelines, json, wait).await
+        }
         Command::Status { pipeline, json } => commands::status::run(config, pipeline.as_deref(), json).await,
         Command::Resync { pipeline, stream, wait } => commands::day2::resync(config, &pipeline, &stream, wait).await,
         Command::History { pipeline, limit, json } => commands::day2::history(config, &pipeline, limit, json).await,

@@ -74,7 +74,11 @@ mod support {
     }
 
     pub fn duck_count(dir: &Path, table: &str) -> i64 {
-        duck(dir, &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{table}"))[0][0].as_ref().unwrap().parse().unwrap()
+        duck(dir, &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{table}"))[0][0]
+            .as_ref()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     pub fn reports(run: &Run) -> serde_json::Value {
@@ -126,8 +130,13 @@ mod exact {
                 .query(&format!("SELECT id, {} FROM edge ORDER BY id", edge::render(c.pg, &q)), &[])
                 .await
                 .unwrap_or_else(|e| panic!("{}: {e:?}", c.name));
-            let duck_rows =
-                duck(dir.path(), &format!("SELECT CAST(id AS VARCHAR), {} FROM simplyload.{table} ORDER BY id", edge::render(c.duckdb, &q)));
+            let duck_rows = duck(
+                dir.path(),
+                &format!(
+                    "SELECT CAST(id AS VARCHAR), {} FROM simplyload.{table} ORDER BY id",
+                    edge::render(c.duckdb, &q)
+                ),
+            );
             assert_eq!(pg_rows.len(), duck_rows.len());
             for (p, d) in pg_rows.iter().zip(&duck_rows) {
                 let id: i32 = p.get(0);
@@ -144,7 +153,8 @@ mod exact {
         assert!(differences.is_empty(), "values differ:\n{}", differences.join("\n"));
 
         // The 5 MB text arrived whole.
-        let len = duck(dir.path(), &format!("SELECT CAST(length(c_text) AS VARCHAR) FROM simplyload.{table} WHERE id = 5"));
+        let len =
+            duck(dir.path(), &format!("SELECT CAST(length(c_text) AS VARCHAR) FROM simplyload.{table} WHERE id = 5"));
         assert_eq!(len[0][0].as_deref(), Some("5242880"));
         // Types per DESIGN.md §5.
         let types = duck(
@@ -189,16 +199,31 @@ mod lifecycle {
         let dir = tempfile::tempdir().unwrap();
         config(dir.path(), &db.url, &["public.users", "public.orders", "public.events"], "");
         simplyload(dir.path(), &["sync"], &[]).await.ok();
-        let first = duck(dir.path(), &format!("SELECT CAST(id AS VARCHAR), status, CAST(amount AS VARCHAR) FROM simplyload.app_{}_orders ORDER BY id", db.name));
+        let first = duck(
+            dir.path(),
+            &format!(
+                "SELECT CAST(id AS VARCHAR), status, CAST(amount AS VARCHAR) FROM simplyload.app_{}_orders ORDER BY id",
+                db.name
+            ),
+        );
         let run = simplyload(dir.path(), &["sync", "main"], &[]).await;
         run.ok();
         assert!(run.stdout.contains("succeeded"), "{}", run.stdout);
         for (t, n) in [("users", 200), ("orders", 500), ("events", 1000)] {
             assert_eq!(duck_count(dir.path(), &format!("app_{}_{t}", db.name)), n, "{t}");
         }
-        let second = duck(dir.path(), &format!("SELECT CAST(id AS VARCHAR), status, CAST(amount AS VARCHAR) FROM simplyload.app_{}_orders ORDER BY id", db.name));
+        let second = duck(
+            dir.path(),
+            &format!(
+                "SELECT CAST(id AS VARCHAR), status, CAST(amount AS VARCHAR) FROM simplyload.app_{}_orders ORDER BY id",
+                db.name
+            ),
+        );
         assert_eq!(first, second);
-        let batches = duck(dir.path(), "SELECT stream, CAST(count(*) AS VARCHAR) FROM simplyload._simplyload_batches GROUP BY stream ORDER BY stream");
+        let batches = duck(
+            dir.path(),
+            "SELECT stream, CAST(count(*) AS VARCHAR) FROM simplyload._simplyload_batches GROUP BY stream ORDER BY stream",
+        );
         assert_eq!(batches.len(), 3);
         assert!(batches.iter().all(|r| r[1].as_deref() == Some("2")), "{batches:?}");
 
@@ -231,11 +256,17 @@ mod lifecycle {
         assert_eq!(report[0]["streams"][0]["recovered_batches"], serde_json::json!([1]));
         let table = format!("app_{}_orders", db.name);
         assert_eq!(duck_count(dir.path(), &table), 300);
-        let dupes = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM (SELECT id FROM simplyload.{table} GROUP BY id HAVING count(*) > 1)"));
+        let dupes = duck(
+            dir.path(),
+            &format!(
+                "SELECT CAST(count(*) AS VARCHAR) FROM (SELECT id FROM simplyload.{table} GROUP BY id HAVING count(*) > 1)"
+            ),
+        );
         assert_eq!(dupes[0][0].as_deref(), Some("0"));
         let s = duck(dir.path(), &format!("SELECT status FROM simplyload.{table} WHERE id = 1"));
         assert_eq!(s[0][0].as_deref(), Some("refunded"));
-        let batches = duck(dir.path(), "SELECT CAST(batch_id AS VARCHAR) FROM simplyload._simplyload_batches ORDER BY batch_id");
+        let batches =
+            duck(dir.path(), "SELECT CAST(batch_id AS VARCHAR) FROM simplyload._simplyload_batches ORDER BY batch_id");
         assert_eq!(batches, vec![vec![Some("1".into())], vec![Some("2".into())]]);
     }
 
@@ -255,7 +286,8 @@ mod lifecycle {
         let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
         run.ok();
         assert_eq!(reports(&run)[0]["streams"][0]["recovered_batches"], serde_json::json!([2]));
-        let batches = duck(dir.path(), "SELECT CAST(batch_id AS VARCHAR) FROM simplyload._simplyload_batches ORDER BY batch_id");
+        let batches =
+            duck(dir.path(), "SELECT CAST(batch_id AS VARCHAR) FROM simplyload._simplyload_batches ORDER BY batch_id");
         assert_eq!(batches, vec![vec![Some("1".into())], vec![Some("2".into())], vec![Some("3".into())]]);
         assert_eq!(duck_count(dir.path(), &format!("app_{}_users", db.name)), 30);
     }
@@ -278,7 +310,8 @@ mod lifecycle {
         run.ok();
         assert_eq!(reports(&run)[0]["streams"][0]["recovered_batches"], serde_json::json!([1]));
         assert_eq!(duck_count(dir.path(), &table), 50);
-        let batches = duck(dir.path(), "SELECT CAST(batch_id AS VARCHAR) FROM simplyload._simplyload_batches ORDER BY batch_id");
+        let batches =
+            duck(dir.path(), "SELECT CAST(batch_id AS VARCHAR) FROM simplyload._simplyload_batches ORDER BY batch_id");
         assert_eq!(batches, vec![vec![Some("1".into())], vec![Some("2".into())]]);
         let history = simplyload(dir.path(), &["status", "--json"], &[]).await;
         history.ok();
@@ -320,7 +353,10 @@ mod lifecycle {
     async fn table_without_primary_key_loads_with_row_ids() {
         let pg = TestPg::start();
         let db = pg.database().await;
-        db.exec("CREATE TABLE log (msg text, n int); INSERT INTO log VALUES ('a', 1), ('a', 1), ('b', NULL), (NULL, NULL);").await;
+        db.exec(
+            "CREATE TABLE log (msg text, n int); INSERT INTO log VALUES ('a', 1), ('a', 1), ('b', NULL), (NULL, NULL);",
+        )
+        .await;
         let dir = tempfile::tempdir().unwrap();
         config(dir.path(), &db.url, &["public.log"], "");
         simplyload(dir.path(), &["sync"], &[]).await.ok();
@@ -363,7 +399,12 @@ mod lifecycle {
         )
         .await;
         let dir = tempfile::tempdir().unwrap();
-        config(dir.path(), &db.url, &[r#"'"Sales Data"."Order ""Items""/2024.v1"'"#], "    table_name: \"{schema}_{table}\"\n");
+        config(
+            dir.path(),
+            &db.url,
+            &[r#"'"Sales Data"."Order ""Items""/2024.v1"'"#],
+            "    table_name: \"{schema}_{table}\"\n",
+        );
         let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
         run.ok();
         let report = reports(&run);
@@ -371,11 +412,31 @@ mod lifecycle {
         assert_eq!(table, "sales_data_order_items_2024_v1");
         let renames = &report[0]["streams"][0]["renames"];
         assert_eq!(renames[0]["destination"], "a_b_2", "{renames}");
-        let cols = duck(dir.path(), &format!("SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"));
+        let cols = duck(
+            dir.path(),
+            &format!(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"
+            ),
+        );
         let cols: Vec<&str> = cols.iter().map(|r| r[0].as_deref().unwrap()).collect();
         assert_eq!(&cols[..8], &["order_id", "created_at", "ber_preis", "select", "a_b", "a_b_2", "column_7", "x"]);
-        let rows = duck(dir.path(), &format!(r#"SELECT CAST(order_id AS VARCHAR), created_at, CAST(ber_preis AS VARCHAR), "select", CAST(a_b_2 AS VARCHAR), column_7 FROM simplyload.{table} ORDER BY order_id"#));
-        assert_eq!(rows[0], vec![Some("1".into()), Some("x".into()), Some("9.99".into()), Some("from".into()), Some("2".into()), Some("ja".into())]);
+        let rows = duck(
+            dir.path(),
+            &format!(
+                r#"SELECT CAST(order_id AS VARCHAR), created_at, CAST(ber_preis AS VARCHAR), "select", CAST(a_b_2 AS VARCHAR), column_7 FROM simplyload.{table} ORDER BY order_id"#
+            ),
+        );
+        assert_eq!(
+            rows[0],
+            vec![
+                Some("1".into()),
+                Some("x".into()),
+                Some("9.99".into()),
+                Some("from".into()),
+                Some("2".into()),
+                Some("ja".into())
+            ]
+        );
         assert_eq!(rows[1][1], None);
         let status = simplyload(dir.path(), &["status"], &[]).await;
         status.ok();
@@ -392,7 +453,11 @@ mod lifecycle {
         let d = simplyload(dir.path(), &["discover", "app"], &[]).await;
         d.ok();
         assert!(d.stdout.contains("public.orders  [table]  ~10 rows  primary key (id)"), "{}", d.stdout);
-        assert!(d.stdout.contains("amount") && d.stdout.contains("numeric(12,2)") && d.stdout.contains("decimal(12,2)"), "{}", d.stdout);
+        assert!(
+            d.stdout.contains("amount") && d.stdout.contains("numeric(12,2)") && d.stdout.contains("decimal(12,2)"),
+            "{}",
+            d.stdout
+        );
         let j = simplyload(dir.path(), &["discover", "app", "--json"], &[]).await;
         let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
         assert_eq!(v["tables"].as_array().unwrap().len(), 3);
@@ -549,7 +614,12 @@ mod reconcile {
     }
 
     fn table<'a>(result: &'a serde_json::Value, stream: &str) -> &'a serde_json::Value {
-        result["tables"].as_array().unwrap().iter().find(|t| t["stream"] == stream).unwrap_or_else(|| panic!("{stream} in {result}"))
+        result["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["stream"] == stream)
+            .unwrap_or_else(|| panic!("{stream} in {result}"))
     }
 
     /// The keys of one kind of difference, sorted.
@@ -579,11 +649,19 @@ mod reconcile {
         let db = pg.database().await;
         let dir = tempfile::tempdir().unwrap();
         simplyload(dir.path(), &["playground", "schema", "--database-url", &db.url], &[]).await.ok();
-        simplyload(dir.path(), &["playground", "seed", "--database-url", &db.url, "--scale", "0.2", "--seed", "3"], &[]).await.ok();
+        simplyload(
+            dir.path(),
+            &["playground", "seed", "--database-url", &db.url, "--scale", "0.2", "--seed", "3"],
+            &[],
+        )
+        .await
+        .ok();
         config(dir.path(), &db.url, &["public.users", "public.orders", "public.events"], "");
         simplyload(dir.path(), &["sync"], &[]).await.ok();
 
-        let clean = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main", "--chunk-rows", "150"], &[]).await;
+        let clean =
+            simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main", "--chunk-rows", "150"], &[])
+                .await;
         clean.ok();
         assert!(clean.stdout.contains("result: clean"), "{}", clean.stdout);
         assert!(clean.stdout.contains("public.orders") && clean.stdout.contains("1,000"), "{}", clean.stdout);
@@ -667,14 +745,22 @@ mod reconcile {
         for (col, expr, cond) in changes {
             let taken: Vec<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
             let not_in = if taken.is_empty() { String::new() } else { format!("AND id NOT IN ({})", taken.join(", ")) };
-            let id = duck(dir.path(), &format!("SELECT CAST(min(id) AS VARCHAR) FROM {edge} WHERE {col} IS NOT NULL AND {cond} {not_in}"))[0][0]
+            let id = duck(
+                dir.path(),
+                &format!("SELECT CAST(min(id) AS VARCHAR) FROM {edge} WHERE {col} IS NOT NULL AND {cond} {not_in}"),
+            )[0][0]
                 .clone()
                 .unwrap_or_else(|| panic!("no row to change {col} in"));
             exec_duck(dir.path(), &format!("UPDATE {edge} SET {col} = {expr} WHERE id = {id}"));
             expected.push((id, vec![col.to_owned()]));
         }
         expected.sort();
-        let run = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main", "--json", "--samples", "10"], &[]).await;
+        let run = simplyload(
+            dir.path(),
+            &["playground", "reconcile", "--pipeline", "main", "--json", "--samples", "10"],
+            &[],
+        )
+        .await;
         assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
         let r = reports(&run);
         let t = table(&r, "public.edge");
@@ -685,7 +771,10 @@ mod reconcile {
             .map(|s| {
                 (
                     s["key"].as_str().unwrap().to_owned(),
-                    s["columns"].as_array().map(|c| c.iter().map(|x| x.as_str().unwrap().to_owned()).collect()).unwrap_or_default(),
+                    s["columns"]
+                        .as_array()
+                        .map(|c| c.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+                        .unwrap_or_default(),
                 )
             })
             .collect();
@@ -718,7 +807,12 @@ mod reconcile {
         let dir = tempfile::tempdir().unwrap();
         config(dir.path(), &db.url, &["public.log", "public.tagged", "public.words", "public.pairs"], "");
         simplyload(dir.path(), &["sync"], &[]).await.ok();
-        let run = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main", "--chunk-rows", "7", "--json"], &[]).await;
+        let run = simplyload(
+            dir.path(),
+            &["playground", "reconcile", "--pipeline", "main", "--chunk-rows", "7", "--json"],
+            &[],
+        )
+        .await;
         run.ok();
         let r = reports(&run);
         assert!(table(&r, "public.log")["method"].as_str().unwrap().starts_with("multiset"));
@@ -743,7 +837,12 @@ mod reconcile {
             ),
         );
         db.exec("INSERT INTO pairs VALUES (51, 'k0', 'new'); CREATE TABLE never_synced (id int PRIMARY KEY);").await;
-        let run = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main", "--chunk-rows", "7", "--json"], &[]).await;
+        let run = simplyload(
+            dir.path(),
+            &["playground", "reconcile", "--pipeline", "main", "--chunk-rows", "7", "--json"],
+            &[],
+        )
+        .await;
         assert_eq!(run.code, Some(1));
         let r = reports(&run);
         assert_eq!(counts(table(&r, "public.log")), [4, 1, 0, 0]);
@@ -767,9 +866,13 @@ mod incremental {
 
     async fn playground(db: &simplyload_testkit::TestDb) {
         simplyload_playground::create_schema(&db.client).await.unwrap();
-        simplyload_playground::seed(&db.client, simplyload_playground::SeedCounts { users: 100, orders: 400, events: 10 }, 11)
-            .await
-            .unwrap();
+        simplyload_playground::seed(
+            &db.client,
+            simplyload_playground::SeedCounts { users: 100, orders: 400, events: 10 },
+            11,
+        )
+        .await
+        .unwrap();
     }
 
     fn incremental_config(dir: &Path, url: &str, lookback: &str) {
@@ -817,7 +920,9 @@ mod incremental {
     }
 
     fn rows(report: &serde_json::Value, stream: &str) -> u64 {
-        report[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == stream).unwrap()["rows"].as_u64().unwrap()
+        report[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == stream).unwrap()["rows"]
+            .as_u64()
+            .unwrap()
     }
 
     async fn sync(dir: &Path) -> serde_json::Value {
@@ -856,15 +961,23 @@ mod incremental {
         assert_eq!((rows(&second, "public.users"), rows(&second, "public.orders")), (2, 8));
         let orders = format!("simplyload.app_{}_orders", db.name);
         assert_eq!(duck_count(dir.path(), &format!("app_{}_orders", db.name)), 401, "merged by key, no duplicates");
-        let refunded = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM {orders} WHERE status = 'refunded'"));
+        let refunded =
+            duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM {orders} WHERE status = 'refunded'"));
         assert_eq!(refunded[0][0].as_deref(), Some("7"));
         let deleted = duck(
             dir.path(),
-            &format!("SELECT CAST(id AS VARCHAR) FROM simplyload.app_{}_users WHERE _simplyload_deleted ORDER BY id", db.name),
+            &format!(
+                "SELECT CAST(id AS VARCHAR) FROM simplyload.app_{}_users WHERE _simplyload_deleted ORDER BY id",
+                db.name
+            ),
         );
         let deleted: Vec<_> = deleted.iter().map(|r| r[0].clone().unwrap()).collect();
         let expected: Vec<String> = {
-            let rows = db.client.query("SELECT id::text AS k FROM users WHERE deleted_at IS NOT NULL ORDER BY id", &[]).await.unwrap();
+            let rows = db
+                .client
+                .query("SELECT id::text AS k FROM users WHERE deleted_at IS NOT NULL ORDER BY id", &[])
+                .await
+                .unwrap();
             rows.iter().map(|r| r.get(0)).collect()
         };
         assert_eq!(deleted, expected, "_simplyload_deleted follows deleted_at");
@@ -1006,7 +1119,13 @@ mod incremental {
         simplyload(dir.path(), &["sync"], &[]).await.ok();
         simplyload(dir.path(), &["sync"], &[]).await.ok();
         let rec = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await;
-        assert_eq!(rec.code, Some(0), "after {kills} kills and {finished} finished syncs:\n{}\n{}", rec.stdout, rec.stderr);
+        assert_eq!(
+            rec.code,
+            Some(0),
+            "after {kills} kills and {finished} finished syncs:\n{}\n{}",
+            rec.stdout,
+            rec.stderr
+        );
     }
 
     /// Integer cursors: a count lookback (default 0).
@@ -1097,9 +1216,13 @@ mod locking {
         let pg = TestPg::start();
         let db = pg.database().await;
         simplyload_playground::create_schema(&db.client).await.unwrap();
-        simplyload_playground::seed(&db.client, simplyload_playground::SeedCounts { users: 20, orders: 50, events: 5 }, 1)
-            .await
-            .unwrap();
+        simplyload_playground::seed(
+            &db.client,
+            simplyload_playground::SeedCounts { users: 20, orders: 50, events: 5 },
+            1,
+        )
+        .await
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         config(dir.path(), &db.url, &["public.users", "public.orders"], "");
         // The first sync blocks on a table lock while it reads.
@@ -1178,7 +1301,10 @@ mod network {
         let c = simplyload_testkit::pg::connect(url).await;
         for _ in 0..400 {
             let n: i64 = c
-                .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%big%' AND state = 'active'", &[])
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%big%' AND state = 'active'",
+                    &[],
+                )
                 .await
                 .unwrap()
                 .get(0);
@@ -1231,7 +1357,8 @@ mod network {
         assert!(error.to_lowercase().contains("connect") || error.contains("closed"), "{error}");
         let staged = walk(&dir.path().join(".simplyload/staging"));
         assert_eq!(staged.len(), 1, "only the loaded batch's files stay: {staged:?}");
-        let unchanged = duck(dir.path(), &format!("SELECT count(*)::VARCHAR FROM simplyload.app_{}_big WHERE h = 'new'", db.name));
+        let unchanged =
+            duck(dir.path(), &format!("SELECT count(*)::VARCHAR FROM simplyload.app_{}_big WHERE h = 'new'", db.name));
         assert_eq!(unchanged[0][0].as_deref(), Some("0"));
 
         pg.server.restart(&LocalOptions::default()).unwrap();
@@ -1273,7 +1400,10 @@ mod schema_evolution {
     }
 
     fn changes(r: &serde_json::Value) -> Vec<String> {
-        r[0]["streams"][0]["schema_changes"].as_array().map(|a| a.iter().map(|c| c.as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+        r[0]["streams"][0]["schema_changes"]
+            .as_array()
+            .map(|a| a.iter().map(|c| c.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
     }
 
     async fn clean(dir: &std::path::Path) {
@@ -1294,7 +1424,12 @@ mod schema_evolution {
         )
         .await;
         let dir = tempfile::tempdir().unwrap();
-        config(dir.path(), &db.url, &["{name: public.items, cursor: updated_at, lookback: 1s}"], "    mode: incremental\n");
+        config(
+            dir.path(),
+            &db.url,
+            &["{name: public.items, cursor: updated_at, lookback: 1s}"],
+            "    mode: incremental\n",
+        );
         sync(dir.path()).await;
         let t = format!("app_{}_items", db.name);
 
@@ -1328,10 +1463,17 @@ mod schema_evolution {
         db.exec("ALTER TABLE items ALTER COLUMN id TYPE bigint, ALTER COLUMN price TYPE numeric(14,3), ALTER COLUMN note TYPE text;
                  UPDATE items SET price = 1234567.125, updated_at = clock_timestamp() WHERE id = 2;").await;
         let r = sync(dir.path()).await;
-        assert_eq!(changes(&r), ["column id widened from int32 to int64", "column price widened from decimal(10,2) to decimal(14,3)"]);
+        assert_eq!(
+            changes(&r),
+            ["column id widened from int32 to int64", "column price widened from decimal(10,2) to decimal(14,3)"]
+        );
         let ty = types(dir.path(), &t);
-        assert!(ty.contains(&("id".into(), "BIGINT".into())) && ty.contains(&("price".into(), "DECIMAL(14,3)".into())), "{ty:?}");
-        let prices = duck(dir.path(), &format!("SELECT price::VARCHAR FROM simplyload.{t} WHERE id IN (1, 2) ORDER BY id"));
+        assert!(
+            ty.contains(&("id".into(), "BIGINT".into())) && ty.contains(&("price".into(), "DECIMAL(14,3)".into())),
+            "{ty:?}"
+        );
+        let prices =
+            duck(dir.path(), &format!("SELECT price::VARCHAR FROM simplyload.{t} WHERE id IN (1, 2) ORDER BY id"));
         assert_eq!(prices, vec![vec![Some("1.250".into())], vec![Some("1234567.125".into())]]);
         clean(dir.path()).await;
 
@@ -1340,10 +1482,18 @@ mod schema_evolution {
         let r = sync(dir.path()).await;
         assert_eq!(
             changes(&r),
-            ["column code changed type from int32 to text; old values stay in code, values are now written to code__text (rows read again)"]
+            [
+                "column code changed type from int32 to text; old values stay in code, values are now written to code__text (rows read again)"
+            ]
         );
-        let codes = duck(dir.path(), &format!("SELECT code::VARCHAR, code__text FROM simplyload.{t} WHERE id IN (1, 21) ORDER BY id"));
-        assert_eq!(codes, vec![vec![Some("10".into()), Some("C-10".into())], vec![Some("210".into()), Some("C-210".into())]]);
+        let codes = duck(
+            dir.path(),
+            &format!("SELECT code::VARCHAR, code__text FROM simplyload.{t} WHERE id IN (1, 21) ORDER BY id"),
+        );
+        assert_eq!(
+            codes,
+            vec![vec![Some("10".into()), Some("C-10".into())], vec![Some("210".into()), Some("C-210".into())]]
+        );
         clean(dir.path()).await;
         // Later syncs keep writing to code__text.
         db.exec("UPDATE items SET code = 'C-new', updated_at = clock_timestamp() WHERE id = 3;").await;
@@ -1361,7 +1511,9 @@ mod day2 {
 
     fn files(dir: &std::path::Path) -> usize {
         fn walk(d: &std::path::Path) -> usize {
-            std::fs::read_dir(d).map(|rd| rd.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum()).unwrap_or(0)
+            std::fs::read_dir(d)
+                .map(|rd| rd.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
+                .unwrap_or(0)
         }
         walk(&dir.join(".simplyload/staging"))
     }
@@ -1372,14 +1524,21 @@ mod day2 {
         let pg = TestPg::start();
         let db = pg.database().await;
         simplyload_playground::create_schema(&db.client).await.unwrap();
-        simplyload_playground::seed(&db.client, simplyload_playground::SeedCounts { users: 30, orders: 60, events: 5 }, 5)
-            .await
-            .unwrap();
+        simplyload_playground::seed(
+            &db.client,
+            simplyload_playground::SeedCounts { users: 30, orders: 60, events: 5 },
+            5,
+        )
+        .await
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         config(
             dir.path(),
             &db.url,
-            &["{name: public.users, cursor: updated_at, lookback: 1s}", "{name: public.orders, cursor: updated_at, lookback: 1s}"],
+            &[
+                "{name: public.users, cursor: updated_at, lookback: 1s}",
+                "{name: public.orders, cursor: updated_at, lookback: 1s}",
+            ],
             "    mode: incremental\n",
         );
         simplyload(dir.path(), &["sync"], &[]).await.ok();
@@ -1399,7 +1558,8 @@ mod day2 {
         assert!(line.contains("2 / 4 / 0"), "{}", status.stdout);
         let json = simplyload(dir.path(), &["status", "--json"], &[]).await;
         let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-        let orders = v[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == "public.orders").unwrap().clone();
+        let orders =
+            v[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == "public.orders").unwrap().clone();
         assert_eq!(orders["checkpoint"]["position"]["cursor"]["type"], "micros", "{orders}");
         assert_eq!(orders["last_changes"], serde_json::json!({"inserted": 2, "updated": 4, "deleted": 0}));
         assert!(orders["checkpoint"]["position"].get("overlap").is_none(), "row ids are not shown: {orders}");
@@ -1414,14 +1574,20 @@ mod day2 {
         // resync: orders is read in full at the next sync, users is not.
         let bad = simplyload(dir.path(), &["resync", "main", "public.nope"], &[]).await;
         assert_eq!(bad.code, Some(2));
-        assert!(bad.all().contains("pipeline main has no stream public.nope") && bad.all().contains("public.orders"), "{}", bad.all());
+        assert!(
+            bad.all().contains("pipeline main has no stream public.nope") && bad.all().contains("public.orders"),
+            "{}",
+            bad.all()
+        );
         let r = simplyload(dir.path(), &["resync", "main", "public.orders"], &[]).await;
         r.ok();
         assert!(r.stdout.contains("will be read in full at the next sync"), "{}", r.stdout);
         let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
         run.ok();
         let rep = reports(&run);
-        let rows = |s: &str| rep[0]["streams"].as_array().unwrap().iter().find(|x| x["stream"] == s).unwrap()["rows"].as_u64().unwrap();
+        let rows = |s: &str| {
+            rep[0]["streams"].as_array().unwrap().iter().find(|x| x["stream"] == s).unwrap()["rows"].as_u64().unwrap()
+        };
         assert_eq!(rows("public.orders"), 62);
         assert!(rows("public.users") < 30);
         simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
@@ -1466,15 +1632,23 @@ mod patterns {
         config(dir.path(), &db.url, &["{name: \"public.*\", exclude: [public.tmp_*]}"], "");
         let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
         run.ok();
-        let streams: Vec<String> =
-            reports(&run)[0]["streams"].as_array().unwrap().iter().map(|s| s["stream"].as_str().unwrap().to_owned()).collect();
+        let streams: Vec<String> = reports(&run)[0]["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stream"].as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(streams, ["public.a_1", "public.a_2"]);
 
         db.exec("CREATE TABLE a_3 (id int PRIMARY KEY, v text); INSERT INTO a_3 VALUES (7, 'new');").await;
         let run = simplyload(dir.path(), &["sync", "--json"], &[]).await;
         run.ok();
-        let streams: Vec<String> =
-            reports(&run)[0]["streams"].as_array().unwrap().iter().map(|s| s["stream"].as_str().unwrap().to_owned()).collect();
+        let streams: Vec<String> = reports(&run)[0]["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stream"].as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(streams, ["public.a_1", "public.a_2", "public.a_3"]);
         assert_eq!(duck_count(dir.path(), &format!("app_{}_a_3", db.name)), 1);
         let status = simplyload(dir.path(), &["status"], &[]).await;
@@ -1502,9 +1676,13 @@ mod s3_staging {
         let pg = TestPg::start();
         let db = pg.database().await;
         simplyload_playground::create_schema(&db.client).await.unwrap();
-        simplyload_playground::seed(&db.client, simplyload_playground::SeedCounts { users: 50, orders: 200, events: 500 }, 2)
-            .await
-            .unwrap();
+        simplyload_playground::seed(
+            &db.client,
+            simplyload_playground::SeedCounts { users: 50, orders: 200, events: 500 },
+            2,
+        )
+        .await
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         config(dir.path(), &db.url, &["public.users", "public.orders", "public.events"], "");
         let yaml = std::fs::read_to_string(dir.path().join("simplyload.yaml")).unwrap();
@@ -1545,7 +1723,19 @@ mod setup_sql {
         let dir = tempfile::tempdir().unwrap();
         let script = simplyload(
             dir.path(),
-            &["setup-sql", "postgres", "--database", &db.name, "--role", "sl reader", "--schema", "Sales Data", "--cdc", "--pipeline", "main"],
+            &[
+                "setup-sql",
+                "postgres",
+                "--database",
+                &db.name,
+                "--role",
+                "sl reader",
+                "--schema",
+                "Sales Data",
+                "--cdc",
+                "--pipeline",
+                "main",
+            ],
             &[],
         )
         .await;
@@ -1553,13 +1743,23 @@ mod setup_sql {
         pg.server.psql_script(&db.name, &script.stdout).unwrap();
         db.exec("ALTER ROLE \"sl reader\" PASSWORD 'pw'; CREATE TABLE \"Sales Data\".later (id int PRIMARY KEY); INSERT INTO \"Sales Data\".later VALUES (5);").await;
         let url = db.url_as("sl reader", "pw");
-        config(dir.path(), &url, &[r#"'"Sales Data".orders'"#, r#"'"Sales Data".later'"#], "    table_name: \"{schema}_{table}\"\n");
+        config(
+            dir.path(),
+            &url,
+            &[r#"'"Sales Data".orders'"#, r#"'"Sales Data".later'"#],
+            "    table_name: \"{schema}_{table}\"\n",
+        );
         simplyload(dir.path(), &["check"], &[]).await.ok();
         simplyload(dir.path(), &["sync"], &[]).await.ok();
         assert_eq!(duck_count(dir.path(), "sales_data_later"), 1);
-        let roles = db.client.query_one("SELECT rolreplication FROM pg_roles WHERE rolname = 'sl reader'", &[]).await.unwrap();
+        let roles =
+            db.client.query_one("SELECT rolreplication FROM pg_roles WHERE rolname = 'sl reader'", &[]).await.unwrap();
         assert!(roles.get::<_, bool>(0), "--cdc grants REPLICATION");
-        let publ = db.client.query_one("SELECT count(*) FROM pg_publication WHERE pubname = 'simplyload_main'", &[]).await.unwrap();
+        let publ = db
+            .client
+            .query_one("SELECT count(*) FROM pg_publication WHERE pubname = 'simplyload_main'", &[])
+            .await
+            .unwrap();
         assert_eq!(publ.get::<_, i64>(0), 1);
     }
 
@@ -1570,17 +1770,27 @@ mod setup_sql {
         let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
         let pem = key.to_public_key().to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap();
         std::fs::write(dir.path().join("rsa_key.pub"), &pem).unwrap();
-        let run = simplyload(dir.path(), &["setup-sql", "snowflake", "--public-key-file", "rsa_key.pub", "--warehouse", "load_wh"], &[]).await;
+        let run = simplyload(
+            dir.path(),
+            &["setup-sql", "snowflake", "--public-key-file", "rsa_key.pub", "--warehouse", "load_wh"],
+            &[],
+        )
+        .await;
         run.ok();
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         assert!(run.stdout.contains(&format!("RSA_PUBLIC_KEY = '{body}'")), "{}", run.stdout);
         let fp = simplyload_snowflake::jwt::fingerprint(&key).unwrap();
         assert!(run.stdout.contains(&format!("RSA_PUBLIC_KEY_FP = {fp}")), "{}", run.stdout);
-        std::fs::write(dir.path().join("bad.pub"), "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").unwrap();
+        std::fs::write(dir.path().join("bad.pub"), "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+            .unwrap();
         let bad = simplyload(dir.path(), &["setup-sql", "snowflake", "--public-key-file", "bad.pub"], &[]).await;
         assert_eq!(bad.code, Some(2), "{}", bad.all());
         assert!(bad.all().contains("bad.pub"), "{}", bad.all());
-        assert!(run.stdout.contains("CREATE WAREHOUSE IF NOT EXISTS LOAD_WH") && run.stdout.contains("AUTO_SUSPEND = 60"), "{}", run.stdout);
+        assert!(
+            run.stdout.contains("CREATE WAREHOUSE IF NOT EXISTS LOAD_WH") && run.stdout.contains("AUTO_SUSPEND = 60"),
+            "{}",
+            run.stdout
+        );
         let bad = simplyload(dir.path(), &["setup-sql", "snowflake", "--role", "x'; DROP"], &[]).await;
         assert_eq!(bad.code, Some(2));
         assert!(bad.all().contains("--role"), "{}", bad.all());
@@ -1648,9 +1858,13 @@ mod snowflake {
 
     async fn playground(db: &simplyload_testkit::TestDb) {
         simplyload_playground::create_schema(&db.client).await.unwrap();
-        simplyload_playground::seed(&db.client, simplyload_playground::SeedCounts { users: 40, orders: 150, events: 300 }, 2)
-            .await
-            .unwrap();
+        simplyload_playground::seed(
+            &db.client,
+            simplyload_playground::SeedCounts { users: 40, orders: 150, events: 300 },
+            2,
+        )
+        .await
+        .unwrap();
     }
 
     const ENV: [(&str, &str); 2] = [("SNOWFLAKE_PASSWORD", PASSWORD), ("S3_SECRET", "s3cr3t-never-printed")];
@@ -1658,7 +1872,12 @@ mod snowflake {
     fn warehouse_statements(report: &serde_json::Value) -> Vec<String> {
         report[0]["statements"]
             .as_array()
-            .map(|a| a.iter().filter(|s| s["uses_warehouse"] == true).map(|s| s["sql"].as_str().unwrap().to_owned()).collect())
+            .map(|a| {
+                a.iter()
+                    .filter(|s| s["uses_warehouse"] == true)
+                    .map(|s| s["sql"].as_str().unwrap().to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -1714,7 +1933,8 @@ mod snowflake {
         third.ok();
         assert_eq!(count(&admin, &orders, "").await, Some(153));
         let users = format!("APP_{}_USERS", db.name.to_ascii_uppercase());
-        let gone: i64 = db.client.query_one("SELECT count(*) FROM users WHERE deleted_at IS NOT NULL", &[]).await.unwrap().get(0);
+        let gone: i64 =
+            db.client.query_one("SELECT count(*) FROM users WHERE deleted_at IS NOT NULL", &[]).await.unwrap().get(0);
         assert!(gone >= 2);
         assert_eq!(count(&admin, &users, "WHERE _SIMPLYLOAD_DELETED").await, Some(gone as u64));
         let clean = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &ENV).await;
@@ -1774,7 +1994,11 @@ mod snowflake {
         let f = faulty(vec![Fault::login("390100", "Incorrect username or password was specified.")]).await;
         let check = f.run(&["check"]).await;
         assert_ne!(check.code, Some(0));
-        assert!(check.all().contains("Incorrect username or password") && check.all().contains("password"), "{}", check.all());
+        assert!(
+            check.all().contains("Incorrect username or password") && check.all().contains("password"),
+            "{}",
+            check.all()
+        );
         let sync = f.run(&["sync"]).await;
         assert_ne!(sync.code, Some(0));
         assert!(sync.all().contains("390100"), "{}", sync.all());
@@ -1794,20 +2018,29 @@ mod snowflake {
         assert!(check.all().contains("rsa_key.p8"), "{}", check.all());
         // The file is not a key.
         std::fs::create_dir_all(f.dir.path().join("keys")).unwrap();
-        std::fs::write(f.dir.path().join("keys/rsa_key.p8"), "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n").unwrap();
+        std::fs::write(
+            f.dir.path().join("keys/rsa_key.p8"),
+            "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
         let check = f.run(&["check"]).await;
         assert_ne!(check.code, Some(0));
         assert!(check.all().to_lowercase().contains("key"), "{}", check.all());
         assert!(!check.all().contains("bm90IGEga2V5"), "the key's text is not printed");
         // A real key that Snowflake does not know.
         use simplyload_snowflake::rsa::pkcs8::EncodePrivateKey;
-        let key = simplyload_snowflake::rsa::RsaPrivateKey::new(&mut simplyload_snowflake::rsa::rand_core::OsRng, 2048).unwrap();
+        let key = simplyload_snowflake::rsa::RsaPrivateKey::new(&mut simplyload_snowflake::rsa::rand_core::OsRng, 2048)
+            .unwrap();
         let pem = key.to_pkcs8_pem(simplyload_snowflake::rsa::pkcs8::LineEnding::LF).unwrap();
         std::fs::write(f.dir.path().join("keys/rsa_key.p8"), pem.as_bytes()).unwrap();
         f.proxy.set_faults(vec![Fault::login("390144", "JWT token is invalid.")]);
         let check = f.run(&["check"]).await;
         assert_ne!(check.code, Some(0));
-        assert!(check.all().contains("JWT token is invalid") && check.all().contains("RSA_PUBLIC_KEY"), "{}", check.all());
+        assert!(
+            check.all().contains("JWT token is invalid") && check.all().contains("RSA_PUBLIC_KEY"),
+            "{}",
+            check.all()
+        );
         // Snowflake knows the key: the sync loads.
         f.proxy.set_faults(vec![]);
         f.run(&["sync"]).await.ok();
@@ -1818,7 +2051,11 @@ mod snowflake {
     async fn missing_warehouse_database_and_grants_name_the_fix() {
         let no_warehouse = "No active warehouse selected in the current session.  Select an active warehouse with the 'use warehouse' command.";
         let f = faulty(vec![
-            Fault::statement("USE WAREHOUSE", "002003", "SQL compilation error:\nObject 'SIMPLYLOAD_WH' does not exist or not authorized."),
+            Fault::statement(
+                "USE WAREHOUSE",
+                "002003",
+                "SQL compilation error:\nObject 'SIMPLYLOAD_WH' does not exist or not authorized.",
+            ),
             Fault::statement("SELECT", "000606", no_warehouse),
             Fault::statement("COPY INTO", "000606", no_warehouse),
         ])
@@ -1828,13 +2065,26 @@ mod snowflake {
         assert!(check.all().contains("GRANT USAGE ON WAREHOUSE SIMPLYLOAD_WH TO ROLE SIMPLYLOAD"), "{}", check.all());
         let sync = f.run(&["sync"]).await;
         assert_ne!(sync.code, Some(0));
-        assert!(sync.all().contains("000606") && sync.all().contains("GRANT USAGE ON WAREHOUSE SIMPLYLOAD_WH TO ROLE SIMPLYLOAD"), "{}", sync.all());
+        assert!(
+            sync.all().contains("000606")
+                && sync.all().contains("GRANT USAGE ON WAREHOUSE SIMPLYLOAD_WH TO ROLE SIMPLYLOAD"),
+            "{}",
+            sync.all()
+        );
 
         let no_db = "SQL compilation error:\nDatabase 'RAW_DATA' does not exist or not authorized.";
-        f.proxy.set_faults(vec![Fault::statement("USE SCHEMA", "002003", no_db), Fault::statement("CREATE TABLE", "002003", no_db)]);
+        f.proxy.set_faults(vec![
+            Fault::statement("USE SCHEMA", "002003", no_db),
+            Fault::statement("CREATE TABLE", "002003", no_db),
+        ]);
         let check = f.run(&["check"]).await;
         assert_ne!(check.code, Some(0));
-        assert!(check.all().contains("'RAW_DATA'") && check.all().contains("GRANT USAGE ON DATABASE RAW_DATA TO ROLE SIMPLYLOAD"), "{}", check.all());
+        assert!(
+            check.all().contains("'RAW_DATA'")
+                && check.all().contains("GRANT USAGE ON DATABASE RAW_DATA TO ROLE SIMPLYLOAD"),
+            "{}",
+            check.all()
+        );
         let sync = f.run(&["sync"]).await;
         assert_ne!(sync.code, Some(0));
         assert!(sync.all().contains("GRANT USAGE ON DATABASE RAW_DATA TO ROLE SIMPLYLOAD"), "{}", sync.all());
@@ -1846,7 +2096,12 @@ mod snowflake {
         assert!(check.all().contains("ON SCHEMA RAW_DATA.SIMPLYLOAD TO ROLE SIMPLYLOAD"), "{}", check.all());
         let sync = f.run(&["sync"]).await;
         assert_ne!(sync.code, Some(0));
-        assert!(sync.all().contains("Insufficient privileges") && sync.all().contains("CREATE TABLE, CREATE STAGE ON SCHEMA RAW_DATA.SIMPLYLOAD TO ROLE SIMPLYLOAD"), "{}", sync.all());
+        assert!(
+            sync.all().contains("Insufficient privileges")
+                && sync.all().contains("CREATE TABLE, CREATE STAGE ON SCHEMA RAW_DATA.SIMPLYLOAD TO ROLE SIMPLYLOAD"),
+            "{}",
+            sync.all()
+        );
         assert_eq!(count(&f.admin, &f.table("ORDERS"), "").await.unwrap_or(0), 0, "nothing was loaded");
         f.recovers().await;
     }
@@ -1890,13 +2145,20 @@ mod snowflake {
             .await
             .unwrap();
         let yaml = std::fs::read_to_string(f.dir.path().join("simplyload.yaml")).unwrap();
-        let yaml = yaml.replace("    warehouse: SIMPLYLOAD_WH\n", "    warehouse: SIMPLYLOAD_WH\n    stage: RAW_DATA.SIMPLYLOAD.SIMPLYLOAD_EXT\n");
+        let yaml = yaml.replace(
+            "    warehouse: SIMPLYLOAD_WH\n",
+            "    warehouse: SIMPLYLOAD_WH\n    stage: RAW_DATA.SIMPLYLOAD.SIMPLYLOAD_EXT\n",
+        );
         std::fs::write(f.dir.path().join("simplyload.yaml"), yaml).unwrap();
         f.run(&["sync"]).await.ok();
         assert_eq!(count(&f.admin, &f.table("ORDERS"), "").await, Some(150));
         let sent = f.proxy.statements();
         assert!(sent.iter().all(|s| !s.starts_with("PUT ")), "nothing is uploaded");
-        assert!(sent.iter().any(|s| s.contains("FROM @RAW_DATA.SIMPLYLOAD.SIMPLYLOAD_EXT/main/public.orders/") && s.contains("FILES = ('part-00000.parquet')")), "{sent:#?}");
+        assert!(
+            sent.iter().any(|s| s.contains("FROM @RAW_DATA.SIMPLYLOAD.SIMPLYLOAD_EXT/main/public.orders/")
+                && s.contains("FILES = ('part-00000.parquet')")),
+            "{sent:#?}"
+        );
         let clean = f.run(&["playground", "reconcile", "--pipeline", "main"]).await;
         clean.ok();
         assert!(clean.stdout.contains("result: clean"), "{}", clean.stdout);
@@ -1931,7 +2193,9 @@ mod cdc {
     use std::path::Path;
 
     fn rows(report: &serde_json::Value, stream: &str) -> u64 {
-        report[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == stream).unwrap()["rows"].as_u64().unwrap()
+        report[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == stream).unwrap()["rows"]
+            .as_u64()
+            .unwrap()
     }
 
     async fn sync(dir: &Path) -> serde_json::Value {
@@ -1941,11 +2205,12 @@ mod cdc {
     }
 
     fn live(dir: &Path, table: &str) -> i64 {
-        duck(dir, &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{table} WHERE NOT _simplyload_deleted"))[0][0]
-            .as_ref()
-            .unwrap()
-            .parse()
-            .unwrap()
+        duck(dir, &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{table} WHERE NOT _simplyload_deleted"))[0]
+            [0]
+        .as_ref()
+        .unwrap()
+        .parse()
+        .unwrap()
     }
 
     async fn reconcile_clean(dir: &Path) {
@@ -1978,7 +2243,8 @@ mod cdc {
         let items = format!("app_{}_items", db.name);
         assert_eq!(live(dir.path(), &items), 100);
 
-        let big_before = duck(dir.path(), &format!("SELECT md5(body) FROM simplyload.{items} WHERE id = 1"))[0][0].clone();
+        let big_before =
+            duck(dir.path(), &format!("SELECT md5(body) FROM simplyload.{items} WHERE id = 1"))[0][0].clone();
         // (One exec is one implicit transaction: a BEGIN inside it would take
         // the statements before it into its block, so each part runs apart.)
         for sql in [
@@ -1999,9 +2265,17 @@ mod cdc {
         let one = duck(dir.path(), &format!("SELECT name, md5(body) FROM simplyload.{items} WHERE id = 1"));
         assert_eq!(one[0][0].as_deref(), Some("renamed"));
         assert_eq!(one[0][1], big_before, "the unchanged TOAST value is kept, never NULL");
-        let gone = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{items} WHERE _simplyload_deleted AND id IN (50, 51, 60)"));
+        let gone = duck(
+            dir.path(),
+            &format!(
+                "SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{items} WHERE _simplyload_deleted AND id IN (50, 51, 60)"
+            ),
+        );
         assert_eq!(gone[0][0].as_deref(), Some("3"));
-        assert!(duck(dir.path(), &format!("SELECT id FROM simplyload.{items} WHERE id = 900")).is_empty(), "a rolled-back row never arrives");
+        assert!(
+            duck(dir.path(), &format!("SELECT id FROM simplyload.{items} WHERE id = 900")).is_empty(),
+            "a rolled-back row never arrives"
+        );
         let other = format!("app_{}_other", db.name);
         assert_eq!(live(dir.path(), &other), 1, "truncate marked the old rows deleted");
         reconcile_clean(dir.path()).await;
@@ -2010,12 +2284,20 @@ mod cdc {
         let idle = sync(dir.path()).await;
         assert_eq!(rows(&idle, "public.items"), 0);
         let slot: (String,) = {
-            let r = db.client.query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'simplyload_main'", &[]).await.unwrap();
+            let r = db
+                .client
+                .query_one(
+                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'simplyload_main'",
+                    &[],
+                )
+                .await
+                .unwrap();
             (r.get(0),)
         };
         assert!(slot.0.contains('/'), "the slot's position was confirmed");
         // WAL of tables outside the pipeline does not pile up behind it.
-        db.exec("CREATE TABLE noise (v text); INSERT INTO noise SELECT md5(i::text) FROM generate_series(1, 20000) i;").await;
+        db.exec("CREATE TABLE noise (v text); INSERT INTO noise SELECT md5(i::text) FROM generate_series(1, 20000) i;")
+            .await;
         let before: String = db.client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
         let idle = sync(dir.path()).await;
         assert_eq!(rows(&idle, "public.items"), 0);
@@ -2027,13 +2309,21 @@ mod cdc {
             .get(0);
         assert!(behind <= 0, "the slot moved past WAL it has no changes for ({behind} bytes behind)");
         let slot: (String,) = {
-            let r = db.client.query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'simplyload_main'", &[]).await.unwrap();
+            let r = db
+                .client
+                .query_one(
+                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'simplyload_main'",
+                    &[],
+                )
+                .await
+                .unwrap();
             (r.get(0),)
         };
         let status = simplyload(dir.path(), &["status"], &[]).await;
         status.ok();
         assert!(
-            status.stdout.contains("replication slot simplyload_main:") && status.stdout.contains(&format!("confirmed at {}", slot.0)),
+            status.stdout.contains("replication slot simplyload_main:")
+                && status.stdout.contains(&format!("confirmed at {}", slot.0)),
             "{}",
             status.stdout
         );
@@ -2067,8 +2357,15 @@ mod cdc {
         assert_ne!(killed.code, Some(0), "{}", killed.all());
         assert_eq!(live(dir.path(), &t), 5000, "the first part is loaded");
         let status = simplyload(dir.path(), &["status", "--json"], &[]).await;
-        assert!(status.stdout.contains("cdc_snapshot") && status.stdout.contains("\"next\""), "the checkpoint says where the snapshot stands: {}", status.stdout);
-        let first_version = duck(dir.path(), &format!("SELECT CAST(min(_simplyload_version) AS VARCHAR) FROM simplyload.{t}"))[0][0].clone().unwrap();
+        assert!(
+            status.stdout.contains("cdc_snapshot") && status.stdout.contains("\"next\""),
+            "the checkpoint says where the snapshot stands: {}",
+            status.stdout
+        );
+        let first_version =
+            duck(dir.path(), &format!("SELECT CAST(min(_simplyload_version) AS VARCHAR) FROM simplyload.{t}"))[0][0]
+                .clone()
+                .unwrap();
 
         for sql in [
             "DELETE FROM \"Big Items\" WHERE id % 3 = 0 AND id <= 1000",
@@ -2082,13 +2379,21 @@ mod cdc {
         }
         let moved: i64 = db
             .client
-            .query_one("SELECT count(*) FROM \"Big Items\" WHERE id > 12000 AND n = 2 AND (ctid::text::point)[0] < 30", &[])
+            .query_one(
+                "SELECT count(*) FROM \"Big Items\" WHERE id > 12000 AND n = 2 AND (ctid::text::point)[0] < 30",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
         assert!(moved > 0, "rows with a TOASTed value, updated, moved into the first pages, already read");
         sync(dir.path()).await;
-        let kept = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{t} WHERE _simplyload_version = {first_version}"));
+        let kept = duck(
+            dir.path(),
+            &format!(
+                "SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{t} WHERE _simplyload_version = {first_version}"
+            ),
+        );
         assert!(
             kept[0][0].as_deref().unwrap().parse::<i64>().unwrap() >= 1000,
             "rows loaded before the crash and unchanged since were not read again: {kept:?}"
@@ -2170,7 +2475,8 @@ mod cdc {
         assert_eq!(live(dir.path(), &format!("app_{}_b", db.name)), 49);
         assert_eq!(live(dir.path(), &format!("app_{}_a", db.name)), 49);
         reconcile_clean(dir.path()).await;
-        let temp: i64 = db.client.query_one("SELECT count(*) FROM pg_replication_slots WHERE temporary", &[]).await.unwrap().get(0);
+        let temp: i64 =
+            db.client.query_one("SELECT count(*) FROM pg_replication_slots WHERE temporary", &[]).await.unwrap().get(0);
         assert_eq!(temp, 0, "the temporary slot is gone");
     }
 
@@ -2190,8 +2496,18 @@ mod cdc {
         let again = sync(dir.path()).await;
         assert_eq!(rows(&again, "public.a"), 27);
         assert_eq!(live(dir.path(), &format!("app_{}_a", db.name)), 27);
-        let flagged = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.app_{}_a WHERE _simplyload_deleted AND id <= 3", db.name));
-        assert_eq!(flagged[0][0].as_deref(), Some("3"), "rows deleted while the slot was gone are marked deleted, not removed");
+        let flagged = duck(
+            dir.path(),
+            &format!(
+                "SELECT CAST(count(*) AS VARCHAR) FROM simplyload.app_{}_a WHERE _simplyload_deleted AND id <= 3",
+                db.name
+            ),
+        );
+        assert_eq!(
+            flagged[0][0].as_deref(),
+            Some("3"),
+            "rows deleted while the slot was gone are marked deleted, not removed"
+        );
         assert!(again[0]["warnings"].to_string().contains("was lost"), "the sync says so: {again}");
         reconcile_clean(dir.path()).await;
         db.exec("INSERT INTO a VALUES (100, 'new')").await;
@@ -2262,7 +2578,10 @@ mod cdc {
         db.exec("ALTER TABLE a ADD COLUMN d int NOT NULL DEFAULT 7").await;
         db.exec("UPDATE a SET d = 8 WHERE id = 3").await;
         sync(dir.path()).await;
-        let sevens = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{t} WHERE d = 7 AND NOT _simplyload_deleted"));
+        let sevens = duck(
+            dir.path(),
+            &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{t} WHERE d = 7 AND NOT _simplyload_deleted"),
+        );
         assert_eq!(sevens[0][0].as_deref(), Some("40"), "rows that got the default without a change were read again");
         reconcile_clean(dir.path()).await;
 
@@ -2374,7 +2693,13 @@ mod cdc {
         let last = simplyload(dir.path(), &["sync"], &[]).await;
         assert_eq!(last.code, Some(0), "{}\n{}", last.stdout, last.stderr);
         let rec = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await;
-        assert_eq!(rec.code, Some(0), "after {kills} kills and {finished} finished syncs:\n{}\n{}", rec.stdout, rec.stderr);
+        assert_eq!(
+            rec.code,
+            Some(0),
+            "after {kills} kills and {finished} finished syncs:\n{}\n{}",
+            rec.stdout,
+            rec.stderr
+        );
     }
 
     /// `batch_max_rows` cuts a long backlog into several loads within one
@@ -2385,10 +2710,16 @@ mod cdc {
         let db = pg.database().await;
         db.exec("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
         let dir = tempfile::tempdir().unwrap();
-        config(dir.path(), &db.url, &["public.t"], "    mode: cdc\n    batch_max_rows: 400\n    batch_max_seconds: 1s\n");
+        config(
+            dir.path(),
+            &db.url,
+            &["public.t"],
+            "    mode: cdc\n    batch_max_rows: 400\n    batch_max_seconds: 1s\n",
+        );
         sync(dir.path()).await;
         for k in 0..3 {
-            db.exec(&format!("INSERT INTO t SELECT i, 'v' FROM generate_series({}, {}) i", k * 500 + 1, k * 500 + 500)).await;
+            db.exec(&format!("INSERT INTO t SELECT i, 'v' FROM generate_series({}, {}) i", k * 500 + 1, k * 500 + 500))
+                .await;
         }
         let r = sync(dir.path()).await;
         assert_eq!(rows(&r, "public.t"), 1500, "three loads, one sync: {r}");
@@ -2437,7 +2768,11 @@ mod cdc {
         let dir = tempfile::tempdir().unwrap();
         let run = simplyload(dir.path(), &["bench", "cdc", "--database-url", &db.url, "--changes", "3000"], &[]).await;
         run.ok();
-        assert!(run.stdout.contains("ratio decoder / pg_recvlogical:") && run.stdout.contains("end-to-end sync loaded"), "{}", run.stdout);
+        assert!(
+            run.stdout.contains("ratio decoder / pg_recvlogical:") && run.stdout.contains("end-to-end sync loaded"),
+            "{}",
+            run.stdout
+        );
         let slots: i64 = db.client.query_one("SELECT count(*) FROM pg_replication_slots", &[]).await.unwrap().get(0);
         assert_eq!(slots, 0, "the benchmark removes its slots");
     }
@@ -2485,7 +2820,10 @@ mod cdc {
         db.exec("UPDATE a SET v = 'w', secret = 't' WHERE id <= 5").await;
         let r = sync(dir.path()).await;
         assert_eq!(rows(&r, "public.a"), 5, "{r}");
-        let cols = duck(dir.path(), &format!("SELECT column_name FROM information_schema.columns WHERE table_name = 'app_{}_a'", db.name));
+        let cols = duck(
+            dir.path(),
+            &format!("SELECT column_name FROM information_schema.columns WHERE table_name = 'app_{}_a'", db.name),
+        );
         assert!(!cols.iter().any(|c| c[0].as_deref() == Some("secret")), "{cols:?}");
         reconcile_clean(dir.path()).await;
     }
@@ -2543,7 +2881,10 @@ mod parts {
         assert_eq!(duck_count(dir.path(), &wide), 2500);
         assert_eq!(duck_count(dir.path(), &format!("app_{}_loose", db.name)), 2500);
         // Versions are unique: each part numbers its rows within its own batch.
-        let versions = duck(dir.path(), &format!("SELECT CAST(count(DISTINCT _simplyload_version) AS VARCHAR) FROM simplyload.{wide}"));
+        let versions = duck(
+            dir.path(),
+            &format!("SELECT CAST(count(DISTINCT _simplyload_version) AS VARCHAR) FROM simplyload.{wide}"),
+        );
         assert_eq!(versions[0][0].as_deref(), Some("2500"));
         reconcile_clean(dir.path()).await;
 
@@ -2572,7 +2913,12 @@ mod parts {
         let recovered = report[0]["streams"][0]["recovered_batches"].as_array().unwrap().len();
         assert!(recovered >= 1, "{report}");
         assert_eq!(duck_count(fresh.path(), &wide), 2800);
-        let dupes = duck(fresh.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM (SELECT id FROM simplyload.{wide} GROUP BY id HAVING count(*) > 1)"));
+        let dupes = duck(
+            fresh.path(),
+            &format!(
+                "SELECT CAST(count(*) AS VARCHAR) FROM (SELECT id FROM simplyload.{wide} GROUP BY id HAVING count(*) > 1)"
+            ),
+        );
         assert_eq!(dupes[0][0].as_deref(), Some("0"));
         reconcile_clean(fresh.path()).await;
     }
@@ -2589,7 +2935,18 @@ mod parts {
         let report = dir.path().join("report.md");
         let run = simplyload(
             dir.path(),
-            &["bench", "snapshot", "--table", "public.\"Bench T\"", "--runs", "2", "--sides", "copy,stage,duckdb", "--report", report.to_str().unwrap()],
+            &[
+                "bench",
+                "snapshot",
+                "--table",
+                "public.\"Bench T\"",
+                "--runs",
+                "2",
+                "--sides",
+                "copy,stage,duckdb",
+                "--report",
+                report.to_str().unwrap(),
+            ],
             &[("DATABASE_URL", &db.url)],
         )
         .await;
@@ -2599,9 +2956,18 @@ mod parts {
         assert!(md.contains("| SimplyLoad end to end → DuckDB |") && md.contains("20,000 rows"), "{md}");
         assert!(!md.contains(&db.url), "the report does not show the database URL");
 
-        let bad = simplyload(dir.path(), &["bench", "snapshot", "--table", "public.x", "--sides", "copy,airbyte"], &[("DATABASE_URL", &db.url)]).await;
+        let bad = simplyload(
+            dir.path(),
+            &["bench", "snapshot", "--table", "public.x", "--sides", "copy,airbyte"],
+            &[("DATABASE_URL", &db.url)],
+        )
+        .await;
         assert_eq!(bad.code, Some(2), "{}", bad.all());
-        assert!(bad.all().contains("unknown side `airbyte`") && bad.all().contains("copy, stage, duckdb, dlt, sling"), "{}", bad.all());
+        assert!(
+            bad.all().contains("unknown side `airbyte`") && bad.all().contains("copy, stage, duckdb, dlt, sling"),
+            "{}",
+            bad.all()
+        );
     }
 
     /// An incremental stream's first read, in page ranges and parts, killed
@@ -2628,7 +2994,11 @@ mod parts {
         assert_ne!(killed.code, Some(0), "{}", killed.all());
         assert_eq!(duck_count(dir.path(), &t), 5000, "the first part is loaded");
         let status = simplyload(dir.path(), &["status", "--json"], &[]).await;
-        assert!(status.stdout.contains("incremental_snapshot") && status.stdout.contains("\"next\""), "{}", status.stdout);
+        assert!(
+            status.stdout.contains("incremental_snapshot") && status.stdout.contains("\"next\""),
+            "{}",
+            status.stdout
+        );
 
         // Free space in the first pages, then rows of the last pages
         // rewritten into it with their cursor left alone: no later
@@ -2646,12 +3016,24 @@ mod parts {
             .get(0);
         assert!(moved > 0, "rows of the last pages moved into the first ones, already read");
         sync(dir.path(), &[]).await;
-        let kept = duck(dir.path(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{t} WHERE _simplyload_version < CAST(2 AS DECIMAL(38,0)) * 4294967296"));
-        assert!(kept[0][0].as_deref().unwrap().parse::<i64>().unwrap() >= 1000, "rows of the first part were not read again: {kept:?}");
+        let kept = duck(
+            dir.path(),
+            &format!(
+                "SELECT CAST(count(*) AS VARCHAR) FROM simplyload.{t} WHERE _simplyload_version < CAST(2 AS DECIMAL(38,0)) * 4294967296"
+            ),
+        );
+        assert!(
+            kept[0][0].as_deref().unwrap().parse::<i64>().unwrap() >= 1000,
+            "rows of the first part were not read again: {kept:?}"
+        );
         assert_eq!(duck_count(dir.path(), &t), 20200);
         reconcile_clean(dir.path()).await;
         let status = simplyload(dir.path(), &["status", "--json"], &[]).await;
-        assert!(status.stdout.contains("\"cursor\"") && !status.stdout.contains("incremental_snapshot"), "{}", status.stdout);
+        assert!(
+            status.stdout.contains("\"cursor\"") && !status.stdout.contains("incremental_snapshot"),
+            "{}",
+            status.stdout
+        );
 
         db.exec("UPDATE \"Inc Items\" SET pad = 'late', \"Updated At\" = now() WHERE id % 1000 = 7").await;
         let report = sync(dir.path(), &[]).await;
@@ -2672,13 +3054,19 @@ mod parts {
         )
         .await;
         let dir = tempfile::tempdir().unwrap();
-        config(dir.path(), &db.url, &["{name: public.t, cursor: updated_at}"], "    mode: incremental\n    snapshot_part_rows: 700\n");
+        config(
+            dir.path(),
+            &db.url,
+            &["{name: public.t, cursor: updated_at}"],
+            "    mode: incremental\n    snapshot_part_rows: 700\n",
+        );
         sync(dir.path(), &[]).await;
         assert_eq!(batches(dir.path(), "public.t"), vec![1, 2, 3, 4]);
         assert_eq!(duck_count(dir.path(), &format!("app_{}_t", db.name)), 2300);
         reconcile_clean(dir.path()).await;
 
-        db.exec("UPDATE t SET v = -v, updated_at = now() WHERE id % 100 = 0; INSERT INTO t VALUES (5000, 5, now())").await;
+        db.exec("UPDATE t SET v = -v, updated_at = now() WHERE id % 100 = 0; INSERT INTO t VALUES (5000, 5, now())")
+            .await;
         let report = sync(dir.path(), &[]).await;
         assert!(report[0]["streams"][0]["rows"].as_u64().unwrap() < 100, "{report}");
         assert_eq!(duck_count(dir.path(), &format!("app_{}_t", db.name)), 2301);
@@ -2689,7 +3077,12 @@ mod parts {
         // staged (the last one, if it was staged, carries the cursor) and
         // reads on from there.
         let fresh = tempfile::tempdir().unwrap();
-        config(fresh.path(), &db.url, &["{name: public.t, cursor: updated_at}"], "    mode: incremental\n    snapshot_part_rows: 700\n");
+        config(
+            fresh.path(),
+            &db.url,
+            &["{name: public.t, cursor: updated_at}"],
+            "    mode: incremental\n    snapshot_part_rows: 700\n",
+        );
         let crashed = simplyload(fresh.path(), &["sync"], &[("SIMPLYLOAD_FAILPOINT", "after_load")]).await;
         assert_ne!(crashed.code, Some(0), "{}", crashed.all());
         let status = simplyload(fresh.path(), &["status", "--json"], &[]).await;

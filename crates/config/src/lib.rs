@@ -393,13 +393,13 @@ impl<'de> Deserialize<'de> for StreamConfig {
                 let lookback = match m.lookback {
                     None => None,
                     Some(LookbackRaw::Count(n)) => Some(Lookback::Count(n)),
-                    Some(LookbackRaw::Text(t)) => Some(Lookback::Duration(
-                        humantime::parse_duration(&t).map_err(|e| {
+                    Some(LookbackRaw::Text(t)) => {
+                        Some(Lookback::Duration(humantime::parse_duration(&t).map_err(|e| {
                             serde::de::Error::custom(format!(
                                 "lookback `{t}` is not a duration like `5m` or a row count: {e}"
                             ))
-                        })?,
-                    )),
+                        })?))
+                    }
                 };
                 Ok(StreamConfig {
                     name: m.name,
@@ -421,9 +421,9 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Dura
     let s: Option<String> = Option::deserialize(d)?;
     match s {
         None => Ok(None),
-        Some(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
-            serde::de::Error::custom(format!("`{s}` is not a duration like `15m` or `1h`: {e}"))
-        }),
+        Some(s) => humantime::parse_duration(&s)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration like `15m` or `1h`: {e}"))),
     }
 }
 
@@ -451,12 +451,9 @@ impl Config {
 
     /// Parses YAML text, substituting `${VAR}` through `env`. Relative paths
     /// stay relative to the current directory until `base_dir` is set.
-    pub fn from_yaml_with_env(
-        text: &str,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
-            .map_err(|e| ConfigError::new(format!("not valid YAML: {e}")))?;
+    pub fn from_yaml_with_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut value: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::new(format!("not valid YAML: {e}")))?;
         if value.is_null() {
             value = serde_yaml_ng::Value::Mapping(Default::default());
         }
@@ -500,7 +497,9 @@ impl Config {
                     _ => {}
                 }
                 if sf.account.trim().is_empty() || sf.user.trim().is_empty() {
-                    return Err(ConfigError::new(format!("destinations.{name}: `account` and `user` must not be empty")));
+                    return Err(ConfigError::new(format!(
+                        "destinations.{name}: `account` and `user` must not be empty"
+                    )));
                 }
             }
         }
@@ -614,9 +613,8 @@ fn validate_template(t: &str) -> Result<(), String> {
 }
 
 fn check_name(section: &str, name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let ok =
+        !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {

@@ -506,7 +506,9 @@ pub fn canon_from_arrow(a: &ArrayRef, row: usize, t: SqlType) -> Result<Canon> {
     Ok(match t {
         SqlType::Int16 | SqlType::Int32 | SqlType::Int64 => Canon::Int(int(a).ok_or_else(bad)?),
         SqlType::Decimal { .. } => match dt {
-            DataType::Decimal128(_, s) => Canon::Decimal(decimal_text(a.as_primitive::<Decimal128Type>().value(row), *s)),
+            DataType::Decimal128(_, s) => {
+                Canon::Decimal(decimal_text(a.as_primitive::<Decimal128Type>().value(row), *s))
+            }
             _ => match int(a) {
                 Some(i) => Canon::Decimal(i.to_string()),
                 None => {
@@ -543,7 +545,9 @@ pub fn canon_from_arrow(a: &ArrayRef, row: usize, t: SqlType) -> Result<Canon> {
             _ => return Err(bad()),
         },
         SqlType::Time => match dt {
-            DataType::Time64(TimeUnit::Microsecond) => Canon::Time(a.as_primitive::<Time64MicrosecondType>().value(row)),
+            DataType::Time64(TimeUnit::Microsecond) => {
+                Canon::Time(a.as_primitive::<Time64MicrosecondType>().value(row))
+            }
             DataType::Time64(TimeUnit::Nanosecond) => {
                 Canon::Time(a.as_primitive::<Time64NanosecondType>().value(row) / 1_000)
             }
@@ -595,7 +599,10 @@ mod tests {
 
     #[test]
     fn json_is_canonical_and_exact() {
-        assert_eq!(canon_json(r#" { "b" : [1, 2.50, -0.0, 1e2], "a": "x\u00e9\n" } "#).unwrap(), r#"{"a":"xé\u000a","b":[1,25E-1,0,1E2]}"#);
+        assert_eq!(
+            canon_json(r#" { "b" : [1, 2.50, -0.0, 1e2], "a": "x\u00e9\n" } "#).unwrap(),
+            r#"{"a":"xé\u000a","b":[1,25E-1,0,1E2]}"#
+        );
         assert_eq!(canon_json(r#"{"a":1}"#).unwrap(), canon_json("{\"a\" :\n 1.0}").unwrap());
         // 60 significant digits survive.
         let n = "123456789012345678901234567890.123456789012345678901234567891";
@@ -622,7 +629,10 @@ mod tests {
     #[test]
     fn arrow_values_canonicalise_by_logical_type() {
         let d: ArrayRef = Arc::new(Decimal128Array::from(vec![150]).with_precision_and_scale(12, 2).unwrap());
-        assert_eq!(canon_from_arrow(&d, 0, SqlType::Decimal { precision: 12, scale: 2 }).unwrap(), Canon::Decimal("1.5".into()));
+        assert_eq!(
+            canon_from_arrow(&d, 0, SqlType::Decimal { precision: 12, scale: 2 }).unwrap(),
+            Canon::Decimal("1.5".into())
+        );
         let f: ArrayRef = Arc::new(Float32Array::from(vec![f32::NAN, 0.1]));
         assert_eq!(canon_from_arrow(&f, 0, SqlType::Float32).unwrap(), Canon::float(f64::NAN));
         assert_eq!(canon_from_arrow(&f, 1, SqlType::Float32).unwrap(), Canon::float(0.1f32 as f64));

@@ -72,9 +72,8 @@ pub fn stage_changes(
     }
     let mut columns: Vec<ArrayRef> = data.columns().to_vec();
     columns.push(Arc::new(BooleanArray::from(deleted.to_vec())));
-    columns.push(Arc::new(
-        Decimal128Array::from(versions.to_vec()).with_precision_and_scale(meta::VERSION_PRECISION, 0)?,
-    ));
+    columns
+        .push(Arc::new(Decimal128Array::from(versions.to_vec()).with_precision_and_scale(meta::VERSION_PRECISION, 0)?));
     if !table.has_key() {
         columns.push(Arc::new(row_id::row_ids(table, &data)?));
     }

@@ -166,9 +166,14 @@ async fn cdc_streams(
         Some(_) => None,
         None => ctx.source.cdc_slot(&ctx.pipeline).await?.and_then(|s| crate::cdc::parse_lsn(&s.confirmed).ok()),
     };
-    let snapshot_lsn = |p: &serde_json::Value| p.get("lsn").and_then(|l| l.as_str()).and_then(|l| crate::cdc::parse_lsn(l).ok());
+    let snapshot_lsn =
+        |p: &serde_json::Value| p.get("lsn").and_then(|l| l.as_str()).and_then(|l| crate::cdc::parse_lsn(l).ok());
     let first_snapshot = |label: &str, point: crate::cdc::Lsn| {
-        let position = states.iter().find(|s| s.stream == label).and_then(|s| s.checkpoint.as_ref()).and_then(|c| c.position.as_ref());
+        let position = states
+            .iter()
+            .find(|s| s.stream == label)
+            .and_then(|s| s.checkpoint.as_ref())
+            .and_then(|c| c.position.as_ref());
         ResumableSnapshot::from_checkpoint(
             position,
             |p| {
@@ -439,4 +444,3 @@ async fn load_with_retries(ctx: &SyncContext, pipeline_id: Uuid, stream: &str, m
         }
     }
 }
-

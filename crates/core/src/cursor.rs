@@ -16,10 +16,17 @@ use std::cmp::Ordering;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CursorValue {
     /// Microseconds since 1970-01-01 (UTC for timestamptz, wall clock for timestamp).
-    Micros { value: i64 },
-    Int { value: i64 },
+    Micros {
+        value: i64,
+    },
+    Int {
+        value: i64,
+    },
     /// A decimal's unscaled value (as text, exact) and its scale.
-    Decimal { unscaled: String, scale: i8 },
+    Decimal {
+        unscaled: String,
+        scale: i8,
+    },
 }
 
 impl CursorValue {
@@ -63,7 +70,9 @@ impl CursorValue {
     /// count (in whole units) for numbers.
     pub fn minus(&self, lookback: &Lookback) -> CursorValue {
         match (self, lookback) {
-            (CursorValue::Micros { value }, Lookback::Micros(us)) => CursorValue::Micros { value: value.saturating_sub(*us) },
+            (CursorValue::Micros { value }, Lookback::Micros(us)) => {
+                CursorValue::Micros { value: value.saturating_sub(*us) }
+            }
             (CursorValue::Int { value }, Lookback::Count(n)) => CursorValue::Int { value: value.saturating_sub(*n) },
             (CursorValue::Decimal { scale, .. }, Lookback::Count(n)) => {
                 let (u, _) = self.decimal_parts().unwrap_or((0, *scale));
@@ -111,7 +120,12 @@ pub const DEFAULT_LOOKBACK_SECS: u64 = 300;
 pub fn cursor_type_ok(t: SqlType) -> bool {
     matches!(
         t,
-        SqlType::Timestamp | SqlType::TimestampTz | SqlType::Int16 | SqlType::Int32 | SqlType::Int64 | SqlType::Decimal { .. }
+        SqlType::Timestamp
+            | SqlType::TimestampTz
+            | SqlType::Int16
+            | SqlType::Int32
+            | SqlType::Int64
+            | SqlType::Decimal { .. }
     )
 }
 
@@ -147,11 +161,18 @@ fn humanize(d: std::time::Duration) -> String {
 pub fn max_cursor(a: &ArrayRef) -> Result<(Option<CursorValue>, u64)> {
     let nulls = a.null_count() as u64;
     let max = match a.data_type() {
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            a.as_primitive::<TimestampMicrosecondType>().iter().flatten().max().map(|value| CursorValue::Micros { value })
+        DataType::Timestamp(TimeUnit::Microsecond, _) => a
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .flatten()
+            .max()
+            .map(|value| CursorValue::Micros { value }),
+        DataType::Int16 => {
+            a.as_primitive::<Int16Type>().iter().flatten().max().map(|v| CursorValue::Int { value: v as i64 })
         }
-        DataType::Int16 => a.as_primitive::<Int16Type>().iter().flatten().max().map(|v| CursorValue::Int { value: v as i64 }),
-        DataType::Int32 => a.as_primitive::<Int32Type>().iter().flatten().max().map(|v| CursorValue::Int { value: v as i64 }),
+        DataType::Int32 => {
+            a.as_primitive::<Int32Type>().iter().flatten().max().map(|v| CursorValue::Int { value: v as i64 })
+        }
         DataType::Int64 => a.as_primitive::<Int64Type>().iter().flatten().max().map(|value| CursorValue::Int { value }),
         DataType::Decimal128(_, scale) => a
             .as_primitive::<Decimal128Type>()

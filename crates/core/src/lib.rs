@@ -6,9 +6,9 @@
 
 pub mod batch;
 pub mod canon;
+pub mod catalog;
 pub mod cdc;
 pub mod cdc_sync;
-pub mod catalog;
 pub mod checkpoint;
 pub mod cursor;
 pub mod destination;
@@ -47,7 +47,10 @@ pub use naming::StreamName;
 pub use progress::{NoProgress, Progress};
 pub use report::{StreamReport, SyncReport, Unrepresentable, UnrepresentableTally};
 pub use schema::{Column, SqlType, TableSpec, ValueLimits};
-pub use source::{CdcStart, ChangeEvent, SlotStatus, ChangesRead, ChangesRequest, IncrementalRead, ReadStats, SnapshotRequest, Source, SourceBatch};
+pub use source::{
+    CdcStart, ChangeEvent, ChangesRead, ChangesRequest, IncrementalRead, ReadStats, SlotStatus, SnapshotRequest,
+    Source, SourceBatch,
+};
 pub use staging::{BatchWriter, LocalFile, StagingArea};
 
 pub use simplyload_config as config;

@@ -18,10 +18,8 @@ pub struct PipelineLock {
 impl PipelineLock {
     /// The lock file of a pipeline, in `locks/` beside the state file.
     pub fn path(state_dir: &Path, pipeline: &str) -> PathBuf {
-        let safe: String = pipeline
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-            .collect();
+        let safe: String =
+            pipeline.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
         // Different names that sanitise alike still get different files.
         let tag = crate::row_id::short_hash(pipeline.as_bytes());
         state_dir.join("locks").join(format!("{safe}-{tag}.lock"))
@@ -97,7 +95,11 @@ mod tests {
         let first = PipelineLock::acquire(&dir, "p/1", Duration::ZERO).unwrap();
         let e = PipelineLock::acquire(&dir, "p/1", Duration::from_millis(300)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Busy);
-        assert!(e.message().contains(&format!("pipeline `p/1` is being synced by another process (pid {}", std::process::id())), "{e}");
+        assert!(
+            e.message()
+                .contains(&format!("pipeline `p/1` is being synced by another process (pid {}", std::process::id())),
+            "{e}"
+        );
         // Another pipeline is independent; a name that sanitises alike too.
         let _other = PipelineLock::acquire(&dir, "p_1", Duration::ZERO).unwrap();
         drop(first);

@@ -85,7 +85,9 @@ pub fn evolve(previous: &TableSpec, planned: &mut TableSpec, defaults: &[String]
                 // A new column must not take the name of one still in the destination.
                 let mut name = c.name.clone();
                 let mut n = 2;
-                while taken.contains(&name) && !previous.columns.iter().any(|p| p.name == name && p.source_name == c.source_name) {
+                while taken.contains(&name)
+                    && !previous.columns.iter().any(|p| p.name == name && p.source_name == c.source_name)
+                {
                     name = format!("{}_{n}", c.name);
                     n += 1;
                 }
@@ -148,8 +150,7 @@ impl StreamPlan {
 
 /// Parses a stream's configured name, naming the key on error.
 pub fn stream_name(pipeline: &str, index: usize, stream: &StreamConfig) -> Result<StreamName> {
-    StreamName::parse(&stream.name)
-        .map_err(|m| Error::config(format!("pipelines.{pipeline}.streams[{index}]: {m}")))
+    StreamName::parse(&stream.name).map_err(|m| Error::config(format!("pipelines.{pipeline}.streams[{index}]: {m}")))
 }
 
 /// The destination table a stream maps to.
@@ -237,12 +238,8 @@ pub fn selects(pipeline: &PipelineConfig, table: &StreamName) -> bool {
 /// later are picked up the next time this runs. The index is the stream's
 /// position in the config, for error messages.
 pub fn expand_streams(pipeline_name: &str, pipeline: &PipelineConfig, catalog: &Catalog) -> Vec<(usize, StreamConfig)> {
-    let explicit: Vec<StreamName> = pipeline
-        .streams
-        .iter()
-        .filter(|s| !s.is_pattern())
-        .filter_map(|s| StreamName::parse(&s.name).ok())
-        .collect();
+    let explicit: Vec<StreamName> =
+        pipeline.streams.iter().filter(|s| !s.is_pattern()).filter_map(|s| StreamName::parse(&s.name).ok()).collect();
     let mut out: Vec<(usize, StreamConfig)> = Vec::new();
     for (i, s) in pipeline.streams.iter().enumerate() {
         if !s.is_pattern() {
@@ -357,9 +354,7 @@ fn plan_stream(
                     return Err(unknown_column(&key, "primary_key", c, info));
                 }
                 if stream.exclude_columns.contains(c) {
-                    return Err(Error::config(format!(
-                        "{key}.primary_key: column `{c}` is also in exclude_columns"
-                    )));
+                    return Err(Error::config(format!("{key}.primary_key: column `{c}` is also in exclude_columns")));
                 }
             }
             pk.clone()
@@ -450,11 +445,8 @@ fn missing_table(name: &StreamName, pipeline: &PipelineConfig, catalog: &Catalog
     } else {
         format!("names are case-sensitive; did you mean {}?", similar.join(" or "))
     };
-    Error::not_found(format!(
-        "table {name} not found in source `{}` (database {})",
-        pipeline.source, catalog.database
-    ))
-    .with_hint(hint)
+    Error::not_found(format!("table {name} not found in source `{}` (database {})", pipeline.source, catalog.database))
+        .with_hint(hint)
 }
 
 fn unknown_column(key: &str, field: &str, column: &str, info: &TableInfo) -> Error {
@@ -497,7 +489,12 @@ pipelines:
                 TableInfo {
                     name: StreamName::new("public", "orders"),
                     kind: "table".into(),
-                    columns: vec![col("id", SqlType::Int64), col("Amount", SqlType::Text), col("amount", SqlType::Text), col("secret", SqlType::Text)],
+                    columns: vec![
+                        col("id", SqlType::Int64),
+                        col("Amount", SqlType::Text),
+                        col("amount", SqlType::Text),
+                        col("secret", SqlType::Text),
+                    ],
                     primary_key: vec!["id".into()],
                     estimated_rows: Some(10),
                     replica_identity: None,
@@ -543,7 +540,10 @@ pipelines:
         let cfg = config("    streams:\n      - name: sales.orders\n        primary_key: [idd]\n");
         let plans = plan_pipeline("p", &cfg.pipelines["p"], &catalog());
         let e = plans[0].1.as_ref().unwrap_err();
-        assert!(e.message().contains("pipelines.p.streams[0].primary_key: table sales.orders has no column `idd`"), "{e}");
+        assert!(
+            e.message().contains("pipelines.p.streams[0].primary_key: table sales.orders has no column `idd`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -593,7 +593,13 @@ pipelines:
         assert!(changes.iter().filter(|c| c.needs_reread()).count() == 2);
         // Loaded once diverted, the column stays diverted.
         let again = planned.clone();
-        let mut replanned = spec(vec![col("id", SqlType::Int64), col("amount", SqlType::Decimal { precision: 12, scale: 3 }), col("code", SqlType::Text), col("new", SqlType::Text), col("filled", SqlType::Int32)]);
+        let mut replanned = spec(vec![
+            col("id", SqlType::Int64),
+            col("amount", SqlType::Decimal { precision: 12, scale: 3 }),
+            col("code", SqlType::Text),
+            col("new", SqlType::Text),
+            col("filled", SqlType::Int32),
+        ]);
         assert!(evolve(&again, &mut replanned, &[]).is_empty());
         assert_eq!(replanned.columns[2].name, "code__text");
         assert!(!SqlType::Decimal { precision: 10, scale: 2 }.widens_to(&SqlType::Decimal { precision: 10, scale: 3 }));
@@ -621,7 +627,10 @@ pipelines:
         let cfg = config("    streams:\n      - \"*.orders\"\n");
         let plans = plan_pipeline("p", &cfg.pipelines["p"], &catalog());
         let e = plans[1].1.as_ref().unwrap_err();
-        assert!(e.message().contains("streams public.orders and sales.orders both map to table `app_shop_orders`"), "{e}");
+        assert!(
+            e.message().contains("streams public.orders and sales.orders both map to table `app_shop_orders`"),
+            "{e}"
+        );
     }
 
     #[test]

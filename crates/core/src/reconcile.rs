@@ -216,10 +216,7 @@ pub async fn reconcile_table(
             let absent: Vec<&str> =
                 table.columns.iter().filter(|c| !cols.contains(&c.name)).map(|c| c.name.as_str()).collect();
             if !absent.is_empty() {
-                r.notes.push(format!(
-                    "columns missing in the destination (compared as NULL): {}",
-                    absent.join(", ")
-                ));
+                r.notes.push(format!("columns missing in the destination (compared as NULL): {}", absent.join(", ")));
             }
         }
     }
@@ -302,17 +299,20 @@ impl Ctx<'_> {
         let mut last: Option<Vec<Canon>> = None;
         let mut read = 0u64;
         let req = self.request(range.clone(), limit, limits);
-        scan_all(|tx| self.source.scan(req, tx), |rows| {
-            for row in rows {
-                read += 1;
-                if !keep(&row.key) {
-                    continue;
+        scan_all(
+            |tx| self.source.scan(req, tx),
+            |rows| {
+                for row in rows {
+                    read += 1;
+                    if !keep(&row.key) {
+                        continue;
+                    }
+                    r.source_rows += 1;
+                    last = Some(row.key.clone());
+                    held.insert(row.key, Held { hashes: row.hashes, flag: row.flag });
                 }
-                r.source_rows += 1;
-                last = Some(row.key.clone());
-                held.insert(row.key, Held { hashes: row.hashes, flag: row.flag });
-            }
-        })
+            },
+        )
         .await?;
         let more = limit.is_some_and(|l| read >= l);
         let dest_range = KeyRange { after: range.after, upto: if more { last.clone() } else { None } };
@@ -321,48 +321,51 @@ impl Ctx<'_> {
             let samples = self.opts.samples;
             let table = self.table;
             let req = self.request(dest_range, None, limits);
-            scan_all(|tx| self.destination.scan(req, tx), |rows| {
-                for row in rows {
-                    if !keep(&row.key) {
-                        continue;
-                    }
-                    if row.flag && !mapped {
-                        // Deleted in the destination: absent. If the source
-                        // still has it, it stays held and counts as missing.
-                        continue;
-                    }
-                    match held.remove(&row.key) {
-                        None => {
-                            if row.flag {
-                                // A tombstone, or soft-deleted then removed at the source.
-                                continue;
-                            }
-                            r.destination_rows += 1;
-                            r.extra += 1;
-                            r.sample(Difference::Extra, key_text(&row.key), Vec::new(), samples);
+            scan_all(
+                |tx| self.destination.scan(req, tx),
+                |rows| {
+                    for row in rows {
+                        if !keep(&row.key) {
+                            continue;
                         }
-                        Some(src) => {
-                            r.destination_rows += 1;
-                            let mut cols: Vec<String> = table
-                                .columns
-                                .iter()
-                                .zip(src.hashes.iter().zip(&row.hashes))
-                                .filter(|(_, (a, b))| a != b)
-                                .map(|(c, _)| c.name.clone())
-                                .collect();
-                            if mapped && src.flag != row.flag {
-                                cols.push(crate::schema::meta::DELETED.to_owned());
+                        if row.flag && !mapped {
+                            // Deleted in the destination: absent. If the source
+                            // still has it, it stays held and counts as missing.
+                            continue;
+                        }
+                        match held.remove(&row.key) {
+                            None => {
+                                if row.flag {
+                                    // A tombstone, or soft-deleted then removed at the source.
+                                    continue;
+                                }
+                                r.destination_rows += 1;
+                                r.extra += 1;
+                                r.sample(Difference::Extra, key_text(&row.key), Vec::new(), samples);
                             }
-                            if cols.is_empty() {
-                                r.matched += 1;
-                            } else {
-                                r.different += 1;
-                                r.sample(Difference::Different, key_text(&row.key), cols, samples);
+                            Some(src) => {
+                                r.destination_rows += 1;
+                                let mut cols: Vec<String> = table
+                                    .columns
+                                    .iter()
+                                    .zip(src.hashes.iter().zip(&row.hashes))
+                                    .filter(|(_, (a, b))| a != b)
+                                    .map(|(c, _)| c.name.clone())
+                                    .collect();
+                                if mapped && src.flag != row.flag {
+                                    cols.push(crate::schema::meta::DELETED.to_owned());
+                                }
+                                if cols.is_empty() {
+                                    r.matched += 1;
+                                } else {
+                                    r.different += 1;
+                                    r.sample(Difference::Different, key_text(&row.key), cols, samples);
+                                }
                             }
                         }
                     }
-                }
-            })
+                },
+            )
             .await?;
         }
         let mut missing: Vec<Vec<Canon>> = held.into_keys().collect();
@@ -380,29 +383,35 @@ impl Ctx<'_> {
         let keep = |d: &[u8; 16]| parts <= 1 || u64::from_le_bytes(d[..8].try_into().unwrap_or_default()) % parts == p;
         let mut source_rows = 0;
         let req = self.request(KeyRange::default(), None, limits);
-        scan_all(|tx| self.source.scan(req, tx), |rows| {
-            for row in rows {
-                let d = row_digest(&row.hashes);
-                if keep(&d) {
-                    source_rows += 1;
-                    *counts.entry(d).or_default() += 1;
+        scan_all(
+            |tx| self.source.scan(req, tx),
+            |rows| {
+                for row in rows {
+                    let d = row_digest(&row.hashes);
+                    if keep(&d) {
+                        source_rows += 1;
+                        *counts.entry(d).or_default() += 1;
+                    }
                 }
-            }
-        })
+            },
+        )
         .await?;
         r.source_rows += source_rows;
         if self.dest_exists {
             let mut dest_rows = 0;
             let req = self.request(KeyRange::default(), None, limits);
-            scan_all(|tx| self.destination.scan(req, tx), |rows| {
-                for row in rows.into_iter().filter(|row| !row.flag) {
-                    let d = row_digest(&row.hashes);
-                    if keep(&d) {
-                        dest_rows += 1;
-                        *counts.entry(d).or_default() -= 1;
+            scan_all(
+                |tx| self.destination.scan(req, tx),
+                |rows| {
+                    for row in rows.into_iter().filter(|row| !row.flag) {
+                        let d = row_digest(&row.hashes);
+                        if keep(&d) {
+                            dest_rows += 1;
+                            *counts.entry(d).or_default() -= 1;
+                        }
                     }
-                }
-            })
+                },
+            )
             .await?;
             r.destination_rows += dest_rows;
         }
@@ -536,12 +545,24 @@ mod tests {
             source_type: "bigint".into(),
             nullable: true,
         };
-        TableSpec { stream: StreamName::new("public", "t"), name: "t".into(), columns: vec![col("id"), col("v")], key: vec!["id".into()] }
+        TableSpec {
+            stream: StreamName::new("public", "t"),
+            name: "t".into(),
+            columns: vec![col("id"), col("v")],
+            key: vec!["id".into()],
+        }
     }
 
-    async fn run(src: Vec<(i64, i64, bool)>, dst: Vec<(i64, i64, bool)>, soft: Option<&str>, chunk: u64) -> TableReconcile {
+    async fn run(
+        src: Vec<(i64, i64, bool)>,
+        dst: Vec<(i64, i64, bool)>,
+        soft: Option<&str>,
+        chunk: u64,
+    ) -> TableReconcile {
         let opts = ReconcileOptions { chunk_rows: chunk, partition_rows: 4, samples: 10 };
-        reconcile_table(&Rows(src) as &dyn Source, &Rows(dst) as &dyn Destination, &spec(), soft, None, opts).await.unwrap()
+        reconcile_table(&Rows(src) as &dyn Source, &Rows(dst) as &dyn Destination, &spec(), soft, None, opts)
+            .await
+            .unwrap()
     }
 
     fn keys(r: &TableReconcile, kind: Difference) -> Vec<String> {
@@ -581,9 +602,10 @@ mod tests {
         dst.push((1, 1, false)); // one copy of (1, 1) too many
         dst.push((7, 7, true)); // deleted: ignored
         let opts = ReconcileOptions { chunk_rows: 3, partition_rows: 4, samples: 10 };
-        let r = reconcile_table(&Rows(src) as &dyn Source, &Rows(dst) as &dyn Destination, &table, None, Some(20), opts)
-            .await
-            .unwrap();
+        let r =
+            reconcile_table(&Rows(src) as &dyn Source, &Rows(dst) as &dyn Destination, &table, None, Some(20), opts)
+                .await
+                .unwrap();
         assert_eq!(r.method, "multiset (6 passes)");
         assert_eq!((r.source_rows, r.destination_rows, r.matched, r.missing, r.extra), (20, 20, 19, 1, 1), "{r:?}");
     }

@@ -87,11 +87,7 @@ pub fn decimal_text(v: i128, scale: i8) -> String {
     let neg = v < 0;
     let digits = v.unsigned_abs().to_string();
     let scale = scale.max(0) as usize;
-    let (int, frac) = if digits.len() > scale {
-        digits.split_at(digits.len() - scale)
-    } else {
-        ("0", digits.as_str())
-    };
+    let (int, frac) = if digits.len() > scale { digits.split_at(digits.len() - scale) } else { ("0", digits.as_str()) };
     let mut s = String::new();
     if neg {
         s.push('-');
@@ -146,7 +142,10 @@ mod tests {
         let a = spec(&[("a", SqlType::Int32), ("b", SqlType::Text)]);
         let ba = RecordBatch::try_new(
             a.source_schema(),
-            vec![Arc::new(Int32Array::from(vec![1, 1, 2])), Arc::new(StringArray::from(vec![Some("x"), Some("x"), None]))],
+            vec![
+                Arc::new(Int32Array::from(vec![1, 1, 2])),
+                Arc::new(StringArray::from(vec![Some("x"), Some("x"), None])),
+            ],
         )
         .unwrap();
         let ids = row_ids(&a, &ba).unwrap();

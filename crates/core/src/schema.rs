@@ -41,7 +41,10 @@ pub enum SqlType {
     Int32,
     Int64,
     /// Exact decimal; `precision` ≤ 38, 0 ≤ `scale` ≤ `precision`.
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     Float32,
     Float64,
     /// Text, also used for values kept exactly in their text form (unbounded
@@ -189,10 +192,7 @@ impl TableSpec {
     /// The Arrow schema a source produces for this table: the data columns only.
     pub fn source_schema(&self) -> SchemaRef {
         Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|c| Field::new(&c.name, c.sql_type.arrow_type(), true))
-                .collect::<Vec<_>>(),
+            self.columns.iter().map(|c| Field::new(&c.name, c.sql_type.arrow_type(), true)).collect::<Vec<_>>(),
         ))
     }
 }
@@ -209,7 +209,8 @@ pub struct ValueLimits {
 
 impl ValueLimits {
     /// What staging itself can carry (Arrow's i64 microseconds, i32 days).
-    pub const STAGING: ValueLimits = ValueLimits { timestamp_us: (i64::MIN, i64::MAX), date_days: (i32::MIN, i32::MAX) };
+    pub const STAGING: ValueLimits =
+        ValueLimits { timestamp_us: (i64::MIN, i64::MAX), date_days: (i32::MIN, i32::MAX) };
 
     pub fn timestamp_ok(&self, us: i64) -> bool {
         us >= self.timestamp_us.0 && us <= self.timestamp_us.1

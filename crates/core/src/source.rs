@@ -228,18 +228,27 @@ pub trait Source: Send + Sync {
         _temporary: bool,
         _on_slot_lost: simplyload_config::OnSlotLost,
     ) -> Result<Option<Box<dyn CdcStart>>> {
-        Err(crate::Error::new(crate::ErrorKind::Unsupported, format!("source kind `{}` has no change data capture", self.kind())))
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("source kind `{}` has no change data capture", self.kind()),
+        ))
     }
 
     /// CDC: sends every change committed since the slot's confirmed point,
     /// up to the source's current end, on `out`, and returns what to confirm.
     async fn read_changes(&self, _request: ChangesRequest, _out: mpsc::Sender<ChangeEvent>) -> Result<ChangesRead> {
-        Err(crate::Error::new(crate::ErrorKind::Unsupported, format!("source kind `{}` has no change data capture", self.kind())))
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("source kind `{}` has no change data capture", self.kind()),
+        ))
     }
 
     /// CDC: the destination committed everything up to `lsn`; the source may
     /// forget it (Postgres: the slot's confirmed point moves, WAL is freed).
     async fn confirm_changes(&self, _pipeline: &str, _lsn: crate::cdc::Lsn) -> Result<()> {
-        Err(crate::Error::new(crate::ErrorKind::Unsupported, format!("source kind `{}` has no change data capture", self.kind())))
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("source kind `{}` has no change data capture", self.kind()),
+        ))
     }
 }

@@ -15,6 +15,7 @@
 
 use crate::batch::{BatchManifest, BatchState, LoadKind};
 use crate::checkpoint::{BatchRecord, Checkpoint, CheckpointStore, LoadedStream};
+use crate::cursor::CursorValue;
 use crate::destination::{Destination, LoadRequest};
 use crate::error::{Error, ErrorKind, Policy, Result};
 use crate::plan::{self, StreamPlan};
@@ -22,7 +23,6 @@ use crate::progress::Progress;
 use crate::report::{StreamReport, SyncReport};
 use crate::row_id;
 use crate::schema::{TableSpec, ValueLimits, meta};
-use crate::cursor::CursorValue;
 use crate::source::{
     DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, IncrementalRead, ReadStats, SnapshotRequest, Source, SourceBatch,
 };
@@ -113,8 +113,7 @@ pub async fn run_sync(ctx: &SyncContext) -> Result<SyncReport> {
     let started = Instant::now();
     let pipeline_id = ctx.store.pipeline_id(&ctx.pipeline).await?;
     let sync_id = ctx.store.begin_sync(&ctx.pipeline).await?;
-    let mut report =
-        SyncReport {
+    let mut report = SyncReport {
         pipeline: ctx.pipeline.clone(),
         sync_id,
         streams: Vec::new(),
@@ -147,11 +146,7 @@ pub async fn run_sync(ctx: &SyncContext) -> Result<SyncReport> {
 
 async fn run_streams(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, report: &mut SyncReport) -> Result<()> {
     let mut recovered = recover(ctx, pipeline_id).await?;
-    let catalog = ctx
-        .source
-        .discover()
-        .await
-        .map_err(|e| e.context(format!("source `{}`", ctx.config.source)))?;
+    let catalog = ctx.source.discover().await.map_err(|e| e.context(format!("source `{}`", ctx.config.source)))?;
     let mut cdc = Vec::new();
     for (label, planned) in plan::plan_pipeline(&ctx.pipeline, &ctx.config, &catalog) {
         if let Ok(plan) = &planned
@@ -290,7 +285,11 @@ async fn run_stream(ctx: &SyncContext, pipeline_id: Uuid, sync_id: i64, plan: &S
             overlap = Some(Overlap {
                 lookback: Some(c.lookback),
                 // After a re-read every row is staged again.
-                loaded: if reread { Default::default() } else { checkpoint_overlap(position.as_ref(), &column.source_name) },
+                loaded: if reread {
+                    Default::default()
+                } else {
+                    checkpoint_overlap(position.as_ref(), &column.source_name)
+                },
             });
             Some((
                 IncrementalRead {
@@ -490,7 +489,13 @@ pub(crate) struct Parts<'a> {
 impl<'a> Parts<'a> {
     /// Parts of `stream`'s read, handed to the loader on `tx`; the read
     /// writes batch `current` first (0: not allocated yet).
-    pub(crate) fn new(ctx: &'a SyncContext, sync_id: i64, stream: &str, tx: mpsc::Sender<BatchManifest>, current: u64) -> Self {
+    pub(crate) fn new(
+        ctx: &'a SyncContext,
+        sync_id: i64,
+        stream: &str,
+        tx: mpsc::Sender<BatchManifest>,
+        current: u64,
+    ) -> Self {
         Parts {
             ctx,
             sync_id,
@@ -545,7 +550,8 @@ impl PartSink for Parts<'_> {
 
 /// Waits before the next attempt: `retry_base × 2^(attempt−1)`, at most a minute.
 pub(crate) async fn backoff(ctx: &SyncContext, stream: &str, attempt: u32, e: &Error, what: &str) {
-    let wait = ctx.options.retry_base.saturating_mul(1 << (attempt - 1).min(16)).min(std::time::Duration::from_secs(60));
+    let wait =
+        ctx.options.retry_base.saturating_mul(1 << (attempt - 1).min(16)).min(std::time::Duration::from_secs(60));
     tracing::warn!(pipeline = %ctx.pipeline, stream = %stream, attempt, retries = ctx.options.retries,
         wait_ms = wait.as_millis() as u64, error = %e, "{what} failed; retrying");
     ctx.progress.stream_phase(stream, &format!("retrying in {}s", wait.as_secs_f64().ceil()));
@@ -773,14 +779,19 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
             "null_cursor_rows": null_cursors,
         })
     };
-    let start_position =
-        job.incremental.as_ref().and_then(|(read, _)| read.from.as_ref().map(|f| position(&read.column, &Some(f.clone()), 0)));
+    let start_position = job
+        .incremental
+        .as_ref()
+        .and_then(|(read, _)| read.from.as_ref().map(|f| position(&read.column, &Some(f.clone()), 0)));
     let part_position = job
         .incremental
         .as_ref()
         .and_then(|(read, previous)| previous.as_ref().map(|p| position(&read.column, &Some(p.clone()), 0)));
     let parts = job.parts.filter(|_| table.has_key() && (job.cdc_snapshot.is_none() || job.resumable.is_some()));
-    let manifest = |batch_id: u64, kind: LoadKind, files: Vec<crate::batch::StagedFile>, end_position: Option<serde_json::Value>| {
+    let manifest = |batch_id: u64,
+                    kind: LoadKind,
+                    files: Vec<crate::batch::StagedFile>,
+                    end_position: Option<serde_json::Value>| {
         BatchManifest {
             pipeline: job.pipeline.to_owned(),
             stream: stream.clone(),
@@ -980,7 +991,8 @@ pub async fn stage_snapshot(job: SnapshotJob<'_>) -> Result<(BatchManifest, Read
             // The ids of the rows the next read will find again, if all are known.
             if let (Some(ov), Some(p)) = (&job.overlap, &pos) {
                 let from = ov.lookback.as_ref().map(|lb| p.minus(lb)).unwrap_or_else(|| p.clone());
-                let complete = window_lost.as_ref().is_none_or(|lost| lost.compare(&from) == Some(std::cmp::Ordering::Less));
+                let complete =
+                    window_lost.as_ref().is_none_or(|lost| lost.compare(&from) == Some(std::cmp::Ordering::Less));
                 if complete {
                     let mut ids: Vec<&str> = window
                         .iter()
@@ -1063,7 +1075,12 @@ pub enum Versions {
 }
 
 /// [`stage_columns`] with the versioning given.
-pub fn stage_columns_at(table: &TableSpec, batch: RecordBatch, versions: Versions, soft_delete: Option<usize>) -> Result<RecordBatch> {
+pub fn stage_columns_at(
+    table: &TableSpec,
+    batch: RecordBatch,
+    versions: Versions,
+    soft_delete: Option<usize>,
+) -> Result<RecordBatch> {
     let n = batch.num_rows() as u64;
     let versions = match versions {
         Versions::Batch { batch_id, first_ordinal } => {
@@ -1165,9 +1182,8 @@ pub fn failpoint(name: &str) {
 async fn recover(ctx: &SyncContext, pipeline_id: Uuid) -> Result<BTreeMap<String, Vec<u64>>> {
     let unfinished = ctx.store.unfinished_batches(&ctx.pipeline).await?;
     // Streams taken out of the config keep their batches until they come back.
-    let configured = |stream: &str| {
-        crate::naming::StreamName::parse(stream).is_ok_and(|n| plan::selects(&ctx.config, &n))
-    };
+    let configured =
+        |stream: &str| crate::naming::StreamName::parse(stream).is_ok_and(|n| plan::selects(&ctx.config, &n));
     let mut by_stream: BTreeMap<String, Vec<BatchRecord>> = BTreeMap::new();
     for b in unfinished.into_iter().filter(|b| configured(&b.stream)) {
         by_stream.entry(b.stream.clone()).or_default().push(b);

@@ -15,8 +15,8 @@ use simplyload_core::canon::{Canon, canon_from_arrow, uuid_text};
 use simplyload_core::reconcile::{SCAN_BATCH, ScanRequest, ScanSender, ScannedRow};
 use simplyload_core::schema::meta;
 use simplyload_core::{
-    BatchManifest, CheckReport, Column, Destination, Error, ErrorKind, LoadKind, LoadOutcome, LoadRequest,
-    LocalFile, Result, RowChanges, SqlType, TableSpec, ValueLimits,
+    BatchManifest, CheckReport, Column, Destination, Error, ErrorKind, LoadKind, LoadOutcome, LoadRequest, LocalFile,
+    Result, RowChanges, SqlType, TableSpec, ValueLimits,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -98,7 +98,9 @@ impl DuckdbDestination {
                     let kind = if is_lock_error(&e) { ErrorKind::Busy } else { ErrorKind::Internal };
                     let err = Error::new(kind, format!("cannot open DuckDB file {}: {e}", self.path.display()));
                     return Err(if kind == ErrorKind::Busy {
-                        err.with_hint("another program has the file open for writing; close it (DuckDB allows one writer)")
+                        err.with_hint(
+                            "another program has the file open for writing; close it (DuckDB allows one writer)",
+                        )
                     } else {
                         err
                     });
@@ -225,11 +227,7 @@ fn same_type(info: &str, created: &str) -> bool {
 
 /// The metadata columns of a table and their types.
 fn meta_columns(table: &TableSpec) -> Vec<(&'static str, &'static str)> {
-    let mut cols = vec![
-        (meta::SYNCED_AT, "TIMESTAMPTZ"),
-        (meta::DELETED, "BOOLEAN"),
-        (meta::VERSION, "DECIMAL(38,0)"),
-    ];
+    let mut cols = vec![(meta::SYNCED_AT, "TIMESTAMPTZ"), (meta::DELETED, "BOOLEAN"), (meta::VERSION, "DECIMAL(38,0)")];
     if !table.has_key() {
         cols.push((meta::ID, "VARCHAR"));
         cols.push((meta::INDEX, "BIGINT"));
@@ -477,11 +475,9 @@ fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
 
 fn live_rows(conn: &Connection, table: &str) -> Result<u64> {
     let n: i64 = conn
-        .query_row(
-            &format!("SELECT count(*) FROM {} WHERE NOT {}", qualified(table), ident(meta::DELETED)),
-            [],
-            |r| r.get(0),
-        )
+        .query_row(&format!("SELECT count(*) FROM {} WHERE NOT {}", qualified(table), ident(meta::DELETED)), [], |r| {
+            r.get(0)
+        })
         .map_err(|e| db_error(e, &format!("counting rows of {table}")))?;
     Ok(n as u64)
 }
@@ -532,8 +528,12 @@ fn load_sync(
 ) -> Result<LoadOutcome> {
     let stream = batches.first().map(|b| b.stream.clone()).unwrap_or_default();
     let tx = conn.transaction().map_err(|e| db_error(e, "BEGIN"))?;
-    tx.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {};\n{BATCHES_DDL};\n{};", ident(SCHEMA), create_table_sql(table)))
-        .map_err(|e| db_error(e, &format!("creating {}", table.name)))?;
+    tx.execute_batch(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {};\n{BATCHES_DDL};\n{};",
+        ident(SCHEMA),
+        create_table_sql(table)
+    ))
+    .map_err(|e| db_error(e, &format!("creating {}", table.name)))?;
     // Columns added in the source since the table was created.
     let existing = existing_columns(&tx, &table.name)?;
     let mut wanted: Vec<(String, String)> =
@@ -564,8 +564,12 @@ fn load_sync(
         !widen
     });
     for (name, ty) in &widened {
-        tx.execute_batch(&format!("ALTER TABLE {} ALTER COLUMN {} SET DATA TYPE {ty};", qualified(&table.name), ident(name)))
-            .map_err(|e| db_error(e, &format!("widening column {name} of {}", table.name)))?;
+        tx.execute_batch(&format!(
+            "ALTER TABLE {} ALTER COLUMN {} SET DATA TYPE {ty};",
+            qualified(&table.name),
+            ident(name)
+        ))
+        .map_err(|e| db_error(e, &format!("widening column {name} of {}", table.name)))?;
     }
     // Any other type change: a full refresh rewrites every row, so the
     // column takes the new type on the emptied table (never a cast of old
@@ -598,7 +602,12 @@ fn load_sync(
     if todo.is_empty() {
         let rows_after = live_rows(&tx, &table.name)?;
         tx.rollback().map_err(|e| db_error(e, "ROLLBACK"))?;
-        return Ok(LoadOutcome { rows_staged: 0, rows_after: Some(rows_after), already_loaded: already, changes: RowChanges::default() });
+        return Ok(LoadOutcome {
+            rows_staged: 0,
+            rows_after: Some(rows_after),
+            already_loaded: already,
+            changes: RowChanges::default(),
+        });
     }
     let todo_files: Vec<&PathBuf> = {
         // Files are passed in batch order; keep those of batches still to apply.
@@ -655,10 +664,7 @@ fn load_sync(
             if !table.has_key() {
                 let id = ident(meta::ID);
                 cols.extend([id.clone(), ident(meta::INDEX)]);
-                vals.extend([
-                    format!("s.{id}"),
-                    format!("row_number() OVER (PARTITION BY s.{id} ORDER BY s.{v}) - 1"),
-                ]);
+                vals.extend([format!("s.{id}"), format!("row_number() OVER (PARTITION BY s.{id} ORDER BY s.{v}) - 1")]);
             }
             // The later parts of a full refresh add to what its first part put in.
             let delete = if kind == LoadKind::Replace { format!("DELETE FROM {target};\n") } else { String::new() };
@@ -683,7 +689,8 @@ fn load_sync(
         && let Some(at) = todo.iter().filter_map(|b| b.complete_version()).max()
     {
         let (d, v) = (ident(meta::DELETED), ident(meta::VERSION));
-        let on: Vec<String> = table.key.iter().map(|k| format!("s.{q} IS NOT DISTINCT FROM t.{q}", q = ident(k))).collect();
+        let on: Vec<String> =
+            table.key.iter().map(|k| format!("s.{q} IS NOT DISTINCT FROM t.{q}", q = ident(k))).collect();
         let missing = format!(
             "NOT t.{d} AND t.{v} < CAST({at} AS DECIMAL(38,0)) AND NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})",
             on.join(" AND ")
@@ -704,7 +711,11 @@ fn load_sync(
     if let Some(at) = todo.iter().filter_map(|b| b.truncate_version()).max() {
         let older = format!("{} < CAST({at} AS DECIMAL(38,0))", ident(meta::VERSION));
         let n: i64 = tx
-            .query_row(&format!("SELECT count(*) FROM {target} WHERE {older} AND NOT {}", ident(meta::DELETED)), [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT count(*) FROM {target} WHERE {older} AND NOT {}", ident(meta::DELETED)),
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| db_error(e, &format!("counting the rows a truncate deletes in {}", table.name)))?;
         tx.execute_batch(&format!(
             "UPDATE {target} SET {} = true, {} = CAST({at} AS DECIMAL(38,0)), {} = now() WHERE {older};",

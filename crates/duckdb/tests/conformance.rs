@@ -61,7 +61,8 @@ impl DestinationHarness for Duck {
         let mut exprs = Vec::new();
         let mut kinds = Vec::new();
         for c in columns {
-            let t = types.iter().find(|(n, _)| n == c).map(|(_, t)| t.clone()).unwrap_or_else(|| panic!("no column {c}"));
+            let t =
+                types.iter().find(|(n, _)| n == c).map(|(_, t)| t.clone()).unwrap_or_else(|| panic!("no column {c}"));
             let q = ident(c);
             exprs.push(match t.as_str() {
                 "timestamp" | "timestamptz" => format!("epoch_us({q})"),
@@ -123,11 +124,18 @@ impl DestinationHarness for Duck {
     async fn batches(&self) -> Vec<(String, String, u64, u64)> {
         let conn = self.dest.open().unwrap();
         let mut st = conn
-            .prepare("SELECT pipeline_id, stream, batch_id, row_count FROM simplyload._simplyload_batches ORDER BY batch_id")
+            .prepare(
+                "SELECT pipeline_id, stream, batch_id, row_count FROM simplyload._simplyload_batches ORDER BY batch_id",
+            )
             .unwrap();
         let rows = st
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, i64>(3)? as u64,
+                ))
             })
             .unwrap();
         rows.map(|r| r.unwrap()).collect()

@@ -457,9 +457,11 @@ impl Activity {
             let mut due = [0u64; KINDS];
             let mut total = 0;
             while total < MAX_CHANGES_PER_TRANSACTION {
-                let (k, at) = next.iter().copied().enumerate().fold((0, f64::INFINITY), |best, (k, at)| {
-                    if at < best.1 { (k, at) } else { best }
-                });
+                let (k, at) = next
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .fold((0, f64::INFINITY), |best, (k, at)| if at < best.1 { (k, at) } else { best });
                 if at > t {
                     break;
                 }
@@ -651,14 +653,9 @@ impl Activity {
     /// Values for the added columns of `table`, one array per column.
     fn extra_values(&mut self, table: Table, n: u64) -> Vec<Vec<Option<String>>> {
         let extras = self.known.extras[table.index()].clone();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        extras
-            .iter()
-            .map(|x| (0..n).map(|_| extra_value(&mut self.rng, x.kind, now)).collect())
-            .collect()
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        extras.iter().map(|x| (0..n).map(|_| extra_value(&mut self.rng, x.kind, now)).collect()).collect()
     }
 
     async fn insert_users(&mut self, tx: &Transaction<'_>, n: u64) -> Step<u64> {
@@ -681,12 +678,8 @@ impl Activity {
         cols.push("country", "text[]", "v.c3", Box::new(countries));
         cols.push("plan", "text[]", "v.c4", Box::new(plans));
         cols.extras(&self.known.extras[Table::Users.index()], extras);
-        let sql = format!(
-            "INSERT INTO users ({}) SELECT {} FROM {} RETURNING id",
-            cols.names(),
-            cols.exprs(),
-            cols.unnest()
-        );
+        let sql =
+            format!("INSERT INTO users ({}) SELECT {} FROM {} RETURNING id", cols.names(), cols.exprs(), cols.unnest());
         let stmt = self.prepared(tx, sql).await?;
         let rows = tx.query(&stmt, &cols.params()).await.map_err(step("inserting users"))?;
         let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();

@@ -260,9 +260,9 @@ impl DatabaseUrl {
                 ErrorKind::NotFound => {
                     e.with_hint(format!("check the database name in {source}, or create it with createdb"))
                 }
-                ErrorKind::Transient => {
-                    e.with_hint(format!("check that Postgres is running and reachable at the host and port in {source}"))
-                }
+                ErrorKind::Transient => e.with_hint(format!(
+                    "check that Postgres is running and reachable at the host and port in {source}"
+                )),
                 _ => e,
             }
         })
@@ -352,7 +352,8 @@ impl PlaygroundConfig {
 
         let duration = match flags.duration {
             Some(d) if d.is_zero() => {
-                r.problems.push(Error::config("--duration 0s: must be longer than zero (leave it out to run until Ctrl+C)"));
+                r.problems
+                    .push(Error::config("--duration 0s: must be longer than zero (leave it out to run until Ctrl+C)"));
                 None
             }
             Some(d) => Some(d),
@@ -571,9 +572,7 @@ pub fn parse_env_file(text: &str, name: &str) -> Result<HashMap<String, String>>
         };
         let after = after.trim();
         if !(after.is_empty() || after.starts_with('#')) {
-            return Err(Error::config(format!(
-                "{name} line {n}: {key}: unexpected text after the closing quote"
-            )));
+            return Err(Error::config(format!("{name} line {n}: {key}: unexpected text after the closing quote")));
         }
         out.insert(key.to_owned(), value);
     }

@@ -151,8 +151,7 @@ pub async fn seed_with_progress(
         let statuses = STATUS_BY_AGE.iter().find(|(age, _)| created < *age).map(|(_, s)| *s).unwrap_or(&[]);
         let status = weighted(rng, statuses);
         // Orders change within two weeks of being placed; pending ones not yet.
-        let updated =
-            if status == "pending" { created } else { created - rng.random_range(0..=created.min(14 * DAY)) };
+        let updated = if status == "pending" { created } else { created - rng.random_range(0..=created.min(14 * DAY)) };
         push_u64(buf, id as u64);
         buf.push('\t');
         push_u64(buf, ids[rng.random_range(0..ids.len())] as u64);

@@ -74,10 +74,7 @@ mod activity {
         let (_stop_tx, mut stop) = tokio::sync::watch::channel(false);
         let mut stats = Vec::new();
         let started = Instant::now();
-        activity
-            .run(&mut db.client, &mut stop, &mut |t| stats.push(t.clone()))
-            .await
-            .unwrap();
+        activity.run(&mut db.client, &mut stop, &mut |t| stats.push(t.clone())).await.unwrap();
         let took = started.elapsed();
         let t = activity.totals().clone();
         assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(8), "{took:?}");
@@ -187,7 +184,11 @@ mod activity {
             assert!(
                 matches!(
                     (from, to),
-                    ("pending", "paid") | ("pending", "cancelled") | ("paid", "shipped") | ("paid", "cancelled") | ("shipped", "delivered")
+                    ("pending", "paid")
+                        | ("pending", "cancelled")
+                        | ("paid", "shipped")
+                        | ("paid", "cancelled")
+                        | ("shipped", "delivered")
                 ),
                 "{change}"
             );
@@ -204,7 +205,11 @@ mod activity {
         assert_eq!(rows_after[2], rows_before[2] + t.events_inserted as i64);
         assert_eq!(rows_after[3], rows_before[3] + t.users_soft_deleted as i64);
         // Each status change touched updated_at (the trigger).
-        let touched = int(&db.client, "SELECT count(*) FROM orders WHERE updated_at > now() - interval '1 minute' AND updated_at > created_at").await;
+        let touched = int(
+            &db.client,
+            "SELECT count(*) FROM orders WHERE updated_at > now() - interval '1 minute' AND updated_at > created_at",
+        )
+        .await;
         assert!(touched > 0 && touched <= t.orders_updated as i64, "{touched} vs {}", t.orders_updated);
     }
 
@@ -214,7 +219,8 @@ mod activity {
         let mut db = pg.database().await;
         playground(&db, 100, 300, 300).await;
         // Added by an earlier run: filled by this one. Someone else's: left alone.
-        db.exec("ALTER TABLE orders ADD COLUMN discount_code text; ALTER TABLE orders ADD COLUMN notes varchar(3)").await;
+        db.exec("ALTER TABLE orders ADD COLUMN discount_code text; ALTER TABLE orders ADD COLUMN notes varchar(3)")
+            .await;
         let before = snapshot(&db.client).await;
         let mut options = ActivityOptions::new(Rates::derived(36_000.0, 36_000.0));
         options.duration = Some(Duration::from_secs(3));
@@ -289,12 +295,12 @@ mod seed {
         let b = pg.database().await;
         simplyload_playground::create_schema(&b.client).await.unwrap();
         let second = simplyload_testkit::pg::connect(&b.url).await;
-        let got = simplyload_playground::seed_with_progress(&[&b.client, &second], counts, 5, &mut |_| {})
-            .await
-            .unwrap();
+        let got =
+            simplyload_playground::seed_with_progress(&[&b.client, &second], counts, 5, &mut |_| {}).await.unwrap();
         assert_eq!(got, counts);
 
-        let (ha, hb) = (a.client.query_one(CONTENT, &[]).await.unwrap(), b.client.query_one(CONTENT, &[]).await.unwrap());
+        let (ha, hb) =
+            (a.client.query_one(CONTENT, &[]).await.unwrap(), b.client.query_one(CONTENT, &[]).await.unwrap());
         assert_eq!(ha.get::<_, String>(0), hb.get::<_, String>(0));
         assert_eq!(snapshot(&a.client).await, snapshot(&b.client).await);
         // Ids are 1..n and the sequence continues after them.
@@ -306,7 +312,14 @@ mod seed {
             int(&b.client, "SELECT count(*) FROM (SELECT created_at < lag(created_at) OVER (ORDER BY id) AS back FROM events) s WHERE back").await,
             0
         );
-        assert_eq!(int(&b.client, "SELECT count(*) FROM events WHERE created_at > now() OR created_at < now() - interval '91 days'").await, 0);
+        assert_eq!(
+            int(
+                &b.client,
+                "SELECT count(*) FROM events WHERE created_at > now() OR created_at < now() - interval '91 days'"
+            )
+            .await,
+            0
+        );
 
         // A different seed gives different rows.
         let c = pg.database().await;
@@ -355,7 +368,8 @@ mod validate {
             assert_eq!(t.rows, int(&db.client, &format!("SELECT count(*) FROM {name}")).await, "{name}");
             assert_eq!(
                 t.created_last_hour,
-                int(&db.client, &format!("SELECT count(*) FROM {name} WHERE created_at >= now() - interval '1 hour'")).await,
+                int(&db.client, &format!("SELECT count(*) FROM {name} WHERE created_at >= now() - interval '1 hour'"))
+                    .await,
                 "{name}"
             );
             assert_eq!(
@@ -443,7 +457,9 @@ mod config {
 
     #[test]
     fn flags_beat_environment_beats_env_file_beats_defaults() {
-        let file = format!("DATABASE_URL={URL}\nORDERS_PER_HOUR=10\nEVENTS_PER_HOUR=20\nINITIAL_USERS=7\nTEST_DURATION_HOURS=0.5\n");
+        let file = format!(
+            "DATABASE_URL={URL}\nORDERS_PER_HOUR=10\nEVENTS_PER_HOUR=20\nINITIAL_USERS=7\nTEST_DURATION_HOURS=0.5\n"
+        );
         let (_d, e) = env(&[("ORDERS_PER_HOUR", "100"), ("EVENTS_PER_HOUR", "300")], Some(&file));
         let flags = Flags { orders_per_hour: Some(1000.0), ..Flags::default() };
         let c = PlaygroundConfig::resolve(&flags, &e).unwrap();
@@ -466,22 +482,32 @@ mod config {
     #[test]
     fn bad_values_name_the_variable_the_value_and_where_it_came_from() {
         let (_d, e) = env(&[("DATABASE_URL", URL)], Some("ORDERS_PER_HOUR=abc\n"));
-        assert_eq!(error(&Flags::default(), &e).lines().next().unwrap(), "ORDERS_PER_HOUR=\"abc\" (from .env): not a number");
+        assert_eq!(
+            error(&Flags::default(), &e).lines().next().unwrap(),
+            "ORDERS_PER_HOUR=\"abc\" (from .env): not a number"
+        );
 
         let (_d, e) = env(&[("DATABASE_URL", URL), ("EVENTS_PER_HOUR", "-5")], None);
-        assert!(error(&Flags::default(), &e)
-            .starts_with("EVENTS_PER_HOUR=\"-5\" (from the environment): must be zero or more"));
+        assert!(
+            error(&Flags::default(), &e)
+                .starts_with("EVENTS_PER_HOUR=\"-5\" (from the environment): must be zero or more")
+        );
 
         let flags = Flags { orders_per_hour: Some(-1.0), ..Flags::default() };
         let (_d, e) = env(&[("DATABASE_URL", URL)], None);
         assert!(error(&flags, &e).starts_with("--orders-per-hour -1: must be zero or more"));
 
         let (_d, e) = env(&[("DATABASE_URL", URL), ("INITIAL_USERS", "12.5")], None);
-        assert!(error(&Flags::default(), &e).starts_with("INITIAL_USERS=\"12.5\" (from the environment): not a whole number"));
+        assert!(
+            error(&Flags::default(), &e)
+                .starts_with("INITIAL_USERS=\"12.5\" (from the environment): not a whole number")
+        );
 
         let (_d, e) = env(&[("DATABASE_URL", URL), ("TEST_DURATION_HOURS", "-1")], None);
-        assert!(error(&Flags::default(), &e)
-            .starts_with("TEST_DURATION_HOURS=\"-1\" (from the environment): must be a positive number of hours"));
+        assert!(
+            error(&Flags::default(), &e)
+                .starts_with("TEST_DURATION_HOURS=\"-1\" (from the environment): must be a positive number of hours")
+        );
 
         let (_d, e) = env(&[("DATABASE_URL", URL), ("TEST_DURATION_HOURS", "5m")], None);
         assert!(error(&Flags::default(), &e).contains("not a number of hours"));
@@ -505,7 +531,10 @@ mod config {
 
         let (_d, e) = env(&[("DATABASE_URL", "postgres://app:s3cret@db.internal:notaport/shop")], None);
         let text = error(&Flags::default(), &e);
-        assert!(text.starts_with("DATABASE_URL (from the environment) is not a valid Postgres connection string"), "{text}");
+        assert!(
+            text.starts_with("DATABASE_URL (from the environment) is not a valid Postgres connection string"),
+            "{text}"
+        );
 
         let (_d, e) = env(&[], Some("DATABASE_URL=postgres://app:s3cret@h/db?sslmode=sometimes\n"));
         let text = error(&Flags::default(), &e);
@@ -549,8 +578,7 @@ mod schema {
         for _ in 0..4 {
             clients.push(simplyload_testkit::pg::connect(&db.url).await);
         }
-        let results =
-            futures::future::join_all(clients.iter().map(simplyload_playground::create_schema)).await;
+        let results = futures::future::join_all(clients.iter().map(simplyload_playground::create_schema)).await;
         for r in results {
             r.unwrap();
         }

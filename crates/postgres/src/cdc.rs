@@ -112,7 +112,11 @@ impl Pending {
 }
 
 impl PostgresSource {
-    pub(crate) async fn check_cdc_impl(&self, pipeline: &str, streams: &[StreamName]) -> Result<simplyload_core::CheckReport> {
+    pub(crate) async fn check_cdc_impl(
+        &self,
+        pipeline: &str,
+        streams: &[StreamName],
+    ) -> Result<simplyload_core::CheckReport> {
         let mut report = simplyload_core::CheckReport::default();
         let client = self.connect().await?;
         let slot = replication::slot_name(pipeline);
@@ -121,7 +125,11 @@ impl PostgresSource {
         if r.wal_level_logical {
             report.pass("cdc: wal_level", "wal_level is logical");
         } else {
-            report.fail("cdc: wal_level", "wal_level is not logical", Some("ALTER SYSTEM SET wal_level = logical; -- then restart Postgres".into()));
+            report.fail(
+                "cdc: wal_level",
+                "wal_level is not logical",
+                Some("ALTER SYSTEM SET wal_level = logical; -- then restart Postgres".into()),
+            );
         }
         if r.can_replicate {
             report.pass("cdc: replication", "the role may stream changes (REPLICATION)");
@@ -149,11 +157,17 @@ impl PostgresSource {
             .filter(|f| !(may_publish && (f.starts_with("CREATE PUBLICATION") || f.starts_with("ALTER PUBLICATION"))))
             .collect();
         if fixes.is_empty() {
-            report.pass("cdc: publication", format!("publication {slot} covers the streams (or will be created by the first sync)"));
+            report.pass(
+                "cdc: publication",
+                format!("publication {slot} covers the streams (or will be created by the first sync)"),
+            );
         } else {
             report.fail(
                 "cdc: setup",
-                format!("logical replication of pipeline {pipeline} needs {} change(s) as an administrator", fixes.len()),
+                format!(
+                    "logical replication of pipeline {pipeline} needs {} change(s) as an administrator",
+                    fixes.len()
+                ),
                 Some(fixes.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\n")),
             );
         }
@@ -222,16 +236,11 @@ impl PostgresSource {
 
     /// The snapshot decoders of a table's columns, in the spec's order; CDC
     /// decodes the same binary values, so only natively read columns qualify.
-    async fn change_decoders(
-        &self,
-        client: &tokio_postgres::Client,
-        table: &TableSpec,
-    ) -> Result<ChangePlan> {
+    async fn change_decoders(&self, client: &tokio_postgres::Client, table: &TableSpec) -> Result<ChangePlan> {
         let found = crate::discover::discover(client, Some(&table.stream)).await?;
-        let pg = found
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::not_found(format!("table {} no longer exists in source `{}`", table.stream, self.name)))?;
+        let pg = found.into_iter().next().ok_or_else(|| {
+            Error::not_found(format!("table {} no longer exists in source `{}`", table.stream, self.name))
+        })?;
         let mut plan = ChangePlan {
             decoders: Vec::new(),
             reread: Vec::new(),
@@ -240,7 +249,10 @@ impl PostgresSource {
         };
         for (index, c) in table.columns.iter().enumerate() {
             let col = pg.columns.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
-                Error::new(ErrorKind::StalePlan, format!("column {} of {} was dropped or renamed", c.source_name, table.stream))
+                Error::new(
+                    ErrorKind::StalePlan,
+                    format!("column {} of {} was dropped or renamed", c.source_name, table.stream),
+                )
             })?;
             plan.decoders.push(col.plan.decoder);
             if col.plan.read != ReadAs::Native {
@@ -257,16 +269,18 @@ impl PostgresSource {
                     )
                     .with_hint("exclude the column (exclude_columns) or use mode: incremental for this stream"));
                 }
-                plan.reread.push(Reread { index, expr: crate::select_expr(&c.source_name, col.plan.read), decoder: col.plan.decoder });
+                plan.reread.push(Reread {
+                    index,
+                    expr: crate::select_expr(&c.source_name, col.plan.read),
+                    decoder: col.plan.decoder,
+                });
             }
         }
         for k in &table.key {
             let c = table.column(k).ok_or_else(|| Error::internal(format!("key {k} is not a column")))?;
-            let col = pg
-                .columns
-                .iter()
-                .find(|p| p.info.name == c.source_name)
-                .ok_or_else(|| Error::new(ErrorKind::StalePlan, format!("key column {} of {} is gone", c.source_name, table.stream)))?;
+            let col = pg.columns.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
+                Error::new(ErrorKind::StalePlan, format!("key column {} of {} is gone", c.source_name, table.stream))
+            })?;
             plan.key_types.push((col.info.type_name.clone(), col.plan.decoder));
         }
         Ok(plan)
@@ -298,11 +312,11 @@ impl PostgresSource {
         let mut relations: HashMap<u32, Option<usize>> = HashMap::new();
         // Drain up to what is committed now, exactly: a marker written into
         // the WAL arrives once every transaction committed before it was sent.
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let token = format!("drain {} {nanos}", std::process::id());
-        let marker = client
-            .query_one("SELECT pg_logical_emit_message(false, 'simplyload', $1::text)::text", &[&token])
-            .await;
+        let marker =
+            client.query_one("SELECT pg_logical_emit_message(false, 'simplyload', $1::text)::text", &[&token]).await;
         let mut stream = ChangeStream::start(self.options(), &slot, &slot, 0).await?;
         let mut read = ChangesRead::default();
         let mut marker_at = None;
@@ -368,7 +382,8 @@ impl PostgresSource {
                         if let Some(i) = target {
                             // A changed relation: what was gathered goes out first.
                             pending[i].flush(&client, &out).await?;
-                            pending[i].builder = Some(builder(&pending[i].table, &rel, &pending[i].plan, &request, fail)?);
+                            pending[i].builder =
+                                Some(builder(&pending[i].table, &rel, &pending[i].plan, &request, fail)?);
                             pending[i].key_positions = pending[i]
                                 .table
                                 .key
@@ -508,7 +523,16 @@ impl PostgresSource {
                 &[&slot, &simplyload_core::cdc::format_lsn(lsn)],
             )
             .await
-            .map_err(|e| pg_error(&e, &format!("confirming position {} of slot {}", simplyload_core::cdc::format_lsn(lsn), quote_ident(&slot))))?;
+            .map_err(|e| {
+                pg_error(
+                    &e,
+                    &format!(
+                        "confirming position {} of slot {}",
+                        simplyload_core::cdc::format_lsn(lsn),
+                        quote_ident(&slot)
+                    ),
+                )
+            })?;
         Ok(())
     }
 }
@@ -523,7 +547,10 @@ fn builder(
     let names: Vec<String> = table.columns.iter().map(|c| c.source_name.clone()).collect();
     let skip: Vec<String> = plan.reread.iter().map(|r| table.columns[r.index].source_name.clone()).collect();
     let columns = ChangeColumns::with_skipped(rel, &names, &plan.decoders, &skip).map_err(|e| {
-        e.context(format!("{}: the table's columns changed in the source; schema changes under `mode: cdc` need a resync for now", table.stream))
+        e.context(format!(
+            "{}: the table's columns changed in the source; schema changes under `mode: cdc` need a resync for now",
+            table.stream
+        ))
     })?;
     Ok(ChangeBuilder::new(
         &table.stream.to_string(),
@@ -565,11 +592,8 @@ async fn reread(
     data: arrow_array::RecordBatch,
 ) -> Result<arrow_array::RecordBatch> {
     use simplyload_core::canon::{Canon, canon_from_arrow};
-    let key_idx: Vec<usize> = table
-        .key
-        .iter()
-        .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
-        .collect();
+    let key_idx: Vec<usize> =
+        table.key.iter().filter_map(|k| table.columns.iter().position(|c| &c.name == k)).collect();
     // The key of every change row, and the literal list to look them up.
     let mut keys: Vec<Vec<Canon>> = Vec::with_capacity(data.num_rows());
     for row in 0..data.num_rows() {
@@ -619,7 +643,10 @@ async fn reread(
             key_cols.join(", "),
             tuples.join(", ")
         );
-        let copy = client.copy_out(sql.as_str()).await.map_err(|e| pg_error(&e, &format!("reading changed rows of {}", table.stream)))?;
+        let copy = client
+            .copy_out(sql.as_str())
+            .await
+            .map_err(|e| pg_error(&e, &format!("reading changed rows of {}", table.stream)))?;
         futures::pin_mut!(copy);
         let mut rows = crate::copy::RowDecoder::new(
             &table.stream.to_string(),

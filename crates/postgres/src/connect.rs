@@ -95,11 +95,7 @@ impl ConnectOptions {
 
     /// The database name (`{database}`): `dbname`, else the user name, as libpq does.
     pub fn database(&self) -> String {
-        self.config
-            .get_dbname()
-            .or(self.config.get_user())
-            .unwrap_or("postgres")
-            .to_owned()
+        self.config.get_dbname().or(self.config.get_user()).unwrap_or("postgres").to_owned()
     }
 
     pub fn user(&self) -> String {
@@ -124,10 +120,13 @@ impl ConnectOptions {
     pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
         let mut env = Vec::new();
         if let Some(host) = self.config.get_hosts().first() {
-            env.push(("PGHOST", match host {
-                Host::Tcp(h) => h.clone(),
-                Host::Unix(p) => p.display().to_string(),
-            }));
+            env.push((
+                "PGHOST",
+                match host {
+                    Host::Tcp(h) => h.clone(),
+                    Host::Unix(p) => p.display().to_string(),
+                },
+            ));
         }
         if let Some(port) = self.config.get_ports().first() {
             env.push(("PGPORT", port.to_string()));
@@ -166,7 +165,8 @@ impl ConnectOptions {
             })
         };
         result.map_err(|e| {
-            let err = pg_error(&e, &format!("cannot connect to Postgres source `{}` at {}", self.source, self.target()));
+            let err =
+                pg_error(&e, &format!("cannot connect to Postgres source `{}` at {}", self.source, self.target()));
             match err.kind() {
                 ErrorKind::Auth => err.with_hint(format!(
                     "check the user and password in sources.{}.url (and that pg_hba.conf allows this host)",
@@ -431,7 +431,8 @@ mod tests {
 
     #[test]
     fn libpq_env_carries_the_connection_and_the_password() {
-        let o = ConnectOptions::parse("src", "postgres://ann:s%40cret@db.example:6543/shop?sslmode=verify-full", None).unwrap();
+        let o = ConnectOptions::parse("src", "postgres://ann:s%40cret@db.example:6543/shop?sslmode=verify-full", None)
+            .unwrap();
         let env: std::collections::BTreeMap<_, _> = o.libpq_env().into_iter().collect();
         assert_eq!(env["PGHOST"], "db.example");
         assert_eq!(env["PGPORT"], "6543");
@@ -456,7 +457,8 @@ mod tests {
 
     #[test]
     fn parses_target_without_password() {
-        let o = ConnectOptions::parse("app", "postgres://reader:hunter2@db.example:6543/shop?sslmode=require", None).unwrap();
+        let o = ConnectOptions::parse("app", "postgres://reader:hunter2@db.example:6543/shop?sslmode=require", None)
+            .unwrap();
         assert_eq!(o.ssl, SslMode::Require);
         assert_eq!(o.database(), "shop");
         assert_eq!(o.target(), "reader@db.example:6543/shop");

@@ -118,7 +118,12 @@ impl Col {
     /// Appends one non-NULL value. `Ok(Some(reason))` means the value was not
     /// representable and nothing was appended.
     #[inline]
-    pub(crate) fn append(&mut self, v: &[u8], limits: &ValueLimits, scratch: &mut String) -> Result<Option<&'static str>> {
+    pub(crate) fn append(
+        &mut self,
+        v: &[u8],
+        limits: &ValueLimits,
+        scratch: &mut String,
+    ) -> Result<Option<&'static str>> {
         match self {
             Col::Bool(b) => b.append_value(fixed::<1>(v)?[0] != 0),
             Col::Int2(b) => b.append_value(i16::from_be_bytes(fixed(v)?)),
@@ -142,7 +147,10 @@ impl Col {
             Col::Jsonb(b) => {
                 let (&version, text) = v.split_first().ok_or_else(|| malformed("jsonb", v.len()))?;
                 if version != 1 {
-                    return Err(Error::new(ErrorKind::Unsupported, format!("jsonb binary version {version} is not supported")));
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        format!("jsonb binary version {version} is not supported"),
+                    ));
                 }
                 match std::str::from_utf8(text) {
                     Ok(s) => b.append_value(s),

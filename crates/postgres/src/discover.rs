@@ -76,10 +76,7 @@ pub async fn discover(client: &Client, only: Option<&StreamName>) -> Result<Vec<
         Some(n) => (Some(n.schema.as_str()), Some(n.table.as_str())),
         None => (None, None),
     };
-    let rows = client
-        .query(COLUMNS_SQL, &[&schema, &table])
-        .await
-        .map_err(|e| pg_error(&e, "reading the catalog"))?;
+    let rows = client.query(COLUMNS_SQL, &[&schema, &table]).await.map_err(|e| pg_error(&e, "reading the catalog"))?;
     let keys = client.query(KEYS_SQL, &[]).await.map_err(|e| pg_error(&e, "reading primary keys"))?;
     let mut pk: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
     for k in keys {

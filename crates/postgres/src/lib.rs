@@ -27,7 +27,8 @@ use simplyload_core::config::{OnUnrepresentable, PostgresSourceConfig};
 use simplyload_core::cursor::CursorValue;
 use simplyload_core::reconcile::{ScanRequest, ScanSender};
 use simplyload_core::{
-    Catalog, IncrementalRead, TableSpec, CheckReport, Error, ErrorKind, ReadStats, Result, SnapshotRequest, Source, SourceBatch, StreamName,
+    Catalog, CheckReport, Error, ErrorKind, IncrementalRead, ReadStats, Result, SnapshotRequest, Source, SourceBatch,
+    StreamName, TableSpec,
 };
 use std::path::Path;
 use tokio::sync::mpsc;
@@ -119,7 +120,10 @@ impl Source for PostgresSource {
         let version: String = row.get(0);
         let user: String = row.get(1);
         let wal_level: String = row.get(2);
-        report.pass("connect", format!("connected to {} as {user} (Postgres {version}, wal_level={wal_level})", self.opts.target()));
+        report.pass(
+            "connect",
+            format!("connected to {} as {user} (Postgres {version}, wal_level={wal_level})", self.opts.target()),
+        );
         let role = client
             .query_one("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user", &[])
             .await
@@ -149,9 +153,10 @@ impl Source for PostgresSource {
             .await
             .map_err(|e| pg_error(&e, "starting the snapshot transaction"))?;
         let tables = discover::discover(&client, Some(&stream)).await?;
-        let table = tables.into_iter().next().ok_or_else(|| {
-            Error::not_found(format!("table {stream} no longer exists in source `{}`", self.name))
-        })?;
+        let table = tables
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::not_found(format!("table {stream} no longer exists in source `{}`", self.name)))?;
         let mut select = Vec::with_capacity(request.table.columns.len());
         let mut reads = Vec::with_capacity(request.table.columns.len());
         for c in &request.table.columns {
@@ -175,12 +180,8 @@ impl Source for PostgresSource {
             select.push(select_expr(&c.source_name, pg.plan.read));
             reads.push(ColumnRead { name: c.name.clone(), decoder: pg.plan.decoder });
         }
-        let key: Vec<usize> = request
-            .table
-            .key
-            .iter()
-            .filter_map(|k| request.table.columns.iter().position(|c| &c.name == k))
-            .collect();
+        let key: Vec<usize> =
+            request.table.key.iter().filter_map(|k| request.table.columns.iter().position(|c| &c.name == k)).collect();
         let filter = match &request.incremental {
             Some(IncrementalRead { column, from: Some(from), .. }) => {
                 let pg = table.columns.iter().find(|p| &p.info.name == column).ok_or_else(|| {
@@ -224,7 +225,12 @@ impl Source for PostgresSource {
             join_ranges(&stream, tasks).await?
         };
         client.batch_execute("COMMIT").await.map_err(|e| pg_error(&e, "ending the snapshot transaction"))?;
-        Ok(ReadStats { rows: read.rows, source_bytes: read.bytes, unrepresentable: read.tally.into_entries(), cursor_ceiling })
+        Ok(ReadStats {
+            rows: read.rows,
+            source_bytes: read.bytes,
+            unrepresentable: read.tally.into_entries(),
+            cursor_ceiling,
+        })
     }
 
     async fn key_ranges_agree(&self, table: &TableSpec) -> Result<bool> {
@@ -454,7 +460,8 @@ impl RangeRead {
         // A table that is not read in ranges (small, never analyzed, not a
         // plain table, on a standby or a server before 14) is read in one
         // piece, with nothing to go on from.
-        let ranges = page_ranges(client, &self.from, self.request.parallelism.max(1), self.request.parallel_min_bytes).await?;
+        let ranges =
+            page_ranges(client, &self.from, self.request.parallelism.max(1), self.request.parallel_min_bytes).await?;
         if ranges.is_empty() {
             self.send_progress(out, serde_json::Value::Null).await?;
             return self.copy(client, None, out).await;
@@ -493,13 +500,17 @@ impl RangeRead {
         };
         // The plan this read follows, before any row: parts cut before its
         // first chunk ends must not record a plan it dropped.
-        self.send_progress(out, serde_json::to_value(&plan).map_err(|e| Error::internal(format!("the snapshot's progress: {e}")))?)
-            .await?;
+        self.send_progress(
+            out,
+            serde_json::to_value(&plan).map_err(|e| Error::internal(format!("the snapshot's progress: {e}")))?,
+        )
+        .await?;
         let plan = std::sync::Arc::new(std::sync::Mutex::new(plan));
         let n = plan.lock().expect("plan lock").ranges.len();
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..n {
-            let (read, out, snapshot, plan, since) = (self.clone(), out.clone(), snapshot.clone(), plan.clone(), since.clone());
+            let (read, out, snapshot, plan, since) =
+                (self.clone(), out.clone(), snapshot.clone(), plan.clone(), since.clone());
             tasks.spawn(async move { read.resumable_range(&snapshot, i, &plan, since.as_deref(), &out).await });
         }
         join_ranges(stream, tasks).await
@@ -575,7 +586,12 @@ impl RangeRead {
     }
 
     /// Runs the COPY (of `range`, or the whole table) and sends its batches.
-    async fn copy(&self, client: &tokio_postgres::Client, range: Option<&str>, out: &mpsc::Sender<SourceBatch>) -> Result<RangeStats> {
+    async fn copy(
+        &self,
+        client: &tokio_postgres::Client,
+        range: Option<&str>,
+        out: &mpsc::Sender<SourceBatch>,
+    ) -> Result<RangeStats> {
         let stream = &self.stream;
         let user = self.source.opts.user();
         let sql = self.sql(range);
@@ -626,10 +642,15 @@ impl RangeRead {
 /// tables; a standby, which cannot export a snapshot for the other
 /// connections to share; and servers before 14 (no TID range scan there).
 /// The size and kind are read without a lock.
-async fn page_ranges(client: &tokio_postgres::Client, qualified: &str, n: usize, min_bytes: u64) -> Result<Vec<(u64, u64)>> {
+async fn page_ranges(
+    client: &tokio_postgres::Client,
+    qualified: &str,
+    n: usize,
+    min_bytes: u64,
+) -> Result<Vec<(u64, u64)>> {
     let row = client
         .query_one(
-"SELECT c.relkind::text, c.relpages::bigint * current_setting('block_size')::bigint,
+            "SELECT c.relkind::text, c.relpages::bigint * current_setting('block_size')::bigint,
                     current_setting('block_size')::bigint, pg_is_in_recovery(),
                     current_setting('server_version_num')::int
              FROM pg_class c WHERE c.oid = $1::text::regclass",
@@ -807,7 +828,11 @@ mod tests {
         db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);").await;
         let source = PostgresSource::from_url("src", &db.url).unwrap();
         let main = source.connect().await.unwrap();
-        main.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE public.t IN ACCESS SHARE MODE;").await.unwrap();
+        main.batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE public.t IN ACCESS SHARE MODE;",
+        )
+        .await
+        .unwrap();
         let snapshot: String = main.query_one("SELECT pg_export_snapshot()", &[]).await.unwrap().get(0);
         // ALTER queues behind the main connection's lock.
         let alter = source.connect().await.unwrap();
@@ -819,7 +844,12 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        let table = TableSpec { stream: StreamName::new("public", "t"), name: "t".into(), columns: Vec::new(), key: Vec::new() };
+        let table = TableSpec {
+            stream: StreamName::new("public", "t"),
+            name: "t".into(),
+            columns: Vec::new(),
+            key: Vec::new(),
+        };
         let read = RangeRead {
             source: source.clone(),
             stream: table.stream.clone(),

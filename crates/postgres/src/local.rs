@@ -79,12 +79,7 @@ impl LocalPostgres {
 
     /// A URL for `database` as `user` with `password`.
     pub fn url_as(&self, user: &str, password: &str, database: &str) -> String {
-        format!(
-            "postgres://{}:{}@127.0.0.1:{}/{database}?sslmode=disable",
-            pct(user),
-            pct(password),
-            self.port
-        )
+        format!("postgres://{}:{}@127.0.0.1:{}/{database}?sslmode=disable", pct(user), pct(password), self.port)
     }
 
     /// Runs a `psql` command as the superuser.
@@ -133,12 +128,8 @@ impl LocalPostgres {
             return Ok(());
         }
         self.stopped = true;
-        let out = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", mode, "-w", "-t", "30", "stop"])
-            .output()?;
+        let out =
+            self.command("pg_ctl").arg("-D").arg(&self.data).args(["-m", mode, "-w", "-t", "30", "stop"]).output()?;
         check_output("pg_ctl stop", &out)
     }
 
@@ -254,7 +245,10 @@ pub fn find_bin_dir() -> Result<PathBuf> {
     // PATH often holds symlinks (/usr/local/bin/initdb → /usr/lib/postgresql/15/bin/initdb);
     // the real folder also has psql of the same version.
     let real = |d: &Path| {
-        std::fs::canonicalize(d.join("initdb")).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or(d.to_path_buf())
+        std::fs::canonicalize(d.join("initdb"))
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or(d.to_path_buf())
     };
     if let Ok(d) = std::env::var("PG_BIN") {
         let d = PathBuf::from(d);
@@ -298,7 +292,16 @@ fn template_dir(bin: &Path, run_as: Option<&str>) -> Result<PathBuf> {
     let initdb = |c: &mut Command| {
         c.arg("-D")
             .arg(&data)
-            .args(["-U", SUPERUSER, "-E", "UTF8", "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "-N"])
+            .args([
+                "-U",
+                SUPERUSER,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-N",
+            ])
             .output()
     };
     let out = match run_as {

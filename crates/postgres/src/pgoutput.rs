@@ -735,10 +735,10 @@ fn display_value(d: Decoder, v: &[u8]) -> String {
 mod tests {
     use super::*;
     use arrow_array::Array;
-    use simplyload_core::ErrorKind;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
     use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use simplyload_core::ErrorKind;
     use std::sync::Arc;
 
     /// Builds a message the way the server writes it.

@@ -12,7 +12,9 @@ use crate::discover::{self, PgColumn};
 use crate::types::ReadAs;
 use crate::{PostgresSource, read_error};
 use futures::StreamExt;
-use simplyload_core::canon::{Canon, canon_decimal, canon_json, civil_from_days, days_from_civil, parse_uuid, uuid_text};
+use simplyload_core::canon::{
+    Canon, canon_decimal, canon_json, civil_from_days, days_from_civil, parse_uuid, uuid_text,
+};
 use simplyload_core::reconcile::{KeyRange, SCAN_BATCH, ScanRequest, ScanSender, ScannedRow};
 use simplyload_core::{Error, ErrorKind, Result, SqlType, TableSpec, ValueLimits};
 
@@ -27,17 +29,19 @@ SET statement_timeout = 0;";
 
 /// Base types whose order matches byte order / numeric order everywhere.
 fn orderable(c: &PgColumn) -> bool {
-    matches!(
-        c.base_oid,
-        16 | 20 | 21 | 23 | 25 | 19 | 1043 | 2950 | 1082 | 1114 | 1184
-    ) || (c.base_oid == 1700 && matches!(c.plan.sql_type, SqlType::Decimal { .. }))
+    matches!(c.base_oid, 16 | 20 | 21 | 23 | 25 | 19 | 1043 | 2950 | 1082 | 1114 | 1184)
+        || (c.base_oid == 1700 && matches!(c.plan.sql_type, SqlType::Decimal { .. }))
 }
 
 fn is_text(c: &PgColumn) -> bool {
     matches!(c.base_oid, 25 | 19 | 1043)
 }
 
-async fn table_columns(source: &PostgresSource, client: &tokio_postgres::Client, table: &TableSpec) -> Result<Vec<PgColumn>> {
+async fn table_columns(
+    source: &PostgresSource,
+    client: &tokio_postgres::Client,
+    table: &TableSpec,
+) -> Result<Vec<PgColumn>> {
     let stream = &table.stream;
     let found = discover::discover(client, Some(stream)).await?;
     let t = found
@@ -51,10 +55,7 @@ pub(crate) async fn key_ranges_agree(source: &PostgresSource, table: &TableSpec)
     let client = source.connect().await?;
     let cols = table_columns(source, &client, table).await?;
     Ok(table.key.iter().all(|k| {
-        table
-            .column(k)
-            .and_then(|c| cols.iter().find(|p| p.info.name == c.source_name))
-            .is_some_and(orderable)
+        table.column(k).and_then(|c| cols.iter().find(|p| p.info.name == c.source_name)).is_some_and(orderable)
     }))
 }
 
@@ -102,7 +103,10 @@ pub(crate) async fn scan(source: &PostgresSource, request: ScanRequest, out: Sca
     let mut pg_cols = Vec::with_capacity(table.columns.len());
     for c in &table.columns {
         let pg = cols.iter().find(|p| p.info.name == c.source_name).ok_or_else(|| {
-            Error::new(ErrorKind::StalePlan, format!("column {} of {stream} no longer exists in the source", c.source_name))
+            Error::new(
+                ErrorKind::StalePlan,
+                format!("column {} of {stream} no longer exists in the source", c.source_name),
+            )
         })?;
         if pg.plan.sql_type != c.sql_type {
             return Err(Error::new(
@@ -169,12 +173,8 @@ pub(crate) async fn scan(source: &PostgresSource, request: ScanRequest, out: Sca
     // Output columns get neutral names: `ORDER BY "id"` must mean the
     // table's column, not a same-named `"id"::text` in the select list.
     let select: Vec<String> = select.iter().enumerate().map(|(i, e)| format!("{e} AS c{i}")).collect();
-    let mut sql = format!(
-        "SELECT {} FROM {}.{}",
-        select.join(", "),
-        quote_ident(&stream.schema),
-        quote_ident(&stream.table)
-    );
+    let mut sql =
+        format!("SELECT {} FROM {}.{}", select.join(", "), quote_ident(&stream.schema), quote_ident(&stream.table));
     if !predicates.is_empty() {
         sql.push_str(&format!(" WHERE {}", predicates.join(" AND ")));
     }
@@ -185,10 +185,8 @@ pub(crate) async fn scan(source: &PostgresSource, request: ScanRequest, out: Sca
         sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", key_expr.join(", ")));
     }
     tracing::debug!(stream = %stream, sql = %sql, "reconcile source query");
-    let rows = client
-        .query_raw(sql.as_str(), params.iter())
-        .await
-        .map_err(|e| read_error(&e, stream, &source.opts.user()))?;
+    let rows =
+        client.query_raw(sql.as_str(), params.iter()).await.map_err(|e| read_error(&e, stream, &source.opts.user()))?;
     futures::pin_mut!(rows);
     let mut batch = Vec::with_capacity(SCAN_BATCH);
     let closed = || Error::internal("reconcile stopped reading");
@@ -200,9 +198,8 @@ pub(crate) async fn scan(source: &PostgresSource, request: ScanRequest, out: Sca
             let text: Option<&str> = row.get(i);
             let v = match text {
                 None => Canon::Null,
-                Some(s) => canon_from_pg_text(s, *t, &request.limits).map_err(|e| {
-                    e.context(format!("{stream}, column {}", table.columns[i].source_name))
-                })?,
+                Some(s) => canon_from_pg_text(s, *t, &request.limits)
+                    .map_err(|e| e.context(format!("{stream}, column {}", table.columns[i].source_name)))?,
             };
             hashes.push(v.hash64());
             if let Some(k) = key_idx.iter().position(|k| *k == i) {
@@ -242,7 +239,11 @@ pub fn canon_from_pg_text(s: &str, t: SqlType, limits: &ValueLimits) -> Result<C
                 Canon::Null
             } else {
                 let d = parse_date(s).ok_or_else(bad)?;
-                if d >= limits.date_days.0 as i64 && d <= limits.date_days.1 as i64 { Canon::Date(d as i32) } else { Canon::Null }
+                if d >= limits.date_days.0 as i64 && d <= limits.date_days.1 as i64 {
+                    Canon::Date(d as i32)
+                } else {
+                    Canon::Null
+                }
             }
         }
         SqlType::Timestamp | SqlType::TimestampTz => {
@@ -352,16 +353,31 @@ mod tests {
 
     #[test]
     fn postgres_text_canonicalises() {
-        assert_eq!(canon_from_pg_text("12.30", SqlType::Decimal { precision: 12, scale: 2 }, &L).unwrap(), Canon::Decimal("12.3".into()));
+        assert_eq!(
+            canon_from_pg_text("12.30", SqlType::Decimal { precision: 12, scale: 2 }, &L).unwrap(),
+            Canon::Decimal("12.3".into())
+        );
         assert_eq!(canon_from_pg_text("NaN", SqlType::Decimal { precision: 12, scale: 2 }, &L).unwrap(), Canon::Null);
         assert_eq!(canon_from_pg_text("-Infinity", SqlType::Float64, &L).unwrap(), Canon::float(f64::NEG_INFINITY));
         assert_eq!(canon_from_pg_text("0.1", SqlType::Float32, &L).unwrap(), Canon::float(0.1f32 as f64));
         assert_eq!(canon_from_pg_text("1970-01-02", SqlType::Date, &L).unwrap(), Canon::Date(1));
         assert_eq!(canon_from_pg_text("infinity", SqlType::Date, &L).unwrap(), Canon::Null);
-        assert_eq!(canon_from_pg_text("4713-01-01 BC", SqlType::Date, &L).unwrap(), Canon::Date(days_from_civil(-4712, 1, 1) as i32));
-        assert_eq!(canon_from_pg_text("1970-01-01 00:00:01.5+00", SqlType::TimestampTz, &L).unwrap(), Canon::Timestamp(1_500_000));
-        assert_eq!(canon_from_pg_text("1970-01-01 01:00:00+01", SqlType::TimestampTz, &L).unwrap(), Canon::Timestamp(0));
-        assert_eq!(canon_from_pg_text("1970-01-01 00:00:00-05:30", SqlType::TimestampTz, &L).unwrap(), Canon::Timestamp(19_800_000_000));
+        assert_eq!(
+            canon_from_pg_text("4713-01-01 BC", SqlType::Date, &L).unwrap(),
+            Canon::Date(days_from_civil(-4712, 1, 1) as i32)
+        );
+        assert_eq!(
+            canon_from_pg_text("1970-01-01 00:00:01.5+00", SqlType::TimestampTz, &L).unwrap(),
+            Canon::Timestamp(1_500_000)
+        );
+        assert_eq!(
+            canon_from_pg_text("1970-01-01 01:00:00+01", SqlType::TimestampTz, &L).unwrap(),
+            Canon::Timestamp(0)
+        );
+        assert_eq!(
+            canon_from_pg_text("1970-01-01 00:00:00-05:30", SqlType::TimestampTz, &L).unwrap(),
+            Canon::Timestamp(19_800_000_000)
+        );
         assert_eq!(canon_from_pg_text("294276-12-31 23:59:59", SqlType::Timestamp, &L).unwrap(), Canon::Null);
         assert_eq!(canon_from_pg_text("24:00:00", SqlType::Time, &L).unwrap(), Canon::Time(86_400_000_000));
         assert_eq!(canon_from_pg_text("\\x00ff", SqlType::Binary, &L).unwrap(), Canon::Bytes(vec![0, 255]));

@@ -49,7 +49,10 @@ pub fn slot_name(pipeline: &str) -> String {
 
 /// Slot names go into replication commands unquoted: only `[a-z0-9_]`.
 fn check_slot_name(slot: &str) -> Result<()> {
-    if slot.is_empty() || slot.len() > 63 || !slot.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+    if slot.is_empty()
+        || slot.len() > 63
+        || !slot.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
         return Err(Error::config(format!(
             "`{slot}` is not a valid replication slot name (1 to 63 characters of a-z, 0-9 and _)"
         )));
@@ -148,11 +151,8 @@ pub async fn readiness(client: &Client, slot: &str, tables: &[(String, String)])
         fixes.push(format!("ALTER TABLE {}.{} REPLICA IDENTITY FULL;", quote_ident(s), quote_ident(t)));
     }
 
-    let publication_missing_tables = if publication_exists {
-        unpublished(client, slot, tables).await?
-    } else {
-        tables.to_vec()
-    };
+    let publication_missing_tables =
+        if publication_exists { unpublished(client, slot, tables).await? } else { tables.to_vec() };
     if !publication_exists {
         fixes.push(create_publication_sql(slot, tables));
     } else if !publication_missing_tables.is_empty() {
@@ -188,11 +188,7 @@ pub async fn readiness(client: &Client, slot: &str, tables: &[(String, String)])
 }
 
 fn table_list(tables: &[(String, String)]) -> String {
-    tables
-        .iter()
-        .map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    tables.iter().map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t))).collect::<Vec<_>>().join(", ")
 }
 
 fn create_publication_sql(name: &str, tables: &[(String, String)]) -> String {
@@ -348,10 +344,7 @@ pub async fn drop_slot(client: &Client, slot: &str) -> Result<()> {
     }
     release_stale_slot(client, slot).await?;
     client
-        .execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
+        .execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
         .await
         .map_err(|e| pg_error(&e, &format!("cannot drop replication slot {slot}")))?;
     Ok(())
@@ -376,11 +369,8 @@ pub async fn release_stale_slot(client: &Client, slot: &str) -> Result<()> {
         match slot_holder(client, slot).await? {
             None => return Ok(()),
             Some(p) if tokio::time::Instant::now() >= deadline => {
-                return Err(Error::new(
-                    ErrorKind::Busy,
-                    format!("replication slot {slot} is still in use by PID {p}"),
-                )
-                .with_hint("another sync of this pipeline may be running; try again later"));
+                return Err(Error::new(ErrorKind::Busy, format!("replication slot {slot} is still in use by PID {p}"))
+                    .with_hint("another sync of this pipeline may be running; try again later"));
             }
             Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -441,7 +431,8 @@ pub async fn create_slot(opts: &ConnectOptions, slot: &str, temporary: bool) -> 
     check_slot_name(slot)?;
     let (cfg, relay) = session_config(opts, slot, slot).await?;
     let what = format!("cannot create replication slot {slot}");
-    let mut session = ReplicationClient::connect_gated(cfg).await.map_err(|e| wire_error(e, &what, opts, relay.as_ref()))?;
+    let mut session =
+        ReplicationClient::connect_gated(cfg).await.map_err(|e| wire_error(e, &what, opts, relay.as_ref()))?;
     let timeout = connect_timeout(opts);
     let pid = tokio::time::timeout(timeout, backend_pid(&mut session))
         .await
@@ -452,9 +443,11 @@ pub async fn create_slot(opts: &ConnectOptions, slot: &str, temporary: bool) -> 
         .simple_query(&format!("CREATE_REPLICATION_SLOT {slot}{temp} LOGICAL pgoutput EXPORT_SNAPSHOT"))
         .await
         .map_err(|e| wire_error(e, &what, opts, relay.as_ref()))?;
-    let row = rows.into_iter().next().filter(|r| r.len() >= 3).ok_or_else(|| {
-        Error::internal(format!("{what}: CREATE_REPLICATION_SLOT returned no slot"))
-    })?;
+    let row = rows
+        .into_iter()
+        .next()
+        .filter(|r| r.len() >= 3)
+        .ok_or_else(|| Error::internal(format!("{what}: CREATE_REPLICATION_SLOT returned no slot")))?;
     let text = |i: usize| row[i].as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
     let consistent_point = parse_lsn(&text(1))?;
     let snapshot_name = text(2);
@@ -462,14 +455,7 @@ pub async fn create_slot(opts: &ConnectOptions, slot: &str, temporary: bool) -> 
         return Err(Error::internal(format!("{what}: the server exported no snapshot")));
     }
     tracing::info!(slot, temporary, consistent_point = %format_lsn(consistent_point), "created replication slot");
-    Ok(CreatedSlot {
-        slot: slot.to_owned(),
-        consistent_point,
-        snapshot_name,
-        backend_pid: pid,
-        session,
-        _relay: relay,
-    })
+    Ok(CreatedSlot { slot: slot.to_owned(), consistent_point, snapshot_name, backend_pid: pid, session, _relay: relay })
 }
 
 async fn backend_pid(session: &mut ReplicationClient) -> std::result::Result<i32, PgWireError> {
@@ -680,11 +666,10 @@ impl ChangeStream {
                 self.finished = true;
                 return Ok(None);
             }
-            let event = self
-                .client
-                .recv()
-                .await
-                .map_err(|e| wire_error(e, &format!("replication from slot {} failed", self.slot), &self.opts, None))?;
+            let event =
+                self.client.recv().await.map_err(|e| {
+                    wire_error(e, &format!("replication from slot {} failed", self.slot), &self.opts, None)
+                })?;
             let Some(event) = event else {
                 self.finished = true;
                 return Ok(None);
@@ -772,7 +757,11 @@ impl ChangeStream {
             if !self.client.is_running() {
                 return Err(Error::new(
                     ErrorKind::Transient,
-                    format!("the replication connection of slot {} closed before {} was confirmed", self.slot, format_lsn(lsn)),
+                    format!(
+                        "the replication connection of slot {} closed before {} was confirmed",
+                        self.slot,
+                        format_lsn(lsn)
+                    ),
                 ));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -839,7 +828,11 @@ fn timed_out(opts: &ConnectOptions, what: &str) -> Error {
 
 /// The replication session's settings from the source's connection options;
 /// with a TLS relay unless `sslmode=disable` or a Unix socket.
-async fn session_config(opts: &ConnectOptions, slot: &str, publication: &str) -> Result<(ReplicationConfig, Option<Relay>)> {
+async fn session_config(
+    opts: &ConnectOptions,
+    slot: &str,
+    publication: &str,
+) -> Result<(ReplicationConfig, Option<Relay>)> {
     let config = &opts.config;
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let host = match config.get_hosts().first() {
@@ -915,10 +908,15 @@ fn wire_error(e: PgWireError, what: &str, opts: &ConnectOptions, relay: Option<&
                 _ => err,
             }
         }
-        PgWireError::Auth(msg) => Error::new(ErrorKind::Auth, format!("{what}: authentication failed at {target}: {msg}"))
-            .with_hint(format!("check the user and password in sources.{}.url", opts.source)),
+        PgWireError::Auth(msg) => {
+            Error::new(ErrorKind::Auth, format!("{what}: authentication failed at {target}: {msg}"))
+                .with_hint(format!("check the user and password in sources.{}.url", opts.source))
+        }
         PgWireError::Io(io) => Error::new(ErrorKind::Transient, format!("{what}: connection to {target} lost: {io}"))
-            .with_hint(format!("check that Postgres is running and reachable at the host and port in sources.{}.url", opts.source)),
+            .with_hint(format!(
+                "check that Postgres is running and reachable at the host and port in sources.{}.url",
+                opts.source
+            )),
         PgWireError::Tls(msg) => Error::new(ErrorKind::Transient, format!("{what}: TLS with {target}: {msg}")),
         PgWireError::MessageTooLarge { payload_bytes, limit_bytes } => Error::data(format!(
             "{what}: a replication message of {payload_bytes} bytes is over the limit of {limit_bytes}"
@@ -1045,7 +1043,6 @@ impl Drop for Relay {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1083,6 +1080,9 @@ mod tests {
             create_publication_sql("simplyload_p", &t),
             r#"CREATE PUBLICATION "simplyload_p" FOR TABLE "public"."Orders", "s""x"."t";"#
         );
-        assert_eq!(add_tables_sql("simplyload_p", &t[..1]), r#"ALTER PUBLICATION "simplyload_p" ADD TABLE "public"."Orders";"#);
+        assert_eq!(
+            add_tables_sql("simplyload_p", &t[..1]),
+            r#"ALTER PUBLICATION "simplyload_p" ADD TABLE "public"."Orders";"#
+        );
     }
 }

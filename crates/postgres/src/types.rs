@@ -30,7 +30,10 @@ pub enum Decoder {
     Float4,
     Float8,
     /// numeric → Decimal128(precision, scale).
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     /// numeric → its exact text.
     NumericText,
     /// Text-like binary (text, varchar, bpchar, name, enum labels, json, citext).

@@ -19,8 +19,7 @@ mod support {
             streams: vec![StreamConfig { name: table.into(), ..Default::default() }],
             ..Default::default()
         };
-        simplyload_core::plan::plan_pipeline("p", &p, &catalog).pop().unwrap().1.unwrap()
-            .table
+        simplyload_core::plan::plan_pipeline("p", &p, &catalog).pop().unwrap().1.unwrap().table
     }
 
     /// Reads a whole table through `read_snapshot`.
@@ -80,9 +79,7 @@ mod decode {
             .iter()
             .flat_map(|b| {
                 let a = b.column(col).as_primitive::<Decimal128Type>();
-                (0..a.len())
-                    .map(|i| if a.is_null(i) { None } else { Some(a.value_as_string(i)) })
-                    .collect::<Vec<_>>()
+                (0..a.len()).map(|i| if a.is_null(i) { None } else { Some(a.value_as_string(i)) }).collect::<Vec<_>>()
             })
             .collect()
     }
@@ -229,7 +226,7 @@ mod decode {
 }
 
 mod catalog {
-    use simplyload_core::{SqlType, Source};
+    use simplyload_core::{Source, SqlType};
     use simplyload_postgres::PostgresSource;
     use simplyload_testkit::TestPg;
 
@@ -303,12 +300,19 @@ mod access {
     async fn missing_grants_print_the_sql_that_fixes_them() {
         let pg = TestPg::start();
         let db = pg.database().await;
-        db.exec(r#"CREATE SCHEMA shop; CREATE TABLE shop."Orders" (id int PRIMARY KEY); CREATE TABLE public.ok (id int);"#).await;
+        db.exec(
+            r#"CREATE SCHEMA shop; CREATE TABLE shop."Orders" (id int PRIMARY KEY); CREATE TABLE public.ok (id int);"#,
+        )
+        .await;
         db.role("reader", "pw").await;
         db.exec("GRANT SELECT ON public.ok TO reader").await;
         let source = PostgresSource::from_url("app", &db.url_as("reader", "pw")).unwrap();
         let report = source
-            .check(&[StreamName::new("shop", "Orders"), StreamName::new("public", "ok"), StreamName::new("public", "gone")])
+            .check(&[
+                StreamName::new("shop", "Orders"),
+                StreamName::new("public", "ok"),
+                StreamName::new("public", "gone"),
+            ])
             .await
             .unwrap();
         let items: Vec<(bool, &str, Option<&str>)> =
@@ -319,7 +323,9 @@ mod access {
             (
                 false,
                 r#"SELECT on shop."Orders""#,
-                Some("GRANT USAGE ON SCHEMA \"shop\" TO \"reader\";\nGRANT SELECT ON \"shop\".\"Orders\" TO \"reader\";")
+                Some(
+                    "GRANT USAGE ON SCHEMA \"shop\" TO \"reader\";\nGRANT SELECT ON \"shop\".\"Orders\" TO \"reader\";"
+                )
             )
         );
         assert_eq!(items[2], (true, "SELECT on public.ok", None));
@@ -327,7 +333,8 @@ mod access {
         assert!(report.items[3].detail.contains("does not exist"));
 
         // Reading without the grant fails with the same fix.
-        let table = super::support::spec(&PostgresSource::from_url("admin", &db.url).unwrap(), r#"shop."Orders""#).await;
+        let table =
+            super::support::spec(&PostgresSource::from_url("admin", &db.url).unwrap(), r#"shop."Orders""#).await;
         let e = super::support::snapshot(&source, &table, simplyload_core::config::OnUnrepresentable::Report, 10)
             .await
             .unwrap_err();
@@ -376,7 +383,12 @@ mod parallel {
     use simplyload_postgres::PostgresSource;
     use simplyload_testkit::TestPg;
 
-    fn request(table: &simplyload_core::TableSpec, parallelism: usize, incremental: Option<IncrementalRead>, batch_rows: usize) -> SnapshotRequest {
+    fn request(
+        table: &simplyload_core::TableSpec,
+        parallelism: usize,
+        incremental: Option<IncrementalRead>,
+        batch_rows: usize,
+    ) -> SnapshotRequest {
         SnapshotRequest {
             incremental,
             snapshot: None,
@@ -392,7 +404,12 @@ mod parallel {
         }
     }
 
-    async fn ids(source: &PostgresSource, table: &simplyload_core::TableSpec, parallelism: usize, incremental: Option<IncrementalRead>) -> (Vec<i64>, u64) {
+    async fn ids(
+        source: &PostgresSource,
+        table: &simplyload_core::TableSpec,
+        parallelism: usize,
+        incremental: Option<IncrementalRead>,
+    ) -> (Vec<i64>, u64) {
         read_ids(source, request(table, parallelism, incremental, 997)).await
     }
 
@@ -425,7 +442,8 @@ mod parallel {
              ANALYZE p;",
         )
         .await;
-        let pages: i32 = db.client.query_one("SELECT relpages FROM pg_class WHERE relname = 'p'", &[]).await.unwrap().get(0);
+        let pages: i32 =
+            db.client.query_one("SELECT relpages FROM pg_class WHERE relname = 'p'", &[]).await.unwrap().get(0);
         assert!(pages > 16, "the table spans enough pages for 8 ranges: {pages}");
         let expected: Vec<i64> = (1..=30000).filter(|i| i % 7 != 0).collect();
         let source = PostgresSource::from_url("src", &db.url).unwrap();
@@ -469,7 +487,11 @@ mod parallel {
 
     /// A resumable read: the ids of every batch, and the progress sent
     /// after each chunk with how many ids came before it.
-    async fn resumable(source: &PostgresSource, table: &simplyload_core::TableSpec, from: Option<serde_json::Value>) -> (Vec<i64>, Vec<(usize, serde_json::Value)>) {
+    async fn resumable(
+        source: &PostgresSource,
+        table: &simplyload_core::TableSpec,
+        from: Option<serde_json::Value>,
+    ) -> (Vec<i64>, Vec<(usize, serde_json::Value)>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let req = SnapshotRequest { resumable: true, resume: from, ..request(table, 2, None, 997) };
         let s = source.clone();
@@ -521,7 +543,14 @@ mod parallel {
         let mut union: Vec<i64> = before.iter().copied().chain(rest.iter().copied()).collect();
         union.sort_unstable();
         union.dedup();
-        assert!(union == expected, "{} rows sent before the progress and {} after make {} of {}", before.len(), rest.len(), union.len(), expected.len());
+        assert!(
+            union == expected,
+            "{} rows sent before the progress and {} after make {} of {}",
+            before.len(),
+            rest.len(),
+            union.len(),
+            expected.len()
+        );
         assert!(rest.len() + 1000 < expected.len(), "the pages read are skipped: {} of {}", rest.len(), expected.len());
 
         // Rows of the pages read, written since: read again wherever they are now.

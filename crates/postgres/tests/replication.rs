@@ -131,7 +131,8 @@ async fn created_slot_exports_its_snapshot() {
         ))
         .await
         .unwrap();
-    let ids: Vec<i32> = other.query("SELECT id FROM t ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let ids: Vec<i32> =
+        other.query("SELECT id FROM t ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(ids, vec![1], "the snapshot sees the row from before the slot, not the one after");
     other.batch_execute("COMMIT").await.unwrap();
     created.release().await.unwrap();
@@ -195,7 +196,9 @@ async fn change_stream_drains_confirms_and_resumes() {
     for (lsn, b) in &msgs {
         match b[0] {
             b'B' => end_of_txn = *txn_end.next().unwrap(),
-            b'I' | b'U' | b'D' => assert!(*lsn >= start && *lsn < end_of_txn, "{lsn} start {start} end {end_of_txn} in {msgs:?}"),
+            b'I' | b'U' | b'D' => {
+                assert!(*lsn >= start && *lsn < end_of_txn, "{lsn} start {start} end {end_of_txn} in {msgs:?}")
+            }
             _ => {}
         }
     }
@@ -231,7 +234,8 @@ async fn change_stream_drains_confirms_and_resumes() {
     db.exec("INSERT INTO t VALUES (5, 'e')").await;
     let mut got = String::new();
     while !got.ends_with('C') {
-        let (_, m) = tokio::time::timeout(std::time::Duration::from_secs(30), s.next()).await.unwrap().unwrap().unwrap();
+        let (_, m) =
+            tokio::time::timeout(std::time::Duration::from_secs(30), s.next()).await.unwrap().unwrap().unwrap();
         got.push(m[0] as char);
     }
     assert_eq!(got, "BIC");
@@ -351,12 +355,8 @@ async fn replication_over_tls() {
     created.release().await.unwrap();
     db.exec("INSERT INTO t VALUES (1, 'a')").await;
     let mut s = ChangeStream::start(&opts(&require), &slot, &slot, start).await.unwrap();
-    let ssl: bool = db
-        .client
-        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", &[&s.backend_pid()])
-        .await
-        .unwrap()
-        .get(0);
+    let ssl: bool =
+        db.client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", &[&s.backend_pid()]).await.unwrap().get(0);
     assert!(ssl, "the stream runs over TLS");
     let msgs = drain(&mut s).await;
     assert_eq!(tags(&msgs), "BRIC");
@@ -364,7 +364,10 @@ async fn replication_over_tls() {
     s.stop().await.unwrap();
 
     // verify-full against a self-signed certificate it was not given: refused, with the reason.
-    let verify = db.url.replace("sslmode=disable", &format!("sslmode=verify-full&sslrootcert={}", dir.path().join("none.crt").display()));
+    let verify = db.url.replace(
+        "sslmode=disable",
+        &format!("sslmode=verify-full&sslrootcert={}", dir.path().join("none.crt").display()),
+    );
     let e = ChangeStream::start(&opts(&verify), &slot, &slot, start).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
 }
@@ -381,7 +384,10 @@ async fn stop_at_beyond_the_flushed_wal_waits_for_it() {
     let start = created.consistent_point;
     created.release().await.unwrap();
     let other = simplyload_testkit::pg::connect(&db.url).await;
-    other.batch_execute("SET synchronous_commit = off; INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b');").await.unwrap();
+    other
+        .batch_execute("SET synchronous_commit = off; INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b');")
+        .await
+        .unwrap();
     let insert: String = other.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await.unwrap().get(0);
     let mut s = ChangeStream::start(&opts(&db.url), &slot, &slot, start).await.unwrap();
     s.set_stop_at(Some(replication::parse_lsn(&insert).unwrap()));

@@ -20,7 +20,10 @@ use std::time::Duration;
 pub enum Credentials {
     Password(Secret),
     /// An RSA private key in PEM (PKCS#8, optionally encrypted, or PKCS#1).
-    KeyPair { private_key_pem: Secret, passphrase: Option<Secret> },
+    KeyPair {
+        private_key_pem: Secret,
+        passphrase: Option<Secret>,
+    },
 }
 
 /// Where and as whom to log in.
@@ -267,7 +270,8 @@ impl Session {
             })?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|e| http_error(e, "reading the login answer"))?;
-        let data = unwrap_response(status, &body).map_err(|e| e.context(format!("logging in to Snowflake as {}", opts.user)))?;
+        let data = unwrap_response(status, &body)
+            .map_err(|e| e.context(format!("logging in to Snowflake as {}", opts.user)))?;
         data.get("token")
             .and_then(|t| t.as_str())
             .map(str::to_owned)
@@ -300,7 +304,10 @@ impl Session {
             // statements after it would commit on their own. Fail instead;
             // the caller rolls back and retries the whole load.
             Err(e) if error_code(&e).is_some_and(|c| needs_login(&c)) && self.in_transaction.load(Ordering::SeqCst) => {
-                Err(Error::new(ErrorKind::Transient, format!("the Snowflake session expired inside a transaction: {e}")))
+                Err(Error::new(
+                    ErrorKind::Transient,
+                    format!("the Snowflake session expired inside a transaction: {e}"),
+                ))
             }
             Err(e) if error_code(&e).is_some_and(|c| needs_login(&c)) => {
                 tracing::info!("Snowflake session expired; logging in again");
@@ -340,7 +347,9 @@ impl Session {
             .body(body.to_string());
         let mut data = self.send(req, "sending a statement").await.map_err(|e| e.context(statement_for_error(sql)))?;
         // Still running: poll the result URL.
-        while let Some(url) = data.get("getResultUrl").and_then(|u| u.as_str()).filter(|_| data.get("rowtype").is_none()) {
+        while let Some(url) =
+            data.get("getResultUrl").and_then(|u| u.as_str()).filter(|_| data.get("rowtype").is_none())
+        {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let req = self.http.get(self.url(url));
             data = self.send(req, "polling a result").await.map_err(|e| e.context(statement_for_error(sql)))?;
@@ -398,7 +407,8 @@ impl Session {
 
     /// Keeps the session alive while it is idle.
     pub async fn heartbeat(&self) -> Result<()> {
-        let req = self.http.post(self.url("/session/heartbeat")).query(&[("requestId", uuid::Uuid::new_v4().to_string())]);
+        let req =
+            self.http.post(self.url("/session/heartbeat")).query(&[("requestId", uuid::Uuid::new_v4().to_string())]);
         self.send(req, "heartbeat").await.map(|_| ())
     }
 
@@ -508,9 +518,8 @@ pub fn arrow_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
     let mut schema: Option<arrow_schema::SchemaRef> = None;
     let dictionaries = std::collections::HashMap::new();
     let mut pos = 0usize;
-    let read_i32 = |pos: usize| -> Option<i32> {
-        bytes.get(pos..pos + 4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
+    let read_i32 =
+        |pos: usize| -> Option<i32> { bytes.get(pos..pos + 4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])) };
     while pos < bytes.len() {
         let Some(mut len) = read_i32(pos) else { break };
         pos += 4;
@@ -583,18 +592,16 @@ fn json_rows(v: serde_json::Value) -> Result<Vec<Vec<Option<String>>>> {
     let rows = v.as_array().ok_or_else(|| Error::data("Snowflake result: rowset is not an array"))?;
     rows.iter()
         .map(|r| {
-            r.as_array()
-                .ok_or_else(|| Error::data("Snowflake result: a row is not an array"))
-                .map(|cells| {
-                    cells
-                        .iter()
-                        .map(|c| match c {
-                            serde_json::Value::Null => None,
-                            serde_json::Value::String(s) => Some(s.clone()),
-                            other => Some(other.to_string()),
-                        })
-                        .collect()
-                })
+            r.as_array().ok_or_else(|| Error::data("Snowflake result: a row is not an array")).map(|cells| {
+                cells
+                    .iter()
+                    .map(|c| match c {
+                        serde_json::Value::Null => None,
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        other => Some(other.to_string()),
+                    })
+                    .collect()
+            })
         })
         .collect()
 }
@@ -628,7 +635,11 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Transient);
         let ok = unwrap_response(200, br#"{"data":{"token":"t"},"success":true}"#).unwrap();
         assert_eq!(ok["token"], "t");
-        let e = unwrap_response(200, br#"{"data":null,"code":390100,"message":"Incorrect username or password was specified.","success":false}"#).unwrap_err();
+        let e = unwrap_response(
+            200,
+            br#"{"data":null,"code":390100,"message":"Incorrect username or password was specified.","success":false}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Auth);
     }
 

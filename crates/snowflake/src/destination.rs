@@ -192,8 +192,19 @@ pub fn uses_warehouse(sql: &str) -> bool {
     let first = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
     !matches!(
         first.as_str(),
-        "CREATE" | "ALTER" | "DROP" | "DESCRIBE" | "DESC" | "SHOW" | "USE" | "PUT" | "REMOVE" | "RM" | "BEGIN"
-            | "COMMIT" | "ROLLBACK"
+        "CREATE"
+            | "ALTER"
+            | "DROP"
+            | "DESCRIBE"
+            | "DESC"
+            | "SHOW"
+            | "USE"
+            | "PUT"
+            | "REMOVE"
+            | "RM"
+            | "BEGIN"
+            | "COMMIT"
+            | "ROLLBACK"
     )
 }
 
@@ -206,9 +217,7 @@ pub fn result_rows(r: &QueryResult) -> Vec<Vec<Option<String>>> {
             for b in batches {
                 let schema = b.schema();
                 for row in 0..b.num_rows() {
-                    out.push(
-                        (0..b.num_columns()).map(|c| values::text(b.column(c), schema.field(c), row)).collect(),
-                    );
+                    out.push((0..b.num_columns()).map(|c| values::text(b.column(c), schema.field(c), row)).collect());
                 }
             }
             out
@@ -339,7 +348,10 @@ impl SnowflakeDestination {
                 // Read it now, so a bad key is named before anything connects.
                 crate::jwt::read_key(&pem, cfg.private_key_passphrase.as_ref().map(|s| s.expose()))
                     .map_err(|e| e.context(format!("destination snowflake: private_key_path {}", p.display())))?;
-                Credentials::KeyPair { private_key_pem: Secret::new(pem), passphrase: cfg.private_key_passphrase.clone() }
+                Credentials::KeyPair {
+                    private_key_pem: Secret::new(pem),
+                    passphrase: cfg.private_key_passphrase.clone(),
+                }
             }
             (None, None) => return Err(Error::config("destination snowflake: set private_key_path or password")),
         };
@@ -428,7 +440,8 @@ impl SnowflakeDestination {
     }
 
     fn meta_columns(table: &TableSpec) -> Vec<(&'static str, &'static str)> {
-        let mut cols = vec![(meta::SYNCED_AT, "TIMESTAMP_TZ(6)"), (meta::DELETED, "BOOLEAN"), (meta::VERSION, "NUMBER(38,0)")];
+        let mut cols =
+            vec![(meta::SYNCED_AT, "TIMESTAMP_TZ(6)"), (meta::DELETED, "BOOLEAN"), (meta::VERSION, "NUMBER(38,0)")];
         if !table.has_key() {
             cols.push((meta::ID, "VARCHAR"));
             cols.push((meta::INDEX, "NUMBER(19,0)"));
@@ -448,11 +461,8 @@ impl SnowflakeDestination {
     async fn shape_table(&self, table: &TableSpec, kind: LoadKind) -> Result<()> {
         self.run(&self.create_table_sql(table)).await?;
         let existing = self.describe(&table.name).await?.unwrap_or_default();
-        let mut wanted: Vec<(String, String, Option<&Column>)> = table
-            .columns
-            .iter()
-            .map(|c| (sf_name(&c.name), sf_type(&c.sql_type), Some(c)))
-            .collect();
+        let mut wanted: Vec<(String, String, Option<&Column>)> =
+            table.columns.iter().map(|c| (sf_name(&c.name), sf_type(&c.sql_type), Some(c))).collect();
         wanted.extend(Self::meta_columns(table).into_iter().map(|(n, t)| (sf_name(n), t.to_owned(), None)));
         let target = self.qualified(&table.name);
         for (name, ty, col) in &wanted {
@@ -469,7 +479,10 @@ impl SnowflakeDestination {
                     if kind != LoadKind::Replace {
                         return Err(Error::new(
                             ErrorKind::Unsupported,
-                            format!("column {c} of {} is {have} in Snowflake but the source now stages {ty}", table.name),
+                            format!(
+                                "column {c} of {} is {have} in Snowflake but the source now stages {ty}",
+                                table.name
+                            ),
                         )
                         .with_hint("run a full refresh of this stream"));
                     }
@@ -527,19 +540,28 @@ impl SnowflakeDestination {
                 ident(&sf_name(meta::DELETED))
             ))
             .await?;
-        first_cell(&r)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| Error::data("Snowflake: COUNT(*) answered no number"))
+        first_cell(&r).and_then(|v| v.parse().ok()).ok_or_else(|| Error::data("Snowflake: COUNT(*) answered no number"))
     }
 
     /// The name of the transient table a load of `table` stages into.
     fn load_table(&self, pipeline_id: Uuid, table: &str) -> String {
         let tag = simplyload_core::row_id::short_hash(format!("{pipeline_id}/{table}").as_bytes());
-        format!("{}.{}.{}", ident(&self.database), ident(&self.schema), ident(&format!("_SIMPLYLOAD_LOAD_{}", tag.to_ascii_uppercase())))
+        format!(
+            "{}.{}.{}",
+            ident(&self.database),
+            ident(&self.schema),
+            ident(&format!("_SIMPLYLOAD_LOAD_{}", tag.to_ascii_uppercase()))
+        )
     }
 
     /// Copies the staged files of `batches` into the load table; returns the rows loaded.
-    async fn copy_batches(&self, request: &LoadRequest<'_>, todo: &[&BatchManifest], load: &str, folder: &str) -> Result<u64> {
+    async fn copy_batches(
+        &self,
+        request: &LoadRequest<'_>,
+        todo: &[&BatchManifest],
+        load: &str,
+        folder: &str,
+    ) -> Result<u64> {
         let session = self.session().await?;
         let mut loaded = 0u64;
         for b in todo.iter().filter(|b| !b.files.is_empty()) {
@@ -559,7 +581,8 @@ impl SnowflakeDestination {
                 {
                     return Err(Error::data(format!("Snowflake COPY of batch {} reported {s}: {row:?}", b.batch_id)));
                 }
-                loaded += idx.and_then(|i| row.get(i).cloned().flatten()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                loaded +=
+                    idx.and_then(|i| row.get(i).cloned().flatten()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             }
         }
         Ok(loaded)
@@ -568,7 +591,8 @@ impl SnowflakeDestination {
     /// The rows of a load, per key only the newest version (see
     /// [`simplyload_core::cdc::latest_per_key_sql`]).
     fn latest(table: &TableSpec, load: &str, with_unchanged: bool) -> String {
-        let sql = simplyload_core::cdc::latest_per_key_sql(table, load, with_unchanged, |n| ident(&sf_name(n)), literal);
+        let sql =
+            simplyload_core::cdc::latest_per_key_sql(table, load, with_unchanged, |n| ident(&sf_name(n)), literal);
         format!("({sql})")
     }
 
@@ -586,7 +610,8 @@ impl SnowflakeDestination {
             let q = format!("s.{}", ident(&sf_name(&c.name)));
             if c.sql_type == SqlType::Json { format!("PARSE_JSON({q})") } else { q }
         };
-        let (d, v, at) = (ident(&sf_name(meta::DELETED)), ident(&sf_name(meta::VERSION)), ident(&sf_name(meta::SYNCED_AT)));
+        let (d, v, at) =
+            (ident(&sf_name(meta::DELETED)), ident(&sf_name(meta::VERSION)), ident(&sf_name(meta::SYNCED_AT)));
         let mut cols: Vec<String> = table.columns.iter().map(|c| ident(&sf_name(&c.name))).collect();
         cols.extend([at.clone(), d.clone(), v.clone()]);
         let mut vals: Vec<String> = table.columns.iter().map(value).collect();
@@ -599,15 +624,22 @@ impl SnowflakeDestination {
                 if !table.has_key() {
                     let id = ident(&sf_name(meta::ID));
                     cols.extend([id.clone(), ident(&sf_name(meta::INDEX))]);
-                    vals.extend([format!("s.{id}"), format!("ROW_NUMBER() OVER (PARTITION BY s.{id} ORDER BY s.{v}) - 1")]);
+                    vals.extend([
+                        format!("s.{id}"),
+                        format!("ROW_NUMBER() OVER (PARTITION BY s.{id} ORDER BY s.{v}) - 1"),
+                    ]);
                 }
                 // The later parts of a full refresh add to what its first part put in.
                 if kind == LoadKind::Replace {
                     self.run(&format!("DELETE FROM {target}")).await?;
                 }
                 if rows_staged > 0 {
-                    self.run(&format!("INSERT INTO {target} ({}) SELECT {} FROM {load} s", cols.join(", "), vals.join(", ")))
-                        .await?;
+                    self.run(&format!(
+                        "INSERT INTO {target} ({}) SELECT {} FROM {load} s",
+                        cols.join(", "),
+                        vals.join(", ")
+                    ))
+                    .await?;
                 }
                 Ok(RowChanges { inserted: rows_staged, updated: 0, deleted: 0 })
             }
@@ -617,8 +649,8 @@ impl SnowflakeDestination {
                 }
                 let v = ident(&sf_name(meta::VERSION));
                 let r = self.run(&format!("SELECT TO_VARCHAR(COALESCE(MAX({v}), -1)) FROM {target}")).await?;
-                let watermark = first_cell(&r)
-                    .ok_or_else(|| Error::data("Snowflake: MAX(version) answered nothing"))?;
+                let watermark =
+                    first_cell(&r).ok_or_else(|| Error::data("Snowflake: MAX(version) answered nothing"))?;
                 // Changes before a truncate in the load are gone with it.
                 let watermark = match (watermark.parse::<i128>(), truncated_at) {
                     (Ok(w), Some(t)) => w.max(t).to_string(),
@@ -644,7 +676,11 @@ impl SnowflakeDestination {
                 );
                 self.run(&delete).await?;
                 self.run(&insert).await?;
-                Ok(RowChanges { inserted: counts.first().copied().unwrap_or(0), updated: 0, deleted: counts.get(1).copied().unwrap_or(0) })
+                Ok(RowChanges {
+                    inserted: counts.first().copied().unwrap_or(0),
+                    updated: 0,
+                    deleted: counts.get(1).copied().unwrap_or(0),
+                })
             }
             LoadKind::Merge => {
                 if rows_staged == 0 {
@@ -661,7 +697,11 @@ impl SnowflakeDestination {
                         .map(|k| {
                             let q = ident(&sf_name(k));
                             let nullable = table.column(k).is_none_or(|c| c.nullable);
-                            if nullable { format!("{a}.{q} IS NOT DISTINCT FROM {b}.{q}") } else { format!("{a}.{q} = {b}.{q}") }
+                            if nullable {
+                                format!("{a}.{q} IS NOT DISTINCT FROM {b}.{q}")
+                            } else {
+                                format!("{a}.{q} = {b}.{q}")
+                            }
                         })
                         .collect::<Vec<_>>()
                         .join(" AND ")
@@ -691,7 +731,8 @@ impl SnowflakeDestination {
                         .filter(|c| !table.key.contains(&c.name))
                         .map(|c| format!("s.{} IS NULL", ident(&sf_name(&c.name))))
                         .collect();
-                    let key_only = if non_key.is_empty() { "TRUE".to_owned() } else { format!("({})", non_key.join(" AND ")) };
+                    let key_only =
+                        if non_key.is_empty() { "TRUE".to_owned() } else { format!("({})", non_key.join(" AND ")) };
                     self.run(&format!(
                         "UPDATE {target} t SET {d} = TRUE, {v} = s.{v}, {at} = CURRENT_TIMESTAMP() FROM {latest} s \
                          WHERE {} AND s.{v} >= t.{v} AND s.{d} AND {key_only}",
@@ -895,14 +936,18 @@ pub fn copy_sql(stage: &StageMode, load: &str, b: &BatchManifest, folder: &str) 
 fn key_literal(v: &Canon, t: SqlType) -> Result<String> {
     Ok(match (v, t) {
         (Canon::Int(i), _) => i.to_string(),
-        (Canon::Decimal(d), SqlType::Decimal { precision, scale }) => format!("CAST({} AS NUMBER({precision},{scale}))", literal(d)),
+        (Canon::Decimal(d), SqlType::Decimal { precision, scale }) => {
+            format!("CAST({} AS NUMBER({precision},{scale}))", literal(d))
+        }
         (Canon::Text(s), _) => literal(s),
         (Canon::Bool(b), _) => b.to_string().to_ascii_uppercase(),
         (Canon::Uuid(u), _) => literal(&uuid_text(*u)),
         (Canon::Date(d), _) => format!("DATEADD(day, {d}, DATE '1970-01-01')"),
         (Canon::Timestamp(us), SqlType::TimestampTz) => format!("TO_TIMESTAMP_TZ({us}, 6)"),
         (Canon::Timestamp(us), _) => format!("TO_TIMESTAMP_NTZ({us}, 6)"),
-        (other, t) => return Err(Error::internal(format!("reconcile: cannot use {other} as a {} key bound", t.name()))),
+        (other, t) => {
+            return Err(Error::internal(format!("reconcile: cannot use {other} as a {} key bound", t.name())));
+        }
     })
 }
 
@@ -928,7 +973,10 @@ impl Destination for SnowflakeDestination {
 
     fn limits(&self) -> ValueLimits {
         // Years 1 to 9999 (DESIGN.md §5: Snowflake cannot hold years beyond 9999).
-        ValueLimits { timestamp_us: (-62_135_596_800_000_000, 253_402_300_799_999_999), date_days: (-719_162, 2_932_896) }
+        ValueLimits {
+            timestamp_us: (-62_135_596_800_000_000, 253_402_300_799_999_999),
+            date_days: (-719_162, 2_932_896),
+        }
     }
 
     fn begin_sync(&self, pipeline: &str, sync_id: i64) {
@@ -1145,8 +1193,17 @@ mod tests {
     #[test]
     fn copy_names_exactly_the_manifests_files() {
         use simplyload_core::{StagedFile, StreamName};
-        let table = TableSpec { stream: StreamName::new("public", "orders"), name: "orders".into(), columns: vec![], key: vec![] };
-        let file = |n: u32| StagedFile { key: simplyload_core::batch::file_key("main", "public.orders", 7, n), row_count: 1, byte_count: 1 };
+        let table = TableSpec {
+            stream: StreamName::new("public", "orders"),
+            name: "orders".into(),
+            columns: vec![],
+            key: vec![],
+        };
+        let file = |n: u32| StagedFile {
+            key: simplyload_core::batch::file_key("main", "public.orders", 7, n),
+            row_count: 1,
+            byte_count: 1,
+        };
         let b = BatchManifest {
             pipeline: "main".into(),
             stream: "public.orders".into(),

@@ -68,11 +68,8 @@ pub fn token(account: &str, user: &str, key: &RsaPrivateKey, now: u64) -> Result
         "iat": now,
         "exp": now + 3600,
     });
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
+    let signing_input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.clone());
     let signature = signer.sign(signing_input.as_bytes());
     Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes())))

@@ -84,15 +84,25 @@ pub async fn upload(http: &reqwest::Client, data: &serde_json::Value, local: &Pa
                 req = req.header(k, v);
             }
             let resp = req.body(body).send().await.map_err(|e| {
-                Error::new(ErrorKind::Transient, format!("uploading {name} to the Snowflake stage: {}", e.without_url()))
+                Error::new(
+                    ErrorKind::Transient,
+                    format!("uploading {name} to the Snowflake stage: {}", e.without_url()),
+                )
             })?;
             let status = resp.status();
             if !status.is_success() {
                 let text = resp.text().await.unwrap_or_default();
-                let kind = if status.is_server_error() || status.as_u16() == 429 { ErrorKind::Transient } else { ErrorKind::Internal };
+                let kind = if status.is_server_error() || status.as_u16() == 429 {
+                    ErrorKind::Transient
+                } else {
+                    ErrorKind::Internal
+                };
                 return Err(Error::new(
                     kind,
-                    format!("uploading {name} to the Snowflake stage: HTTP {status}: {}", text.chars().take(300).collect::<String>()),
+                    format!(
+                        "uploading {name} to the Snowflake stage: HTTP {status}: {}",
+                        text.chars().take(300).collect::<String>()
+                    ),
                 ));
             }
             Ok(())

@@ -75,7 +75,9 @@ fn timestamp_us(a: &ArrayRef, field: &Field, row: usize) -> Option<i64> {
             arrow_schema::TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(row) * 1_000_000,
             arrow_schema::TimeUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(row) * 1_000,
             arrow_schema::TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(row),
-            arrow_schema::TimeUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(row).div_euclid(1_000),
+            arrow_schema::TimeUnit::Nanosecond => {
+                a.as_primitive::<TimestampNanosecondType>().value(row).div_euclid(1_000)
+            }
         }),
         _ => int_of(a, row).map(|v| rescale(v, scale(field), 6) as i64),
     }
@@ -123,14 +125,8 @@ pub fn canon(a: &ArrayRef, field: &Field, row: usize, t: SqlType) -> Result<Cano
     if is_null(a, row) {
         return Ok(Canon::Null);
     }
-    let bad = || {
-        Error::internal(format!(
-            "Snowflake sent a {} column as {} ({})",
-            t.name(),
-            logical(field),
-            a.data_type()
-        ))
-    };
+    let bad =
+        || Error::internal(format!("Snowflake sent a {} column as {} ({})", t.name(), logical(field), a.data_type()));
     Ok(match t {
         SqlType::Int16 | SqlType::Int32 | SqlType::Int64 => {
             let v = int_of(a, row).ok_or_else(bad)?;
@@ -229,23 +225,38 @@ mod tests {
         // FIXED as a scaled integer.
         let a: ArrayRef = Arc::new(Int64Array::from(vec![-12345, 7]));
         let f = field("D", DataType::Int64, "FIXED", 2);
-        assert_eq!(canon(&a, &f, 0, SqlType::Decimal { precision: 10, scale: 2 }).unwrap(), Canon::Decimal("-123.45".into()));
+        assert_eq!(
+            canon(&a, &f, 0, SqlType::Decimal { precision: 10, scale: 2 }).unwrap(),
+            Canon::Decimal("-123.45".into())
+        );
         assert_eq!(text(&a, &f, 1).as_deref(), Some("0.07"));
         assert_eq!(scaled_text(-5, 3), "-0.005");
         assert_eq!(scaled_text(12_345_000, 4), "1234.5000");
         // TIME in nanoseconds (scale 9).
         let t: ArrayRef = Arc::new(Int64Array::from(vec![45_296_789_000_000]));
-        assert_eq!(canon(&t, &field("T", DataType::Int64, "TIME", 9), 0, SqlType::Time).unwrap(), Canon::Time(45_296_789_000));
+        assert_eq!(
+            canon(&t, &field("T", DataType::Int64, "TIME", 9), 0, SqlType::Time).unwrap(),
+            Canon::Time(45_296_789_000)
+        );
         // TIMESTAMP_TZ as a struct with a negative epoch and a positive fraction.
         let s: ArrayRef = Arc::new(StructArray::from(vec![
             (Arc::new(Field::new("epoch", DataType::Int64, false)), Arc::new(Int64Array::from(vec![-1])) as ArrayRef),
-            (Arc::new(Field::new("fraction", DataType::Int32, false)), Arc::new(Int32Array::from(vec![999_999_000])) as ArrayRef),
-            (Arc::new(Field::new("timezone", DataType::Int32, false)), Arc::new(Int32Array::from(vec![1440])) as ArrayRef),
+            (
+                Arc::new(Field::new("fraction", DataType::Int32, false)),
+                Arc::new(Int32Array::from(vec![999_999_000])) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("timezone", DataType::Int32, false)),
+                Arc::new(Int32Array::from(vec![1440])) as ArrayRef,
+            ),
         ]));
         let f = field("TS", s.data_type().clone(), "TIMESTAMP_TZ", 9);
         assert_eq!(canon(&s, &f, 0, SqlType::TimestampTz).unwrap(), Canon::Timestamp(-1));
         // TIMESTAMP_NTZ as a scaled Int64 (scale 3).
         let n: ArrayRef = Arc::new(Int64Array::from(vec![1_500]));
-        assert_eq!(canon(&n, &field("N", DataType::Int64, "TIMESTAMP_NTZ", 3), 0, SqlType::Timestamp).unwrap(), Canon::Timestamp(1_500_000));
+        assert_eq!(
+            canon(&n, &field("N", DataType::Int64, "TIMESTAMP_NTZ", 3), 0, SqlType::Timestamp).unwrap(),
+            Canon::Timestamp(1_500_000)
+        );
     }
 }

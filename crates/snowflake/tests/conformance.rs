@@ -141,7 +141,11 @@ impl DestinationHarness for Snow {
     }
 
     async fn column_types(&self, table: &str) -> Vec<(String, String)> {
-        let r = self.reader.query(&format!("DESCRIBE TABLE RAW_DATA.SIMPLYLOAD.{}", ident(&sf_name(table))), &[]).await.unwrap();
+        let r = self
+            .reader
+            .query(&format!("DESCRIBE TABLE RAW_DATA.SIMPLYLOAD.{}", ident(&sf_name(table))), &[])
+            .await
+            .unwrap();
         result_rows(&r)
             .into_iter()
             .map(|row| (row[0].clone().unwrap().to_ascii_lowercase(), logical(row[1].as_deref().unwrap())))
@@ -176,4 +180,3 @@ impl DestinationHarness for Snow {
 }
 
 destination_conformance!(snow());
-

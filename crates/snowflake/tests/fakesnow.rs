@@ -31,7 +31,9 @@ async fn statements_bindings_and_both_result_formats() {
     let s = Session::login(options(&server, Credentials::Password(Secret::new("any")))).await.unwrap();
     s.query("CREATE DATABASE IF NOT EXISTS RAW_DATA", &[]).await.unwrap();
     s.query("CREATE SCHEMA IF NOT EXISTS RAW_DATA.SIMPLYLOAD", &[]).await.unwrap();
-    s.query("CREATE OR REPLACE TABLE T (ID NUMBER(19,0), NAME VARCHAR, AMOUNT NUMBER(12,2), OK BOOLEAN)", &[]).await.unwrap();
+    s.query("CREATE OR REPLACE TABLE T (ID NUMBER(19,0), NAME VARCHAR, AMOUNT NUMBER(12,2), OK BOOLEAN)", &[])
+        .await
+        .unwrap();
     let ins = s
         .query(
             "INSERT INTO T VALUES (?, ?, ?, ?), (?, ?, ?, ?)",
@@ -52,7 +54,10 @@ async fn statements_bindings_and_both_result_formats() {
     let r = s.query("SELECT ID, NAME, AMOUNT, OK FROM T ORDER BY ID", &[]).await.unwrap();
     assert_eq!(r.row_count(), 2);
     assert_eq!(r.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["ID", "NAME", "AMOUNT", "OK"]);
-    assert_eq!((r.columns[2].type_name.as_str(), r.columns[2].precision, r.columns[2].scale), ("fixed", Some(12), Some(2)));
+    assert_eq!(
+        (r.columns[2].type_name.as_str(), r.columns[2].precision, r.columns[2].scale),
+        ("fixed", Some(12), Some(2))
+    );
     let Rows::Arrow(batches) = &r.rows else { panic!("SELECT answers in Arrow: {r:?}") };
     let names = batches[0].column(1).as_string::<i32>();
     assert_eq!(names.value(0), "Zoë 😀 O'Brien");
@@ -82,11 +87,13 @@ async fn key_pair_login_and_unreachable_servers() {
     let server = Fakesnow::start();
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
     let pem = key.to_pkcs8_encrypted_pem(&mut rsa::rand_core::OsRng, b"pass", LineEnding::LF).unwrap();
-    let creds = Credentials::KeyPair { private_key_pem: Secret::new(pem.to_string()), passphrase: Some(Secret::new("pass")) };
+    let creds =
+        Credentials::KeyPair { private_key_pem: Secret::new(pem.to_string()), passphrase: Some(Secret::new("pass")) };
     let s = Session::login(options(&server, creds)).await.unwrap();
     s.query("SELECT 1", &[]).await.unwrap();
     // A bad passphrase never reaches the server.
-    let creds = Credentials::KeyPair { private_key_pem: Secret::new(pem.to_string()), passphrase: Some(Secret::new("nope")) };
+    let creds =
+        Credentials::KeyPair { private_key_pem: Secret::new(pem.to_string()), passphrase: Some(Secret::new("nope")) };
     let e = Session::login(options(&server, creds)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Auth);
     // Nothing listening: transient, with the URL to check.

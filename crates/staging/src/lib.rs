@@ -13,9 +13,9 @@
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, SchemaRef};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -86,9 +86,8 @@ impl std::fmt::Debug for Staging {
 impl Staging {
     /// A local folder (created if missing).
     pub fn local(root: &Path) -> Result<Staging> {
-        std::fs::create_dir_all(root).map_err(|e| {
-            Error::from(e).context(format!("cannot create staging folder {}", root.display()))
-        })?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| Error::from(e).context(format!("cannot create staging folder {}", root.display())))?;
         let root = root.canonicalize()?;
         let store = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| Error::internal(format!("staging folder {}: {e}", root.display())))?;
@@ -150,9 +149,8 @@ impl Staging {
         match opts.sse.as_deref().unwrap_or("AES256") {
             "none" => {}
             sse => {
-                let key: AmazonS3ConfigKey = "aws_server_side_encryption"
-                    .parse()
-                    .map_err(|e| Error::internal(format!("S3 option: {e}")))?;
+                let key: AmazonS3ConfigKey =
+                    "aws_server_side_encryption".parse().map_err(|e| Error::internal(format!("S3 option: {e}")))?;
                 b = b.with_config(key, sse);
             }
         }
@@ -181,11 +179,7 @@ impl Staging {
     }
 
     fn object_path(&self, key: &str) -> ObjectPath {
-        if self.prefix.is_empty() {
-            ObjectPath::from(key)
-        } else {
-            ObjectPath::from(format!("{}/{key}", self.prefix))
-        }
+        if self.prefix.is_empty() { ObjectPath::from(key) } else { ObjectPath::from(format!("{}/{key}", self.prefix)) }
     }
 
     /// Chosen by measurement (`simplyload bench snapshot`, docs/benchmarks.md):
@@ -376,8 +370,8 @@ impl WriteJob {
                 let tmp_path = spool.join(format!(".part-{n:05}.parquet.tmp"));
                 let file = File::create(&tmp_path)
                     .map_err(|e| Error::from(e).context(format!("creating {}", tmp_path.display())))?;
-                let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
-                    .map_err(parquet_error)?;
+                let writer =
+                    ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone())).map_err(parquet_error)?;
                 open = Some(OpenFile { writer, tmp_path, key, rows: 0 });
             }
             let f = open.as_mut().expect("opened above");
@@ -408,8 +402,9 @@ impl WriteJob {
         match &self.staging.local_root {
             Some(root) => {
                 let dest = root.join(&f.key);
-                std::fs::rename(&f.tmp_path, &dest)
-                    .map_err(|e| Error::from(e).context(format!("renaming {} to {}", f.tmp_path.display(), dest.display())))?;
+                std::fs::rename(&f.tmp_path, &dest).map_err(|e| {
+                    Error::from(e).context(format!("renaming {} to {}", f.tmp_path.display(), dest.display()))
+                })?;
             }
             None => {
                 // Streamed from the spooled file; files above one part go up
@@ -425,9 +420,7 @@ impl WriteJob {
                         tokio::io::copy(&mut src, &mut dst).await?;
                         dst.shutdown().await
                     })
-                    .map_err(|e| {
-                        Error::new(ErrorKind::Transient, format!("uploading staged file {}: {e}", f.key))
-                    })?;
+                    .map_err(|e| Error::new(ErrorKind::Transient, format!("uploading staged file {}: {e}", f.key)))?;
                 let _ = std::fs::remove_file(&f.tmp_path);
             }
         }
@@ -450,4 +443,3 @@ fn parquet_error(e: parquet::errors::ParquetError) -> Error {
 
 #[cfg(test)]
 mod tests;
-

@@ -125,7 +125,9 @@ mod decimal_statistics {
             let amounts = Decimal128Array::from_iter_values((b * 1000..(b + 1) * 1000).map(|i| i as i128 * 7))
                 .with_precision_and_scale(12, 2)
                 .unwrap();
-            w.write(RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(amounts)]).unwrap()).await.unwrap();
+            w.write(RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(amounts)]).unwrap())
+                .await
+                .unwrap();
         }
         let files = w.finish().await.unwrap();
         let file = std::fs::File::open(dir.path().join(&files[0].key)).unwrap();

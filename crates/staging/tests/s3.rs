@@ -58,7 +58,11 @@ async fn batches_go_up_in_parts_encrypted_and_come_back_whole() {
     }
     let files = w.finish().await.unwrap();
     assert_eq!(files.iter().map(|f| f.row_count).sum::<u64>(), rows as u64);
-    assert!(files[0].byte_count > 2 * simplyload_staging::UPLOAD_PART_BYTES as u64, "{} bytes: not multipart", files[0].byte_count);
+    assert!(
+        files[0].byte_count > 2 * simplyload_staging::UPLOAD_PART_BYTES as u64,
+        "{} bytes: not multipart",
+        files[0].byte_count
+    );
     assert_eq!(files[0].key, "p/public.t/000000000007/part-00000.parquet");
 
     // Stored under the prefix, with SSE-S3.
@@ -68,7 +72,8 @@ async fn batches_go_up_in_parts_encrypted_and_come_back_whole() {
 
     // Fetched for a load: every row back.
     let local = staging.local_file(&files[0].key).await.unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&local.path).unwrap()).unwrap().build().unwrap();
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&local.path).unwrap()).unwrap().build().unwrap();
     let mut ids = Vec::new();
     for b in reader {
         let b = b.unwrap();

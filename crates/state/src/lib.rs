@@ -8,9 +8,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use simplyload_core::batch::{BatchManifest, BatchState};
-use simplyload_core::checkpoint::{
-    BatchRecord, Checkpoint, CheckpointStore, LoadedStream, StreamState, SyncRecord,
-};
+use simplyload_core::checkpoint::{BatchRecord, Checkpoint, CheckpointStore, LoadedStream, StreamState, SyncRecord};
 use simplyload_core::{Error, ErrorKind, Result, StagedBatch, SyncReport};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -453,7 +451,9 @@ impl CheckpointStore for SqliteStore {
                     .ok_or_else(|| Error::internal(format!("state file: unknown batch state {state}")))?;
                 let manifest = match manifest {
                     Some(m) => Some(serde_json::from_str(&m).map_err(|e| {
-                        Error::internal(format!("state file: manifest of batch {batch_id} of {stream} is unreadable: {e}"))
+                        Error::internal(format!(
+                            "state file: manifest of batch {batch_id} of {stream} is unreadable: {e}"
+                        ))
                     })?),
                     None => None,
                 };
@@ -497,23 +497,37 @@ impl CheckpointStore for SqliteStore {
         })?;
         Ok(rows
             .into_iter()
-            .map(|(stream, mode, table, cp_batch, cp_pos, last_sync_id, loaded_at, last_rows, dest_rows, last_error, changes)| {
-                StreamState {
+            .map(
+                |(
                     stream,
-                    mode: mode.unwrap_or_default(),
-                    table: table.unwrap_or_default(),
-                    checkpoint: cp_batch.map(|b| Checkpoint {
-                        batch_id: b as u64,
-                        position: cp_pos.and_then(|p| serde_json::from_str(&p).ok()),
-                    }),
+                    mode,
+                    table,
+                    cp_batch,
+                    cp_pos,
                     last_sync_id,
-                    last_loaded_at_ms: loaded_at,
-                    last_rows: last_rows as u64,
-                    destination_rows: dest_rows.map(|r| r as u64),
+                    loaded_at,
+                    last_rows,
+                    dest_rows,
                     last_error,
-                    last_changes: changes.and_then(|c| serde_json::from_str(&c).ok()),
-                }
-            })
+                    changes,
+                )| {
+                    StreamState {
+                        stream,
+                        mode: mode.unwrap_or_default(),
+                        table: table.unwrap_or_default(),
+                        checkpoint: cp_batch.map(|b| Checkpoint {
+                            batch_id: b as u64,
+                            position: cp_pos.and_then(|p| serde_json::from_str(&p).ok()),
+                        }),
+                        last_sync_id,
+                        last_loaded_at_ms: loaded_at,
+                        last_rows: last_rows as u64,
+                        destination_rows: dest_rows.map(|r| r as u64),
+                        last_error,
+                        last_changes: changes.and_then(|c| serde_json::from_str(&c).ok()),
+                    }
+                },
+            )
             .collect())
     }
 

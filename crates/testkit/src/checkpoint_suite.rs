@@ -14,7 +14,11 @@ fn manifest(pipeline: &str, stream: &str, batch_id: u64, sync_id: i64) -> BatchM
         sync_id,
         kind: LoadKind::Replace,
         table,
-        files: vec![StagedFile { key: format!("{pipeline}/{stream}/{batch_id:012}/part-00000.parquet"), row_count: 3, byte_count: 100 }],
+        files: vec![StagedFile {
+            key: format!("{pipeline}/{stream}/{batch_id:012}/part-00000.parquet"),
+            row_count: 3,
+            byte_count: 100,
+        }],
         row_count: 3,
         start_position: None,
         end_position: Some(serde_json::json!({"lsn": "0/16B3748"})),
@@ -81,11 +85,7 @@ pub async fn run<S: CheckpointStore>(open: impl Fn() -> S) {
     store.mark_loaded(loaded("public.a", &[b2], b2)).await.unwrap();
     assert_eq!(checkpoint_of(&store, "public.a").await.batch_id, b2);
     store.mark_loaded(loaded("public.a", &[b1], b1)).await.unwrap();
-    assert_eq!(
-        checkpoint_of(&store, "public.a").await.batch_id,
-        b2,
-        "an older batch never moves the checkpoint back"
-    );
+    assert_eq!(checkpoint_of(&store, "public.a").await.batch_id, b2, "an older batch never moves the checkpoint back");
     assert!(store.unfinished_batches("p").await.unwrap().iter().all(|b| b.stream != "public.a" || b.batch_id == b3));
 
     // errors and history.
@@ -102,7 +102,10 @@ pub async fn run<S: CheckpointStore>(open: impl Fn() -> S) {
     assert_eq!(store.last_loaded_table("p", "public.b").await.unwrap(), None);
     let cleanable = store.batches_to_clean("p", i64::MAX).await.unwrap();
     // (b1 was marked loaded above by the forward-only check.)
-    assert_eq!(cleanable.iter().map(|b| (b.stream.as_str(), b.batch_id)).collect::<Vec<_>>(), vec![("public.a", b1), ("public.a", b2)]);
+    assert_eq!(
+        cleanable.iter().map(|b| (b.stream.as_str(), b.batch_id)).collect::<Vec<_>>(),
+        vec![("public.a", b1), ("public.a", b2)]
+    );
     assert!(store.batches_to_clean("p", 0).await.unwrap().is_empty(), "nothing loaded before the epoch");
     store.mark_files_removed("p", "public.a", b1).await.unwrap();
     store.mark_files_removed("p", "public.a", b2).await.unwrap();
@@ -111,7 +114,15 @@ pub async fn run<S: CheckpointStore>(open: impl Fn() -> S) {
     assert_eq!(checkpoint_of(&store, "public.a").await.position, None, "a resync clears the position");
     assert!(!store.request_resync("p", "public.nope").await.unwrap());
     store
-        .finish_sync(&SyncReport { pipeline: "p".into(), sync_id: sync, streams: vec![], error: None, duration_ms: 5, statements: vec![], warnings: vec![] })
+        .finish_sync(&SyncReport {
+            pipeline: "p".into(),
+            sync_id: sync,
+            streams: vec![],
+            error: None,
+            duration_ms: 5,
+            statements: vec![],
+            warnings: vec![],
+        })
         .await
         .unwrap();
     let next = store.begin_sync("p").await.unwrap();

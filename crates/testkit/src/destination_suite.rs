@@ -165,7 +165,8 @@ impl Bench {
         deleted: &[bool],
         unchanged: &[Vec<String>],
     ) -> BatchManifest {
-        let batch = simplyload_core::cdc::stage_changes(table, data, versions, deleted, unchanged).expect("staged batch");
+        let batch =
+            simplyload_core::cdc::stage_changes(table, data, versions, deleted, unchanged).expect("staged batch");
         self.write(table, batch_id, batch, LoadKind::Merge).await
     }
 
@@ -581,9 +582,7 @@ pub async fn merge_applies_newest_version_and_tombstones(h: &dyn DestinationHarn
     // (ignored), a delete of id 3, a delete of never-seen id 9 (tombstone),
     // and a new id 4.
     let (_, b2) = id_name(&[1, 1, 2, 3, 9, 4], &[Some("a2"), Some("a3"), Some("b0"), None, None, Some("d1")]);
-    let m2 = bench
-        .stage_changes(&t, 2, b2, &[20, 21, 5, 22, 23, 24], &[false, false, false, true, true, false])
-        .await;
+    let m2 = bench.stage_changes(&t, 2, b2, &[20, 21, 5, 22, 23, 24], &[false, false, false, true, true, false]).await;
     let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m2]).await.unwrap();
     assert_eq!(out.rows_after, Some(3));
     let rows = h.rows("people", &["id", "name", meta::DELETED, meta::VERSION], &["id"]).await;
@@ -661,7 +660,9 @@ pub async fn new_source_column_is_added(h: &dyn DestinationHarness) {
 pub async fn changed_column_type_is_never_cast(h: &dyn DestinationHarness) {
     let bench = Bench::new();
     let dest = h.destination();
-    let spec = |scale: i8| table("prices", &[("id", SqlType::Int64), ("amount", SqlType::Decimal { precision: 12, scale })], &["id"]);
+    let spec = |scale: i8| {
+        table("prices", &[("id", SqlType::Int64), ("amount", SqlType::Decimal { precision: 12, scale })], &["id"])
+    };
     let batch = |t: &TableSpec, v: i128, scale: i8| {
         RecordBatch::try_new(
             t.source_schema(),
@@ -679,14 +680,20 @@ pub async fn changed_column_type_is_never_cast(h: &dyn DestinationHarness) {
     let t4 = spec(4);
     let m2 = bench.stage(&t4, 2, batch(&t4, 12345, 4), LoadKind::Replace).await;
     bench.load(dest.as_ref(), &t4, LoadKind::Replace, &[m2]).await.unwrap();
-    assert_eq!(h.rows("prices", &["id", "amount"], &["id"]).await, vec![vec![Value::Int(1), Value::Decimal("1.2345".into())]]);
+    assert_eq!(
+        h.rows("prices", &["id", "amount"], &["id"]).await,
+        vec![vec![Value::Int(1), Value::Decimal("1.2345".into())]]
+    );
     assert!(h.column_types("prices").await.contains(&("amount".to_owned(), "decimal(12,4)".to_owned())));
     // A merge never casts stored values: it refuses and says what to do.
     let m3 = bench.stage(&t2, 3, batch(&t2, 999, 2), LoadKind::Merge).await;
     let e = bench.load(dest.as_ref(), &t2, LoadKind::Merge, &[m3]).await.unwrap_err();
     assert_eq!(e.kind(), simplyload_core::ErrorKind::Unsupported, "{e}");
     assert!(e.to_string().contains("amount"), "{e}");
-    assert_eq!(h.rows("prices", &["id", "amount"], &["id"]).await, vec![vec![Value::Int(1), Value::Decimal("1.2345".into())]]);
+    assert_eq!(
+        h.rows("prices", &["id", "amount"], &["id"]).await,
+        vec![vec![Value::Int(1), Value::Decimal("1.2345".into())]]
+    );
 }
 
 pub async fn awkward_names_are_quoted(h: &dyn DestinationHarness) {
@@ -720,7 +727,15 @@ pub async fn unchanged_columns_keep_their_values(h: &dyn DestinationHarness) {
         .unwrap()
     };
     let big = "x".repeat(100_000);
-    let m1 = bench.stage_changes(&t, 1, rows(vec![1, 2], vec![Some("a"), Some("b")], vec![Some(&big), Some("b1")]), &[10, 10], &[false, false]).await;
+    let m1 = bench
+        .stage_changes(
+            &t,
+            1,
+            rows(vec![1, 2], vec![Some("a"), Some("b")], vec![Some(&big), Some("b1")]),
+            &[10, 10],
+            &[false, false],
+        )
+        .await;
     bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m1]).await.unwrap();
     let body = || vec!["body".to_owned()];
     // id 1: only the name changes (body not sent). id 2: body and name change,
@@ -729,7 +744,11 @@ pub async fn unchanged_columns_keep_their_values(h: &dyn DestinationHarness) {
         .stage_changes_with(
             &t,
             2,
-            rows(vec![1, 2, 2, 3], vec![Some("a2"), Some("b2"), Some("b3"), Some("c")], vec![None, Some("b2 body"), None, None]),
+            rows(
+                vec![1, 2, 2, 3],
+                vec![Some("a2"), Some("b2"), Some("b3"), Some("c")],
+                vec![None, Some("b2 body"), None, None],
+            ),
             &[20, 21, 22, 23],
             &[false, false, false, false],
             &[body(), vec![], body(), body()],
@@ -801,7 +820,9 @@ pub async fn keyless_changes_count_occurrences(h: &dyn DestinationHarness) {
         )
         .unwrap()
     };
-    let m1 = bench.stage_changes(&t, 1, rows(vec!["x", "x", "y"], vec![1, 1, 1]), &[10, 11, 12], &[false, false, false]).await;
+    let m1 = bench
+        .stage_changes(&t, 1, rows(vec!["x", "x", "y"], vec![1, 1, 1]), &[10, 11, 12], &[false, false, false])
+        .await;
     let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m1]).await.unwrap();
     assert_eq!(out.rows_after, Some(3));
     // Delete one x; insert z; update y 1 → 2 (its old row deleted, the new inserted).
@@ -821,11 +842,7 @@ pub async fn keyless_changes_count_occurrences(h: &dyn DestinationHarness) {
         r.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
         r
     };
-    let want = vec![
-        vec![text("x"), Value::Int(1)],
-        vec![text("y"), Value::Int(2)],
-        vec![text("z"), Value::Int(2)],
-    ];
+    let want = vec![vec![text("x"), Value::Int(1)], vec![text("y"), Value::Int(2)], vec![text("z"), Value::Int(2)]];
     assert_eq!(live().await, want);
     // The same changes read again after a crash (a new batch): nothing doubles.
     let m3 = bench.stage_changes(&t, 3, b2(), &v2, &d2).await;

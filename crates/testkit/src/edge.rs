@@ -136,7 +136,12 @@ pub const COLUMNS: &[EdgeColumn] = &[
     col("c_int4", "{}::text", TEXT, Compare::Exact),
     col("c_int8", "{}::text", TEXT, Compare::Exact),
     col("c_num", "CASE WHEN {} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {}::text END", TEXT, Compare::Exact),
-    col("c_num_small", "CASE WHEN {} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {}::text END", TEXT, Compare::Exact),
+    col(
+        "c_num_small",
+        "CASE WHEN {} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {}::text END",
+        TEXT,
+        Compare::Exact,
+    ),
     col("c_num_free", "{}::text", TEXT, Compare::Exact),
     col("c_num_neg", "{}::text", TEXT, Compare::Exact),
     col("c_num_tiny", "{}::text", TEXT, Compare::Decimal),
@@ -151,7 +156,12 @@ pub const COLUMNS: &[EdgeColumn] = &[
     col("c_domain", "{}::text", TEXT, Compare::Exact),
     col("c_domain_text", "{}::text", TEXT, Compare::Exact),
     col("c_bool", "{}::text", TEXT, Compare::Exact),
-    col("c_date", "CASE WHEN isfinite({}) THEN ({} - date '1970-01-01')::text END", "CAST({} - DATE '1970-01-01' AS VARCHAR)", Compare::Exact),
+    col(
+        "c_date",
+        "CASE WHEN isfinite({}) THEN ({} - date '1970-01-01')::text END",
+        "CAST({} - DATE '1970-01-01' AS VARCHAR)",
+        Compare::Exact,
+    ),
     col(
         "c_ts",
         "CASE WHEN isfinite({}) AND {} < '294247-01-01' THEN (extract(epoch FROM {}) * 1000000)::numeric(30,0)::text END",
@@ -190,14 +200,14 @@ pub const COLUMNS: &[EdgeColumn] = &[
 /// (column, id) of every value the destination cannot hold: they must
 /// arrive as NULL and be counted.
 pub const UNREPRESENTABLE: &[(&str, i32)] = &[
-    ("c_num", 5),        // NaN (±Infinity cannot be stored in a numeric with a typmod)
-    ("c_num_small", 3),  // NaN
-    ("c_date", 3),       // -infinity
-    ("c_date", 4),       // infinity
-    ("c_ts", 4),         // infinity
-    ("c_ts", 5),         // 294276 AD: beyond 64-bit microseconds since 1970
-    ("c_tstz", 3),       // -infinity
-    ("c_tstz", 4),       // infinity
+    ("c_num", 5),       // NaN (±Infinity cannot be stored in a numeric with a typmod)
+    ("c_num_small", 3), // NaN
+    ("c_date", 3),      // -infinity
+    ("c_date", 4),      // infinity
+    ("c_ts", 4),        // infinity
+    ("c_ts", 5),        // 294276 AD: beyond 64-bit microseconds since 1970
+    ("c_tstz", 3),      // -infinity
+    ("c_tstz", 4),      // infinity
 ];
 
 /// Renders a column expression template.

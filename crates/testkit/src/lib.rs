@@ -6,7 +6,7 @@ pub mod checkpoint_suite;
 pub mod destination_suite;
 pub mod edge;
 pub mod peers;
-pub mod snowproxy;
 pub mod pg;
+pub mod snowproxy;
 
 pub use pg::{TestDb, TestPg};

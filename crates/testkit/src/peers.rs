@@ -45,7 +45,12 @@ pub fn venv() -> PathBuf {
 
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn free_port() -> u16 {
@@ -83,7 +88,8 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
-        let child = start_server("moto_server", &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()], port);
+        let child =
+            start_server("moto_server", &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()], port);
         Moto { port, child }
     }
 
@@ -94,8 +100,12 @@ impl Moto {
     /// Sends one plain HTTP/1.1 request; returns the status code and the response head and body.
     pub fn request(&self, method: &str, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port)
-            .expect("send to moto");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("send to moto");
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);

@@ -56,11 +56,7 @@ impl TestDb {
 
     /// Creates a login role with a password and returns its URL.
     pub async fn role(&self, user: &str, password: &str) -> String {
-        self.exec(&format!(
-            "CREATE ROLE \"{user}\" LOGIN PASSWORD '{}'",
-            password.replace('\'', "''")
-        ))
-        .await;
+        self.exec(&format!("CREATE ROLE \"{user}\" LOGIN PASSWORD '{}'", password.replace('\'', "''"))).await;
         self.url_as(user, password)
     }
 

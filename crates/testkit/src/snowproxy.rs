@@ -58,7 +58,8 @@ impl SnowProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         listener.set_nonblocking(true).expect("nonblocking listener");
-        let state = Arc::new(Mutex::new(State { faults: faults.into_iter().map(|f| (f, 0)).collect(), ..Default::default() }));
+        let state =
+            Arc::new(Mutex::new(State { faults: faults.into_iter().map(|f| (f, 0)).collect(), ..Default::default() }));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -70,7 +71,9 @@ impl SnowProxy {
                             let _ = serve(conn, upstream_port, &st);
                         });
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
                     Err(_) => break,
                 }
             }
@@ -185,7 +188,9 @@ fn serve(conn: TcpStream, upstream_port: u16, state: &Mutex<State>) -> std::io::
     if path.starts_with("/session/v1/login-request") {
         let mut st = state.lock().expect("proxy state");
         st.logins += 1;
-        if let Some((Fault::Login { code, message }, _)) = st.faults.iter().find(|(f, _)| matches!(f, Fault::Login { .. })) {
+        if let Some((Fault::Login { code, message }, _)) =
+            st.faults.iter().find(|(f, _)| matches!(f, Fault::Login { .. }))
+        {
             let body = snowflake_error(code, message);
             drop(st);
             return respond(&mut out, "200 OK", "application/json", &body);
@@ -202,7 +207,9 @@ fn serve(conn: TcpStream, upstream_port: u16, state: &Mutex<State>) -> std::io::
                     drop(st);
                     return respond(&mut out, "200 OK", "application/json", &body);
                 }
-                Fault::ServerErrorAfter { pattern, times } if *n < *times && upper.contains(&pattern.to_ascii_uppercase()) => {
+                Fault::ServerErrorAfter { pattern, times }
+                    if *n < *times && upper.contains(&pattern.to_ascii_uppercase()) =>
+                {
                     *n += 1;
                     after_forward_500 = true;
                     break;
@@ -213,7 +220,12 @@ fn serve(conn: TcpStream, upstream_port: u16, state: &Mutex<State>) -> std::io::
     }
     let resp = forward(&req, upstream_port)?;
     if after_forward_500 {
-        return respond(&mut out, "500 Internal Server Error", "text/html", b"<html><body>500 Internal Server Error</body></html>");
+        return respond(
+            &mut out,
+            "500 Internal Server Error",
+            "text/html",
+            b"<html><body>500 Internal Server Error</body></html>",
+        );
     }
     out.write_all(&resp)?;
     out.flush()

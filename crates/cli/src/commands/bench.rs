@@ -132,7 +132,8 @@ fn peers(env_file: Option<&Path>) -> Peers {
         }
     }
     // The environment wins over the file.
-    let get = |k: &str| std::env::var(k).ok().or_else(|| vars.get(k).cloned()).map(PathBuf::from).filter(|p| p.exists());
+    let get =
+        |k: &str| std::env::var(k).ok().or_else(|| vars.get(k).cloned()).map(PathBuf::from).filter(|p| p.exists());
     Peers { python: get("SIMPLYLOAD_PEERS_PYTHON"), sling: get("SLING_BINARY") }
 }
 
@@ -152,9 +153,10 @@ async fn snapshot(args: SnapshotArgs) -> Result<u8> {
     } else {
         let mut v = Vec::new();
         for s in &args.sides {
-            let known = ALL_SIDES.iter().find(|k| **k == s.as_str()).ok_or_else(|| {
-                Error::config(format!("unknown side `{s}`; the sides are {}", ALL_SIDES.join(", ")))
-            })?;
+            let known = ALL_SIDES
+                .iter()
+                .find(|k| **k == s.as_str())
+                .ok_or_else(|| Error::config(format!("unknown side `{s}`; the sides are {}", ALL_SIDES.join(", "))))?;
             v.push(*known);
         }
         v
@@ -199,7 +201,9 @@ async fn snapshot(args: SnapshotArgs) -> Result<u8> {
         for run in 1..=runs {
             let mut line = format!("  run {run}:");
             for side in &sides {
-                let dir = work.path().join(format!("{}-{side}-{run}", name.table.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
+                let dir = work
+                    .path()
+                    .join(format!("{}-{side}-{run}", name.table.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
                 std::fs::create_dir_all(&dir)?;
                 let m = match *side {
                     "copy" => {
@@ -230,7 +234,9 @@ async fn snapshot(args: SnapshotArgs) -> Result<u8> {
                         let mut cmd = Command::new(peers.python.as_ref().expect("checked above"));
                         cmd.arg("-c").arg(DLT_SCRIPT).arg(&name.schema).arg(&name.table);
                         cmd.arg(dir.join("dlt.duckdb")).arg(dir.join("dlt"));
-                        cmd.env("BENCH_PG", &args.database_url).env("RUNTIME__DLTHUB_TELEMETRY", "false").current_dir(&dir);
+                        cmd.env("BENCH_PG", &args.database_url)
+                            .env("RUNTIME__DLTHUB_TELEMETRY", "false")
+                            .current_dir(&dir);
                         let m = measure(cmd, &dir).await?;
                         check_count(&dir.join("dlt.duckdb"), &name.schema, rows, "dlt")?;
                         m
@@ -238,13 +244,23 @@ async fn snapshot(args: SnapshotArgs) -> Result<u8> {
                     "sling" => {
                         let out = dir.join("out.csv");
                         let mut cmd = Command::new(peers.sling.as_ref().expect("checked above"));
-                        cmd.args(["run", "--src-conn", "BENCH_PG", "--src-stream", &format!("{}.{}", name.schema, name.table)]);
+                        cmd.args([
+                            "run",
+                            "--src-conn",
+                            "BENCH_PG",
+                            "--src-stream",
+                            &format!("{}.{}", name.schema, name.table),
+                        ]);
                         cmd.arg("--tgt-object").arg(format!("file://{}", out.display()));
                         // Sling asks for TLS unless the URL says otherwise.
                         let url = if args.database_url.contains("sslmode=") {
                             args.database_url.clone()
                         } else {
-                            format!("{}{}sslmode=disable", args.database_url, if args.database_url.contains('?') { '&' } else { '?' })
+                            format!(
+                                "{}{}sslmode=disable",
+                                args.database_url,
+                                if args.database_url.contains('?') { '&' } else { '?' }
+                            )
                         };
                         cmd.env("BENCH_PG", url)
                             .env("SLING_DISABLE_TELEMETRY", "true")
@@ -315,7 +331,13 @@ fn median(v: &[Measured]) -> Measured {
 fn render(results: &[TableResult<'_>], sides: &[&str]) -> String {
     let mut out = String::new();
     for r in results {
-        let _ = writeln!(out, "## {} ({} rows{})\n", r.name, count(r.rows), if r.wire > 0 { format!(", {} as COPY binary", bytes(r.wire)) } else { String::new() });
+        let _ = writeln!(
+            out,
+            "## {} ({} rows{})\n",
+            r.name,
+            count(r.rows),
+            if r.wire > 0 { format!(", {} as COPY binary", bytes(r.wire)) } else { String::new() }
+        );
         let _ = writeln!(out, "| side | median | rows/s | rate ÷ COPY | peak RSS |");
         let _ = writeln!(out, "|---|---:|---:|---:|---:|");
         let med: BTreeMap<&str, Measured> = r.times.iter().map(|(k, v)| (*k, median(v))).collect();
@@ -450,7 +472,11 @@ fn check_count(db: &Path, schema: &str, rows: u64, who: &str) -> Result<()> {
         .and_then(|mut st| st.query_map([schema], |r| r.get::<_, String>(0))?.collect())
         .map_err(|e| Error::internal(format!("listing the tables of {}: {e}", db.display())))?;
     let [table] = tables.as_slice() else {
-        return Err(Error::internal(format!("{who} made {} tables in {schema} of {}: {tables:?}", tables.len(), db.display())));
+        return Err(Error::internal(format!(
+            "{who} made {} tables in {schema} of {}: {tables:?}",
+            tables.len(),
+            db.display()
+        )));
     };
     let table = format!("{}.{}", duck_ident(schema), duck_ident(table));
     let n: i64 = conn

@@ -60,7 +60,13 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
     // The changes: inserts, then updates of half, then deletes of a tenth.
     let n = changes.max(10);
     let (inserts, updates, deletes) = (n * 10 / 16, n * 5 / 16, n - n * 10 / 16 - n * 5 / 16);
-    println!("applying {} changes ({} inserts, {} updates, {} deletes) …", count(n), count(inserts), count(updates), count(deletes));
+    println!(
+        "applying {} changes ({} inserts, {} updates, {} deletes) …",
+        count(n),
+        count(inserts),
+        count(updates),
+        count(deletes)
+    );
     let chunk = 50_000u64;
     let mut at = 0;
     while at < inserts {
@@ -138,7 +144,14 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
         match pgoutput::parse(&bytes)? {
             Message::Relation(rel) => {
                 let cols = ChangeColumns::new(&rel, &names, &decoders)?;
-                builder = Some(ChangeBuilder::new(TABLE, cols, plan.table.source_schema(), ValueLimits::STAGING, false, 65_536));
+                builder = Some(ChangeBuilder::new(
+                    TABLE,
+                    cols,
+                    plan.table.source_schema(),
+                    ValueLimits::STAGING,
+                    false,
+                    65_536,
+                ));
             }
             Message::Insert { new: t, .. } | Message::Update { new: t, .. } | Message::Delete { old: t, .. } => {
                 let b = builder.as_mut().ok_or_else(|| Error::data("a change before its Relation"))?;
@@ -179,9 +192,24 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
     let rate = |secs: f64| n as f64 / secs.max(1e-9);
     let mb = crate::progress::bytes;
     println!("{:<46} {:>10} {:>14} {:>12}", "", "seconds", "changes/s", "peak RSS");
-    println!("{:<46} {theirs:>10.2} {:>14} {:>12}", "pg_recvlogical → /dev/null (limit)", count(rate(theirs) as u64), mb(theirs_rss));
-    println!("{:<46} {ours:>10.2} {:>14} {:>12}", "SimplyLoad pgoutput decoder → Arrow", count(rate(ours) as u64), format!("+{}", mb(ours_rss)));
-    println!("{:<46} {e2e_secs:>10.2} {:>14} {:>12}", "SimplyLoad CDC sync → DuckDB (end to end)", count(rate(e2e_secs) as u64), format!("+{}", mb(e2e_rss)));
+    println!(
+        "{:<46} {theirs:>10.2} {:>14} {:>12}",
+        "pg_recvlogical → /dev/null (limit)",
+        count(rate(theirs) as u64),
+        mb(theirs_rss)
+    );
+    println!(
+        "{:<46} {ours:>10.2} {:>14} {:>12}",
+        "SimplyLoad pgoutput decoder → Arrow",
+        count(rate(ours) as u64),
+        format!("+{}", mb(ours_rss))
+    );
+    println!(
+        "{:<46} {e2e_secs:>10.2} {:>14} {:>12}",
+        "SimplyLoad CDC sync → DuckDB (end to end)",
+        count(rate(e2e_secs) as u64),
+        format!("+{}", mb(e2e_rss))
+    );
     println!("(SimplyLoad's figures: the growth of this process's peak RSS over what it held before that side)");
     println!("\nratio decoder / pg_recvlogical: {:.2}", theirs / ours.max(1e-9));
     println!("ratio end to end / pg_recvlogical: {:.2}", theirs / e2e_secs.max(1e-9));

@@ -19,7 +19,9 @@ pub async fn resync(config: Option<&Path>, pipeline: &str, stream: &str, wait: D
         .streams
         .iter()
         .enumerate()
-        .map(|(i, s)| simplyload_core::plan::stream_name(pipeline, i, s).map(|n| n.to_string()).unwrap_or(s.name.clone()))
+        .map(|(i, s)| {
+            simplyload_core::plan::stream_name(pipeline, i, s).map(|n| n.to_string()).unwrap_or(s.name.clone())
+        })
         .collect();
     if !simplyload_core::plan::selects(p, &wanted) {
         return Err(Error::config(format!("pipeline {pipeline} has no stream {wanted}"))
@@ -36,7 +38,9 @@ pub async fn resync(config: Option<&Path>, pipeline: &str, stream: &str, wait: D
         .await
         .map_err(|e| Error::internal(format!("lock task failed: {e}")))??;
     if store.request_resync(pipeline, &wanted.to_string()).await? {
-        println!("{wanted} of pipeline {pipeline} will be read in full at the next sync, and its destination rows replaced");
+        println!(
+            "{wanted} of pipeline {pipeline} will be read in full at the next sync, and its destination rows replaced"
+        );
     } else {
         println!("{wanted} of pipeline {pipeline} has no checkpoint yet; the next sync reads it in full anyway");
     }
@@ -66,7 +70,10 @@ pub async fn history(config: Option<&Path>, pipeline: &str, limit: usize, json: 
                 s.sync_id.to_string(),
                 super::ago(s.started_at_ms),
                 s.finished_at_ms
-                    .map(|f| humantime::format_duration(Duration::from_millis((f - s.started_at_ms).max(0) as u64)).to_string())
+                    .map(|f| {
+                        humantime::format_duration(Duration::from_millis((f - s.started_at_ms).max(0) as u64))
+                            .to_string()
+                    })
                     .unwrap_or_else(|| "-".into()),
                 s.status.clone(),
                 count(s.rows),
@@ -102,10 +109,8 @@ pub async fn staging(config: Option<&Path>, cmd: StagingCommand) -> Result<u8> {
         return Ok(0);
     };
     let staging = connectors::staging(&cfg)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let cutoff = now - older_than.as_millis().min(i64::MAX as u128) as i64;
     let (mut batches, mut total) = (0u64, 0u64);
     for name in &names {

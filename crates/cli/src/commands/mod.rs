@@ -11,10 +11,7 @@ pub mod status;
 pub mod sync;
 
 /// The pipelines a command applies to: those named, or all of them.
-pub fn select_pipelines(
-    cfg: &simplyload_config::Config,
-    names: &[String],
-) -> simplyload_core::Result<Vec<String>> {
+pub fn select_pipelines(cfg: &simplyload_config::Config, names: &[String]) -> simplyload_core::Result<Vec<String>> {
     if names.is_empty() {
         if cfg.pipelines.is_empty() {
             return Err(simplyload_core::Error::config(format!(
@@ -59,10 +56,8 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 /// "3 minutes ago" for a unix-millisecond time.
 pub fn ago(ms: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let secs = ((now - ms).max(0) / 1000) as u64;
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     format!(

@@ -143,7 +143,8 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PlaygroundCommand) -> Re
             let cfg = settings(&connection, flags)?;
             let s = |n: u64| (n as f64 * scale).round() as u64;
             let c = cfg.seed_counts;
-            let counts = simplyload_playground::SeedCounts { users: s(c.users), orders: s(c.orders), events: s(c.events) };
+            let counts =
+                simplyload_playground::SeedCounts { users: s(c.users), orders: s(c.orders), events: s(c.events) };
             let mut clients = Vec::with_capacity(connections);
             for _ in 0..connections {
                 clients.push(cfg.database_url.connect().await?);
@@ -196,7 +197,10 @@ pub async fn run(config: Option<&std::path::Path>, cmd: PlaygroundCommand) -> Re
                     ]
                 })
                 .collect();
-            super::print_table(&["  table", "rows", "soft-deleted", "created (last hour)", "updated (last hour)"], &rows);
+            super::print_table(
+                &["  table", "rows", "soft-deleted", "created (last hour)", "updated (last hour)"],
+                &rows,
+            );
             let statuses: Vec<String> =
                 v.orders_by_status.iter().map(|(s, n)| format!("{s} {}", count(*n as u64))).collect();
             println!("\norders by status: {}", if statuses.is_empty() { "none".into() } else { statuses.join(", ") });

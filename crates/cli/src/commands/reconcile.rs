@@ -108,7 +108,13 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
     Ok(if clean { 0 } else { crate::EXIT_FAILED })
 }
 
-fn print_results(pipeline: &str, source: &str, destination: &str, results: &[TableReconcile], failures: &[(String, Error)]) {
+fn print_results(
+    pipeline: &str,
+    source: &str,
+    destination: &str,
+    results: &[TableReconcile],
+    failures: &[(String, Error)],
+) {
     println!("reconcile of pipeline {pipeline} (source {source} → destination {destination})");
     let rows: Vec<Vec<String>> = results
         .iter()
@@ -135,14 +141,18 @@ fn print_results(pipeline: &str, source: &str, destination: &str, results: &[Tab
             println!("  {}: {n}", r.stream);
         }
         for kind in [Difference::Missing, Difference::Extra, Difference::Different] {
-            let samples: Vec<String> = r
-                .samples
-                .iter()
-                .filter(|s| s.kind == kind)
-                .map(|s| {
-                    if s.columns.is_empty() { s.key.clone() } else { format!("{} ({})", s.key, s.columns.join(", ")) }
-                })
-                .collect();
+            let samples: Vec<String> =
+                r.samples
+                    .iter()
+                    .filter(|s| s.kind == kind)
+                    .map(|s| {
+                        if s.columns.is_empty() {
+                            s.key.clone()
+                        } else {
+                            format!("{} ({})", s.key, s.columns.join(", "))
+                        }
+                    })
+                    .collect();
             if samples.is_empty() {
                 continue;
             }

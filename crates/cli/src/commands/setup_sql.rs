@@ -64,7 +64,9 @@ pub fn run(cmd: SetupSql) -> Result<u8> {
             }
             sql
         }
-        SetupSql::Postgres { role, database, schemas, cdc, pipeline } => postgres(&role, &database, &schemas, cdc, &pipeline)?,
+        SetupSql::Postgres { role, database, schemas, cdc, pipeline } => {
+            postgres(&role, &database, &schemas, cdc, &pipeline)?
+        }
     };
     print!("{sql}");
     Ok(0)
@@ -95,7 +97,14 @@ fn public_key(pem: &str) -> Result<String> {
     Ok(body)
 }
 
-pub fn snowflake(user: &str, role: &str, warehouse: &str, database: &str, schema: &str, key: Option<&str>) -> Result<String> {
+pub fn snowflake(
+    user: &str,
+    role: &str,
+    warehouse: &str,
+    database: &str,
+    schema: &str,
+    key: Option<&str>,
+) -> Result<String> {
     let (user, role, wh, db, sc) = (
         sf_ident("user", user)?,
         sf_ident("role", role)?,
@@ -206,7 +215,8 @@ mod tests {
 
     #[test]
     fn snowflake_script_has_the_cheap_warehouse_and_the_key() {
-        let s = snowflake("simplyload", "SIMPLYLOAD", "SIMPLYLOAD_WH", "RAW_DATA", "SIMPLYLOAD", Some("MIIBIjAN")).unwrap();
+        let s =
+            snowflake("simplyload", "SIMPLYLOAD", "SIMPLYLOAD_WH", "RAW_DATA", "SIMPLYLOAD", Some("MIIBIjAN")).unwrap();
         for want in [
             "CREATE WAREHOUSE IF NOT EXISTS SIMPLYLOAD_WH",
             "WAREHOUSE_SIZE = XSMALL",
@@ -220,8 +230,13 @@ mod tests {
         ] {
             assert!(s.contains(want), "missing {want}:\n{s}");
         }
-        assert!(snowflake("bad name;", "R", "W", "D", "S", None).unwrap_err().to_string().contains("--user `bad name;`"));
-        assert_eq!(public_key("-----BEGIN PUBLIC KEY-----\nAB+/\ncd==\n-----END PUBLIC KEY-----\n").unwrap(), "AB+/cd==");
+        assert!(
+            snowflake("bad name;", "R", "W", "D", "S", None).unwrap_err().to_string().contains("--user `bad name;`")
+        );
+        assert_eq!(
+            public_key("-----BEGIN PUBLIC KEY-----\nAB+/\ncd==\n-----END PUBLIC KEY-----\n").unwrap(),
+            "AB+/cd=="
+        );
         assert!(public_key("-----BEGIN RSA PRIVATE KEY-----").is_err());
     }
 }

@@ -48,7 +48,10 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
                 let one = simplyload_config::PipelineConfig { streams: vec![sc.clone()], ..p.clone() };
                 let matched: Vec<String> = streams
                     .iter()
-                    .filter(|s| simplyload_core::StreamName::parse(&s.stream).is_ok_and(|n| simplyload_core::plan::selects(&one, &n)))
+                    .filter(|s| {
+                        simplyload_core::StreamName::parse(&s.stream)
+                            .is_ok_and(|n| simplyload_core::plan::selects(&one, &n))
+                    })
                     .map(|s| s.stream.clone())
                     .filter(|s| !listed.iter().any(|(l, _)| l == s))
                     .collect();
@@ -57,7 +60,8 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
                 }
                 listed.extend(matched.into_iter().map(|m| (m, sc)));
             } else {
-                let label = simplyload_core::plan::stream_name(name, i, sc).map(|n| n.to_string()).unwrap_or(sc.name.clone());
+                let label =
+                    simplyload_core::plan::stream_name(name, i, sc).map(|n| n.to_string()).unwrap_or(sc.name.clone());
                 listed.retain(|(l, _)| *l != label);
                 listed.push((label, sc));
             }
@@ -89,8 +93,10 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
                                     .duration_since(std::time::UNIX_EPOCH)
                                     .map(|d| d.as_micros() as i64)
                                     .unwrap_or(0);
-                                humantime::format_duration(std::time::Duration::from_secs(((now - value).max(0) / 1_000_000) as u64))
-                                    .to_string()
+                                humantime::format_duration(std::time::Duration::from_secs(
+                                    ((now - value).max(0) / 1_000_000) as u64,
+                                ))
+                                .to_string()
                             }
                             _ => "-".into(),
                         };
@@ -110,7 +116,10 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
                                 (None, None, None) => "-".into(),
                             },
                             lag,
-                            st.last_error.as_ref().map(|e| e.lines().next().unwrap_or("").to_owned()).unwrap_or_default(),
+                            st.last_error
+                                .as_ref()
+                                .map(|e| e.lines().next().unwrap_or("").to_owned())
+                                .unwrap_or_default(),
                         ]
                     }
                     None => vec![
@@ -128,7 +137,17 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
             })
             .collect();
         super::print_table(
-            &["  stream", "mode", "last loaded", "rows read", "ins / upd / del", "in destination", "checkpoint", "lag", "last error"],
+            &[
+                "  stream",
+                "mode",
+                "last loaded",
+                "rows read",
+                "ins / upd / del",
+                "in destination",
+                "checkpoint",
+                "lag",
+                "last error",
+            ],
             &rows,
         );
         // CDC: how much WAL the replication slot holds for this pipeline.
@@ -142,14 +161,23 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>, json: bool) -> R
                         slot.name,
                         crate::progress::bytes(slot.lag_bytes),
                         slot.confirmed,
-                        if slot.lag_bytes > max { format!(" — WARNING: more than max_lag_bytes ({})", crate::progress::bytes(max)) } else { String::new() }
+                        if slot.lag_bytes > max {
+                            format!(" — WARNING: more than max_lag_bytes ({})", crate::progress::bytes(max))
+                        } else {
+                            String::new()
+                        }
                     );
                     if let Some(status) = slot.status.filter(|s| s == "lost") {
-                        println!("  replication slot {}: {status} — the next sync makes it again and reads every stream again", slot.name);
+                        println!(
+                            "  replication slot {}: {status} — the next sync makes it again and reads every stream again",
+                            slot.name
+                        );
                     }
                 }
                 Ok(None) => println!("  replication slot: not made yet (the first sync makes it)"),
-                Err(e) => println!("  replication slot: cannot read it: {}", e.to_string().lines().next().unwrap_or("")),
+                Err(e) => {
+                    println!("  replication slot: cannot read it: {}", e.to_string().lines().next().unwrap_or(""))
+                }
             }
         }
     }

@@ -3,12 +3,12 @@
 use crate::connectors;
 use crate::progress::{SyncProgress, bytes, count};
 use simplyload_config::Config;
+use simplyload_core::lock::PipelineLock;
 use simplyload_core::sync::{SyncContext, SyncOptions, run_sync};
 use simplyload_core::{Progress, Result, SyncReport};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use simplyload_core::lock::PipelineLock;
 
 pub async fn run(
     config: Option<&Path>,
@@ -110,7 +110,12 @@ pub async fn follow(config: Option<&Path>, names: &[String], json: bool, wait: D
 /// Runs one sync of one pipeline with the configured connectors.
 /// Holds the pipeline's lock for the whole sync (waiting up to `wait` for
 /// another process to finish), so two syncs of one pipeline never overlap.
-pub async fn sync_pipeline(cfg: &Config, name: &str, progress: Arc<dyn Progress>, wait: Duration) -> Result<SyncReport> {
+pub async fn sync_pipeline(
+    cfg: &Config,
+    name: &str,
+    progress: Arc<dyn Progress>,
+    wait: Duration,
+) -> Result<SyncReport> {
     let p = cfg.pipeline(name)?;
     let state = cfg.state_path();
     let state_dir = state.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -190,14 +195,22 @@ pub fn print_report(r: &SyncReport) {
                 u.sample_keys.join("; ")
             );
         }
-        if let Some(n) = s.position.as_ref().and_then(|p| p.get("null_cursor_rows")).and_then(|n| n.as_u64()).filter(|n| *n > 0) {
-            println!("  {}: {n} row(s) have a NULL cursor; later changes to them are not seen by incremental reads", s.stream);
+        if let Some(n) =
+            s.position.as_ref().and_then(|p| p.get("null_cursor_rows")).and_then(|n| n.as_u64()).filter(|n| *n > 0)
+        {
+            println!(
+                "  {}: {n} row(s) have a NULL cursor; later changes to them are not seen by incremental reads",
+                s.stream
+            );
         }
         for c in &s.schema_changes {
             println!("  {}: {c}", s.stream);
         }
         for rn in &s.renames {
-            println!("  {}: column {:?} is named {} in the destination (name collision)", s.stream, rn.source, rn.destination);
+            println!(
+                "  {}: column {:?} is named {} in the destination (name collision)",
+                s.stream, rn.source, rn.destination
+            );
         }
         if !s.recovered_batches.is_empty() {
             println!("  {}: settled batches {:?} left by an interrupted sync", s.stream, s.recovered_batches);

@@ -58,8 +58,17 @@ fn text(v: &[u8]) -> String {
 #[test]
 fn numeric_text_round_trips() {
     for s in [
-        "0", "1", "-1", "12.50", "0.0001", "-0.000012345", "123456789012345678901234567890123456789012345678901234567890",
-        "99999999999999999999999999.9999999999", "10000", "1.000000", "0.10",
+        "0",
+        "1",
+        "-1",
+        "12.50",
+        "0.0001",
+        "-0.000012345",
+        "123456789012345678901234567890123456789012345678901234567890",
+        "99999999999999999999999999.9999999999",
+        "10000",
+        "1.000000",
+        "0.10",
     ] {
         assert_eq!(text(&num(s)), s, "{s}");
     }
@@ -148,7 +157,11 @@ fn sample_rows() -> Vec<Vec<Option<Vec<u8>>>> {
         .map(|i| {
             let date = if i == 3 { i32::MAX } else { i as i32 };
             let amount = if i == 5 { special(NUMERIC_NAN) } else { num(&format!("{i}.25")) };
-            vec![Some(i.to_be_bytes().to_vec()), Some(date.to_be_bytes().to_vec()), if i == 7 { None } else { Some(amount) }]
+            vec![
+                Some(i.to_be_bytes().to_vec()),
+                Some(date.to_be_bytes().to_vec()),
+                if i == 7 { None } else { Some(amount) },
+            ]
         })
         .collect()
 }
@@ -166,7 +179,8 @@ fn parser_handles_any_chunking_and_batches_rows() {
         rows.finish_batch().unwrap();
         let batches: Vec<_> = rows.take_ready().map(|(b, _)| b).collect();
         assert_eq!(batches.iter().map(|b| b.num_rows()).collect::<Vec<_>>(), vec![4, 4, 2], "chunk {chunk}");
-        let ids: Vec<i64> = batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
+        let ids: Vec<i64> =
+            batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
         assert_eq!(ids, (0..10).collect::<Vec<_>>());
         let d = batches[0].column(1).as_primitive::<Date32Type>();
         assert_eq!(d.value(1), 1 + EPOCH_DAYS);
