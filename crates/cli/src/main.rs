@@ -1,7 +1,6 @@
 //! `simplyload`: the one binary. Thin: parses arguments and calls the crates.
 
 mod commands;
-mod connectors;
 mod progress;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -164,7 +163,7 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
         Command::Resync { pipeline, stream, wait } => commands::day2::resync(config, &pipeline, &stream, wait).await,
         Command::History { pipeline, limit, json } => commands::day2::history(config, &pipeline, limit, json).await,
         Command::Staging(cmd) => commands::day2::staging(config, cmd).await,
-        Command::SetupSql(cmd) => commands::setup_sql::run(cmd),
+        Command::SetupSql(cmd) => commands::setup_sql::run(config, cmd).await,
         Command::Quickstart { dir } => commands::quickstart::run(&dir, bars).await,
         Command::Bench(b) => commands::bench::run(b).await,
         Command::Playground(p) => commands::playground::run(config, p).await,

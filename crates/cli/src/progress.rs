@@ -7,30 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Human-readable byte counts.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[i]) }
-}
-
-/// `1234567` → `1,234,567`.
-pub fn count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use simplyload_app::format::{bytes, count};
 
 struct Stream {
     bar: Option<ProgressBar>,
@@ -60,11 +37,12 @@ impl SyncProgress {
             _ => format!("{} rows", count(rows)),
         };
         s.push_str(&format!("  {}  {}/s", bytes(b), count(rate as u64)));
-        if let Some(e) = estimated {
-            if rate > 0.0 && e > rows {
-                let eta = Duration::from_secs(((e - rows) as f64 / rate).ceil() as u64);
-                s.push_str(&format!("  ETA {}", humantime::format_duration(eta)));
-            }
+        if let Some(e) = estimated
+            && rate > 0.0
+            && e > rows
+        {
+            let eta = Duration::from_secs(((e - rows) as f64 / rate).ceil() as u64);
+            s.push_str(&format!("  ETA {}", humantime::format_duration(eta)));
         }
         s
     }
@@ -114,20 +92,20 @@ impl Progress for SyncProgress {
 
     fn stream_finished(&self, report: &StreamReport) {
         let mut streams = self.streams.lock().expect("progress lock");
-        if let Some(s) = streams.remove(&report.stream) {
-            if let Some(bar) = s.bar {
-                let msg = match &report.error {
-                    None => format!(
-                        "{} rows  {}  in {}",
-                        count(report.rows),
-                        bytes(report.source_bytes),
-                        humantime::format_duration(Duration::from_millis(report.duration_ms))
-                    ),
-                    Some(_) => "failed".to_owned(),
-                };
-                bar.set_style(ProgressStyle::with_template("  {prefix:.bold} {wide_msg}").expect("template"));
-                bar.finish_with_message(msg);
-            }
+        if let Some(s) = streams.remove(&report.stream)
+            && let Some(bar) = s.bar
+        {
+            let msg = match &report.error {
+                None => format!(
+                    "{} rows  {}  in {}",
+                    count(report.rows),
+                    bytes(report.source_bytes),
+                    humantime::format_duration(Duration::from_millis(report.duration_ms))
+                ),
+                Some(_) => "failed".to_owned(),
+            };
+            bar.set_style(ProgressStyle::with_template("  {prefix:.bold} {wide_msg}").expect("template"));
+            bar.finish_with_message(msg);
         }
     }
 }

@@ -81,6 +81,20 @@ mod support {
             .unwrap()
     }
 
+    /// Pipeline `main`'s replication slot in this test's database: named for
+    /// the pipeline and its state (`simplyload_main_<hash>`).
+    pub async fn main_slot(db: &simplyload_testkit::TestDb) -> String {
+        db.client
+            .query_one(
+                "SELECT slot_name::text FROM pg_replication_slots
+                  WHERE database = current_database() AND slot_name LIKE 'simplyload\\_main\\_%' AND NOT temporary",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub fn reports(run: &Run) -> serde_json::Value {
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", run.stdout, run.stderr))
     }
@@ -1721,6 +1735,14 @@ mod setup_sql {
         let db = pg.database().await;
         db.exec("CREATE SCHEMA \"Sales Data\"; CREATE TABLE \"Sales Data\".orders (id int PRIMARY KEY, v text); INSERT INTO \"Sales Data\".orders VALUES (1, 'a');").await;
         let dir = tempfile::tempdir().unwrap();
+        // The config first: the publication is named for the pipeline and its state.
+        let url = db.url_as("sl reader", "pw");
+        config(
+            dir.path(),
+            &url,
+            &[r#"'"Sales Data".orders'"#, r#"'"Sales Data".later'"#],
+            "    mode: cdc\n    table_name: \"{schema}_{table}\"\n",
+        );
         let script = simplyload(
             dir.path(),
             &[
@@ -1742,25 +1764,20 @@ mod setup_sql {
         script.ok();
         pg.server.psql_script(&db.name, &script.stdout).unwrap();
         db.exec("ALTER ROLE \"sl reader\" PASSWORD 'pw'; CREATE TABLE \"Sales Data\".later (id int PRIMARY KEY); INSERT INTO \"Sales Data\".later VALUES (5);").await;
-        let url = db.url_as("sl reader", "pw");
-        config(
-            dir.path(),
-            &url,
-            &[r#"'"Sales Data".orders'"#, r#"'"Sales Data".later'"#],
-            "    table_name: \"{schema}_{table}\"\n",
-        );
         simplyload(dir.path(), &["check"], &[]).await.ok();
         simplyload(dir.path(), &["sync"], &[]).await.ok();
         assert_eq!(duck_count(dir.path(), "sales_data_later"), 1);
         let roles =
             db.client.query_one("SELECT rolreplication FROM pg_roles WHERE rolname = 'sl reader'", &[]).await.unwrap();
         assert!(roles.get::<_, bool>(0), "--cdc grants REPLICATION");
-        let publ = db
-            .client
-            .query_one("SELECT count(*) FROM pg_publication WHERE pubname = 'simplyload_main'", &[])
-            .await
-            .unwrap();
+        // The sync used the script's publication: the role could not have made it.
+        let slot = main_slot(&db).await;
+        let publ =
+            db.client.query_one("SELECT count(*) FROM pg_publication WHERE pubname = $1", &[&slot]).await.unwrap();
         assert_eq!(publ.get::<_, i64>(0), 1);
+        db.exec("INSERT INTO \"Sales Data\".later VALUES (6);").await;
+        simplyload(dir.path(), &["sync"], &[]).await.ok();
+        assert_eq!(duck_count(dir.path(), "sales_data_later"), 2, "changes arrive through the slot");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2283,13 +2300,11 @@ mod cdc {
         // Nothing changed: nothing is read again.
         let idle = sync(dir.path()).await;
         assert_eq!(rows(&idle, "public.items"), 0);
+        let name = main_slot(&db).await;
         let slot: (String,) = {
             let r = db
                 .client
-                .query_one(
-                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'simplyload_main'",
-                    &[],
-                )
+                .query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&name])
                 .await
                 .unwrap();
             (r.get(0),)
@@ -2303,7 +2318,7 @@ mod cdc {
         assert_eq!(rows(&idle, "public.items"), 0);
         let behind: i64 = db
             .client
-            .query_one(&format!("SELECT pg_wal_lsn_diff('{before}', confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = 'simplyload_main'"), &[])
+            .query_one(&format!("SELECT pg_wal_lsn_diff('{before}', confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = '{name}'"), &[])
             .await
             .unwrap()
             .get(0);
@@ -2311,10 +2326,7 @@ mod cdc {
         let slot: (String,) = {
             let r = db
                 .client
-                .query_one(
-                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'simplyload_main'",
-                    &[],
-                )
+                .query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&name])
                 .await
                 .unwrap();
             (r.get(0),)
@@ -2322,7 +2334,7 @@ mod cdc {
         let status = simplyload(dir.path(), &["status"], &[]).await;
         status.ok();
         assert!(
-            status.stdout.contains("replication slot simplyload_main:")
+            status.stdout.contains(&format!("replication slot {name}:"))
                 && status.stdout.contains(&format!("confirmed at {}", slot.0)),
             "{}",
             status.stdout
@@ -2490,7 +2502,7 @@ mod cdc {
         let dir = tempfile::tempdir().unwrap();
         cdc_config(dir.path(), &db.url, &["public.a"]);
         sync(dir.path()).await;
-        db.exec("SELECT pg_drop_replication_slot('simplyload_main')").await;
+        db.exec(&format!("SELECT pg_drop_replication_slot('{}')", main_slot(&db).await)).await;
         db.exec("DELETE FROM a WHERE id <= 3").await;
         db.exec("UPDATE a SET v = 'changed' WHERE id = 10").await;
         let again = sync(dir.path()).await;

@@ -1,5 +1,6 @@
 //! Batches: the staged files of one stream in one sync (DESIGN.md §2, §3).
 
+use crate::position::Position;
 use crate::schema::TableSpec;
 use serde::{Deserialize, Serialize};
 
@@ -77,9 +78,9 @@ pub struct BatchManifest {
     pub table: TableSpec,
     pub files: Vec<StagedFile>,
     pub row_count: u64,
-    /// Source position before and after the batch (cursor value, LSN), if any.
-    pub start_position: Option<serde_json::Value>,
-    pub end_position: Option<serde_json::Value>,
+    /// Where the stream stood before and after the batch, if anywhere.
+    pub start_position: Option<Position>,
+    pub end_position: Option<Position>,
     /// CDC: the source table was truncated at this version (decimal text):
     /// every stored row older than it is marked deleted. The batch's rows
     /// all come after the truncate.
@@ -87,7 +88,8 @@ pub struct BatchManifest {
     pub truncated_at: Option<String>,
     /// A merge of every live row of the source table (a CDC stream read
     /// again from a snapshot): stored rows whose key it lacks, and that are
-    /// older than it, are marked deleted — never removed (DESIGN.md §4).
+    /// older than it ([`BatchManifest::complete_version`]), are marked
+    /// deleted — never removed (DESIGN.md §4).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub complete: bool,
 }
@@ -97,18 +99,22 @@ impl BatchManifest {
         self.files.iter().map(|f| f.byte_count).sum()
     }
 
+    /// The sync mode that staged the batch, told by its end position.
+    pub fn mode(&self) -> simplyload_config::SyncMode {
+        self.end_position.as_ref().map_or(simplyload_config::SyncMode::FullRefresh, Position::sync_mode)
+    }
+
     /// The truncate version, parsed.
     pub fn truncate_version(&self) -> Option<i128> {
         self.truncated_at.as_deref().and_then(|v| v.parse().ok())
     }
 
-    /// A complete CDC snapshot's version (its slot's consistent point).
+    /// A complete snapshot's version: the change feed's start it was read at.
     pub fn complete_version(&self) -> Option<i128> {
         if !self.complete {
             return None;
         }
-        let lsn = self.end_position.as_ref()?.get("lsn")?.as_str()?;
-        crate::cdc::parse_lsn(lsn).ok().map(crate::cdc::snapshot_version)
+        self.end_position.as_ref()?.feed().map(|f| f.version)
     }
 }
 

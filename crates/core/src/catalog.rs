@@ -1,20 +1,80 @@
-//! What a source has: the result of `discover`.
+//! What a source has: the result of `discover`, and the [`Selection`] a
+//! `discover` call is asked to describe.
 
-use crate::naming::StreamName;
+use crate::naming::{StreamName, pattern_matches};
 use crate::schema::SqlType;
 use serde::{Deserialize, Serialize};
 
 /// Everything a source offers, as of one `discover`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
     /// The database name (`{database}` in table names).
     pub database: String,
+    /// The namespace names without one are looked up in
+    /// ([`crate::Source::default_namespace`]).
+    #[serde(default)]
+    pub default_namespace: Option<String>,
+    /// What the source can do besides snapshots.
+    #[serde(default)]
+    pub capabilities: Capabilities,
     pub tables: Vec<TableInfo>,
+}
+
+/// What a source can do besides snapshots, declared by each source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// `mode: incremental`: reads bounded below by a cursor column
+    /// ([`crate::SnapshotRequest::incremental`]).
+    pub cursor: bool,
+    /// `mode: cdc`: a change feed ([`crate::Source::change_feed`]).
+    pub change_feed: bool,
+    /// `reconcile`: rows read back independently of the snapshot path
+    /// ([`crate::Source::scanner`]).
+    pub scan: bool,
 }
 
 impl Catalog {
     pub fn table(&self, name: &StreamName) -> Option<&TableInfo> {
         self.tables.iter().find(|t| &t.name == name)
+    }
+}
+
+/// The streams a `discover` call must describe: those matching one of a
+/// list of names and glob patterns (`public.orders`, `public.*`,
+/// `charge*`), or every stream the source has.
+///
+/// A source asked for a selection describes at least every stream it holds
+/// that matches (it may describe more; callers look streams up by name), and
+/// it spends no more of the source's time or API quota than the selection
+/// needs (an API source describes only the objects asked for).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// `None`: everything.
+    patterns: Option<Vec<StreamName>>,
+}
+
+impl Selection {
+    /// Every stream the source has (`simplyload discover`).
+    pub fn all() -> Selection {
+        Selection { patterns: None }
+    }
+
+    /// The streams matching these names or patterns (already qualified
+    /// with the source's default namespace, if it has one).
+    pub fn of(patterns: impl IntoIterator<Item = StreamName>) -> Selection {
+        Selection { patterns: Some(patterns.into_iter().collect()) }
+    }
+
+    /// The names and patterns asked for; `None`: everything.
+    pub fn patterns(&self) -> Option<&[StreamName]> {
+        self.patterns.as_deref()
+    }
+
+    pub fn matches(&self, stream: &StreamName) -> bool {
+        match &self.patterns {
+            None => true,
+            Some(p) => p.iter().any(|p| pattern_matches(p, stream)),
+        }
     }
 }
 

@@ -1,54 +1,16 @@
-//! Change data capture (DESIGN.md §3, §6): the ordering key of a change and
-//! the staged form of a group of changes.
+//! Changes read from a change feed (DESIGN.md §3, §6), in their staged
+//! form, and the SQL every destination uses to apply a stage of them.
 //!
-//! A change's `_simplyload_version` is its transaction's commit LSN times
-//! 2³² plus the change's position in the transaction, so replaying the WAL
-//! from any confirmed point never lets an older row version replace a newer
-//! one. Snapshot rows taken at a slot's consistent point carry
-//! `consistent_point × 2³²`: every change the slot streams afterwards
-//! committed after that point and so wins.
+//! Each change carries its version ([`crate::version`]): replaying a feed
+//! from any confirmed position never lets an older row version replace a
+//! newer one, and rows of a snapshot read at the feed's start carry the
+//! start's version, so every change delivered afterwards wins.
 
 use crate::error::{Error, Result};
 use crate::row_id;
 use crate::schema::{TableSpec, meta};
 use arrow_array::{ArrayRef, BooleanArray, Decimal128Array, RecordBatch};
 use std::sync::Arc;
-
-/// A WAL position.
-pub type Lsn = u64;
-
-/// `16/B374D848`.
-pub fn format_lsn(lsn: Lsn) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
-}
-
-/// Parses `16/B374D848`.
-pub fn parse_lsn(s: &str) -> Result<Lsn> {
-    let bad = || Error::data(format!("`{s}` is not a WAL position (expected hex/hex, such as 16/B374D848)"));
-    let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
-    let part = |p: &str| -> Result<u64> {
-        if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad());
-        }
-        u64::from_str_radix(p, 16).map_err(|_| bad())
-    };
-    Ok((part(hi)? << 32) | part(lo)?)
-}
-
-/// The version of the `seq`-th change of the transaction that committed at `commit_lsn`.
-pub fn change_version(commit_lsn: Lsn, seq: u32) -> i128 {
-    ((commit_lsn as i128) << 32) | seq as i128
-}
-
-/// The checkpoint position of a CDC stream loaded up to `lsn`.
-pub fn position(lsn: Lsn) -> serde_json::Value {
-    serde_json::json!({"mode": "cdc", "lsn": format_lsn(lsn)})
-}
-
-/// The version of every snapshot row read at a slot's consistent point.
-pub fn snapshot_version(consistent_point: Lsn) -> i128 {
-    change_version(consistent_point, 0)
-}
 
 /// Appends the metadata columns to a group of changes of one table: each
 /// row's version and delete flag, for tables without a key the row id, and
@@ -195,23 +157,4 @@ pub fn keyless_apply_sql(
         vals.join(", ")
     );
     [delete, insert]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lsns_and_versions_order_changes() {
-        let lsn = parse_lsn("16/B374D848").unwrap();
-        assert_eq!(lsn, 0x16_B374_D848);
-        assert_eq!(format_lsn(lsn), "16/B374D848");
-        assert_eq!(format_lsn(0), "0/0");
-        assert!(parse_lsn("16B374D848").is_err() && parse_lsn("x/1").is_err());
-        // Later commits win; within a commit, later changes win; snapshot rows lose to both.
-        assert!(change_version(lsn + 1, 0) > change_version(lsn, u32::MAX));
-        assert!(change_version(lsn, 2) > change_version(lsn, 1));
-        assert!(snapshot_version(lsn) < change_version(lsn + 8, 0));
-        assert!(change_version(u64::MAX, u32::MAX) < 10i128.pow(38), "fits decimal(38,0)");
-    }
 }

@@ -2,6 +2,8 @@
 
 use crate::batch::{BatchManifest, BatchState};
 use crate::error::Result;
+use crate::feed::FeedPosition;
+use crate::position::Position;
 use crate::report::SyncReport;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -11,9 +13,20 @@ use uuid::Uuid;
 pub struct Checkpoint {
     /// The last batch whose effect is committed in the destination.
     pub batch_id: u64,
-    /// Source position reached by that batch (cursor value, LSN, snapshot
-    /// progress); `None` for a full refresh, which always starts over.
-    pub position: Option<serde_json::Value>,
+    /// Where that batch left the stream; `None` for a full refresh, which
+    /// always starts over.
+    pub position: Option<Position>,
+}
+
+/// The pipeline's change feed as the state knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedRecord {
+    /// The feed's name on the source, recorded before the feed is first
+    /// used: a feed of this name is this state's.
+    pub name: String,
+    /// The position this state last confirmed to the source. A feed found
+    /// confirmed past it was read by someone else.
+    pub confirmed: Option<FeedPosition>,
 }
 
 /// What the store knows about one stream of a pipeline.
@@ -106,6 +119,8 @@ pub struct LoadedStream<'a> {
 /// * `mark_loaded` marks the batches loaded and moves the stream's
 ///   checkpoint in one atomic write; a checkpoint never moves backwards (a
 ///   call with an older batch id leaves it as it is).
+/// * `record_feed` replaces the pipeline's feed record; `feed` returns the
+///   last one recorded.
 /// * Every write is durable when the call returns.
 #[async_trait::async_trait]
 pub trait CheckpointStore: Send + Sync {
@@ -148,4 +163,9 @@ pub trait CheckpointStore: Send + Sync {
 
     /// The most recent syncs first.
     async fn syncs(&self, pipeline: &str, limit: usize) -> Result<Vec<SyncRecord>>;
+
+    /// The pipeline's change feed, if it has one.
+    async fn feed(&self, pipeline: &str) -> Result<Option<FeedRecord>>;
+
+    async fn record_feed(&self, pipeline: &str, feed: &FeedRecord) -> Result<()>;
 }

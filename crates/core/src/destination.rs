@@ -3,7 +3,7 @@
 use crate::batch::{BatchManifest, LoadKind};
 use crate::catalog::CheckReport;
 use crate::error::Result;
-use crate::reconcile::{ScanRequest, ScanSender};
+use crate::scan::{ScanRequest, ScanSender};
 use crate::schema::{TableSpec, ValueLimits};
 use crate::staging::StagingArea;
 use uuid::Uuid;

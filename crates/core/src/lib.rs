@@ -1,29 +1,36 @@
 //! SimplyLoad's core: domain types, the contracts every connector implements
-//! ([`Source`], [`Destination`], [`CheckpointStore`], [`StagingArea`]), and
-//! the sync runner that drives them (extract → stage → load → checkpoint).
+//! ([`Source`] with its optional [`ChangeFeed`], [`Destination`],
+//! [`CheckpointStore`], [`StagingArea`]), the error policy, and the sync
+//! runner that drives them (extract → stage → load → checkpoint).
 //!
-//! This crate depends on no connector; connectors depend on it.
+//! This crate depends on no connector; connectors depend on it. No module
+//! here speaks of a particular source or destination: a change feed's
+//! position is opaque ([`feed::FeedPosition`]), stream names may have no
+//! namespace, and checkpoints are typed per mode ([`position::Position`]).
 
 pub mod batch;
 pub mod canon;
 pub mod catalog;
 pub mod cdc;
-pub mod cdc_sync;
 pub mod checkpoint;
 pub mod cursor;
 pub mod destination;
 pub mod error;
-pub mod lock;
+pub mod failpoint;
+pub mod feed;
 pub mod naming;
 pub mod plan;
+pub mod position;
 pub mod progress;
 pub mod reconcile;
 pub mod report;
 pub mod row_id;
+pub mod runner;
+pub mod scan;
 pub mod schema;
 pub mod source;
 pub mod staging;
-pub mod sync;
+pub mod version;
 
 pub use batch::{BatchManifest, BatchState, LoadKind, StagedFile};
 
@@ -37,20 +44,20 @@ pub fn install_tls_provider() {
     });
 }
 pub use canon::Canon;
-pub use catalog::{Catalog, CheckItem, CheckReport, ColumnInfo, TableInfo};
+pub use catalog::{Capabilities, Catalog, CheckItem, CheckReport, ColumnInfo, Selection, TableInfo};
 pub use checkpoint::{
-    BatchRecord, Checkpoint, CheckpointStore, LoadedStream, RowChanges, StagedBatch, StreamState, SyncRecord,
+    BatchRecord, Checkpoint, CheckpointStore, FeedRecord, LoadedStream, RowChanges, StagedBatch, StreamState,
+    SyncRecord,
 };
 pub use destination::{Destination, LoadOutcome, LoadRequest};
 pub use error::{Error, ErrorKind, Policy, Result};
+pub use feed::{ChangeEvent, ChangeFeed, ChangesRead, ChangesRequest, FeedPosition, FeedStart, FeedStatus};
 pub use naming::StreamName;
+pub use position::Position;
 pub use progress::{NoProgress, Progress};
 pub use report::{StreamReport, SyncReport, Unrepresentable, UnrepresentableTally};
 pub use schema::{Column, SqlType, TableSpec, ValueLimits};
-pub use source::{
-    CdcStart, ChangeEvent, ChangesRead, ChangesRequest, IncrementalRead, ReadStats, SlotStatus, SnapshotRequest,
-    Source, SourceBatch,
-};
+pub use source::{IncrementalRead, ReadStats, Scanner, SnapshotRequest, Source, SourceBatch};
 pub use staging::{BatchWriter, LocalFile, StagingArea};
 
 pub use simplyload_config as config;

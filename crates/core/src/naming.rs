@@ -99,19 +99,48 @@ pub fn table_name(template: &str, parts: &TableNameParts<'_>) -> String {
     if n.is_empty() { "table".to_owned() } else { n }
 }
 
-/// A source table: schema and name, exactly as the source spells them.
+/// A stream's name, exactly as the source spells it: a table in a schema
+/// (`public.orders`), or an API object with no namespace (Stripe
+/// `customers`, Salesforce `Account`).
+///
+/// A name written without a namespace stays without one; the source says
+/// whether it has a default namespace to look it up in
+/// ([`crate::Source::default_namespace`]: Postgres's `public`), and
+/// [`StreamName::qualified`] applies it. Serialised as `{"schema", "table"}`,
+/// the shape state files have always held.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct StreamName {
-    pub schema: String,
-    pub table: String,
+    #[serde(rename = "schema")]
+    pub namespace: Option<String>,
+    #[serde(rename = "table")]
+    pub name: String,
 }
 
 impl StreamName {
-    pub fn new(schema: impl Into<String>, table: impl Into<String>) -> Self {
-        StreamName { schema: schema.into(), table: table.into() }
+    /// A name in a namespace (`public`, `orders`).
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        StreamName { namespace: Some(namespace.into()), name: name.into() }
     }
 
-    /// Parses `public.orders`, `orders` (schema `public`), or quoted parts
+    /// A name without a namespace (`customers`).
+    pub fn bare(name: impl Into<String>) -> Self {
+        StreamName { namespace: None, name: name.into() }
+    }
+
+    /// This name in `default` when it has no namespace of its own.
+    pub fn qualified(self, default: Option<&str>) -> StreamName {
+        match (self.namespace, default) {
+            (None, Some(d)) => StreamName { namespace: Some(d.to_owned()), name: self.name },
+            (namespace, _) => StreamName { namespace, ..self },
+        }
+    }
+
+    /// The namespace, or `""` when there is none (for templates and paths).
+    pub fn namespace_or_empty(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("")
+    }
+
+    /// Parses `public.orders`, `orders` (no namespace), or quoted parts
     /// such as `"My Schema"."Order.Items"` (`""` inside quotes is a quote).
     /// Unquoted parts are taken as written: Postgres folds unquoted names to
     /// lower case, but config authors copy names from `discover`, which
@@ -147,25 +176,81 @@ impl StreamName {
         }
         parts.push(cur);
         match parts.as_slice() {
-            [t] if !t.is_empty() => Ok(StreamName::new("public", t.clone())),
+            [t] if !t.is_empty() => Ok(StreamName::bare(t.clone())),
             [sch, t] if !sch.is_empty() && !t.is_empty() => Ok(StreamName::new(sch.clone(), t.clone())),
-            _ => Err(format!("`{s}` is not a table name like `public.orders` or `\"My Schema\".\"My Table\"`")),
+            _ => Err(format!(
+                "`{s}` is not a stream name like `public.orders`, `customers` or `\"My Schema\".\"My Table\"`"
+            )),
         }
     }
 
-    /// The form the config and the CLI use: parts quoted only when needed.
+    /// The form the config and the CLI use for a part of a namespaced
+    /// name: quoted unless plain lower case, as Postgres prints identifiers
+    /// (state files key streams by this form).
     pub fn display_part(part: &str) -> String {
         let plain = !part.is_empty()
             && !part.starts_with(|c: char| c.is_ascii_digit())
             && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if plain { part.to_owned() } else { format!("\"{}\"", part.replace('"', "\"\"")) }
+        if plain { part.to_owned() } else { quote_part(part) }
     }
+}
+
+fn quote_part(part: &str) -> String {
+    format!("\"{}\"", part.replace('"', "\"\""))
 }
 
 impl fmt::Display for StreamName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", Self::display_part(&self.schema), Self::display_part(&self.table))
+        match &self.namespace {
+            Some(ns) => write!(f, "{}.{}", Self::display_part(ns), Self::display_part(&self.name)),
+            // A bare name (an API object) is shown as it is spelled, quoted
+            // only where it would not parse back (a dot, a quote, spaces at an end).
+            None => {
+                let needs_quotes =
+                    self.name.is_empty() || self.name.contains(['.', '"']) || self.name.trim() != self.name;
+                if needs_quotes { f.write_str(&quote_part(&self.name)) } else { f.write_str(&self.name) }
+            }
+        }
     }
+}
+
+/// `*` (any run of characters) and `?` (one character) glob matching.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Whether a stream matches a pattern like `public.*`, `sales.order_?` or
+/// `charge*`: namespace and name each by [`glob_match`]; a pattern without a
+/// namespace matches only names without one (qualify it first).
+pub fn pattern_matches(pattern: &StreamName, stream: &StreamName) -> bool {
+    let namespace = match (&pattern.namespace, &stream.namespace) {
+        (Some(p), Some(s)) => glob_match(p, s),
+        (None, None) => true,
+        _ => false,
+    };
+    namespace && glob_match(&pattern.name, &stream.name)
 }
 
 #[cfg(test)]
@@ -211,7 +296,18 @@ mod tests {
     #[test]
     fn parses_stream_names() {
         assert_eq!(StreamName::parse("public.orders").unwrap(), StreamName::new("public", "orders"));
-        assert_eq!(StreamName::parse("orders").unwrap(), StreamName::new("public", "orders"));
+        assert_eq!(StreamName::parse("orders").unwrap(), StreamName::bare("orders"));
+        assert_eq!(StreamName::parse("orders").unwrap().qualified(Some("public")), StreamName::new("public", "orders"));
+        assert_eq!(StreamName::parse("s.t").unwrap().qualified(Some("public")), StreamName::new("s", "t"));
+        for bare in ["Account", "customers", "a.b", "\"q\"", " x"] {
+            let n = StreamName::bare(bare);
+            assert_eq!(StreamName::parse(&n.to_string()).unwrap(), n, "{n}");
+        }
+        assert_eq!(StreamName::bare("Account").to_string(), "Account");
+        assert_eq!(
+            serde_json::to_string(&StreamName::new("public", "t")).unwrap(),
+            r#"{"schema":"public","table":"t"}"#
+        );
         assert_eq!(
             StreamName::parse(r#""My Schema"."Order.Items""#).unwrap(),
             StreamName::new("My Schema", "Order.Items")

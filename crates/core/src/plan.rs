@@ -1,10 +1,11 @@
 //! From configuration and a source's catalog to the exact shape of every
 //! destination table.
 
-use crate::catalog::{Catalog, TableInfo};
-use crate::error::{Error, Result};
-use crate::naming::{self, Rename, StreamName, TableNameParts};
+use crate::catalog::{Catalog, Selection, TableInfo};
+use crate::error::{Error, ErrorKind, Result};
+use crate::naming::{self, Rename, StreamName, TableNameParts, pattern_matches};
 use crate::schema::{Column, SqlType, TableSpec};
+use crate::source::Source;
 use simplyload_config::{Config, PipelineConfig, StreamConfig, SyncMode};
 use std::collections::HashMap;
 
@@ -148,30 +149,66 @@ impl StreamPlan {
     }
 }
 
-/// Parses a stream's configured name, naming the key on error.
-pub fn stream_name(pipeline: &str, index: usize, stream: &StreamConfig) -> Result<StreamName> {
-    StreamName::parse(&stream.name).map_err(|m| Error::config(format!("pipelines.{pipeline}.streams[{index}]: {m}")))
+/// Parses a stream's configured name (in the source's default namespace
+/// when it names none), naming the key on error.
+pub fn stream_name(
+    pipeline: &str,
+    index: usize,
+    stream: &StreamConfig,
+    default_namespace: Option<&str>,
+) -> Result<StreamName> {
+    StreamName::parse(&stream.name)
+        .map(|n| n.qualified(default_namespace))
+        .map_err(|m| Error::config(format!("pipelines.{pipeline}.streams[{index}]: {m}")))
+}
+
+/// A configured name or pattern, in the source's default namespace when it names none.
+fn parse_qualified(name: &str, default_namespace: Option<&str>) -> Option<StreamName> {
+    StreamName::parse(name).ok().map(|n| n.qualified(default_namespace))
 }
 
 /// The destination table a stream maps to.
 pub fn destination_table(pipeline: &PipelineConfig, source: &str, database: &str, stream: &StreamName) -> String {
     naming::table_name(
         pipeline.table_name_template(),
-        &TableNameParts { source, database, schema: &stream.schema, table: &stream.table },
+        &TableNameParts { source, database, schema: stream.namespace_or_empty(), table: &stream.name },
     )
+}
+
+/// What a `discover` for this pipeline must describe: its streams' names
+/// and patterns.
+pub fn selection(pipeline: &PipelineConfig, default_namespace: Option<&str>) -> Selection {
+    Selection::of(pipeline.streams.iter().filter_map(|s| parse_qualified(&s.name, default_namespace)))
+}
+
+/// Discovers `selection`, with the source's default namespace and
+/// capabilities in the catalog (planning needs both).
+pub async fn discover(source: &dyn Source, selection: &Selection) -> Result<Catalog> {
+    let mut catalog = source.discover(selection).await?;
+    catalog.default_namespace = source.default_namespace().map(str::to_owned);
+    catalog.capabilities = source.capabilities();
+    Ok(catalog)
+}
+
+/// What naming a source's streams needs, known without connecting.
+#[derive(Debug, Clone)]
+pub struct SourceNaming {
+    /// `{database}` in table names.
+    pub database: String,
+    pub default_namespace: Option<String>,
 }
 
 /// Rejects two streams that would land in one destination table, within a
 /// pipeline or across pipelines writing to the same destination.
 /// `database` gives each source's database name.
-pub fn check_table_names(config: &Config, database: impl Fn(&str) -> Option<String>) -> Result<()> {
+pub fn check_table_names(config: &Config, naming: impl Fn(&str) -> Option<SourceNaming>) -> Result<()> {
     // (destination, table) → "pipelines.p.streams[i] (schema.table)"
     let mut seen: HashMap<(String, String), String> = HashMap::new();
     for (pname, p) in &config.pipelines {
-        let Some(db) = database(&p.source) else { continue };
+        let Some(names) = naming(&p.source) else { continue };
         for (i, s) in p.streams.iter().enumerate().filter(|(_, s)| !s.is_pattern()) {
-            let name = stream_name(pname, i, s)?;
-            let table = destination_table(p, &p.source, &db, &name);
+            let name = stream_name(pname, i, s, names.default_namespace.as_deref())?;
+            let table = destination_table(p, &p.source, &names.database, &name);
             let here = format!("pipelines.{pname}.streams[{i}] ({name})");
             if let Some(first) = seen.insert((p.destination.clone(), table.clone()), here.clone()) {
                 return Err(Error::config(format!(
@@ -187,48 +224,20 @@ pub fn check_table_names(config: &Config, database: impl Fn(&str) -> Option<Stri
     Ok(())
 }
 
-/// `*` (any run of characters) and `?` (one character) glob matching.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// Whether a table matches a stream pattern like `public.*` or `sales.order_?`.
-pub fn pattern_matches(pattern: &StreamName, table: &StreamName) -> bool {
-    glob_match(&pattern.schema, &table.schema) && glob_match(&pattern.table, &table.table)
-}
-
-/// Whether the pipeline's config selects this table (by name or pattern),
+/// Whether the pipeline's config selects this stream (by name or pattern),
 /// known without the source's catalog.
-pub fn selects(pipeline: &PipelineConfig, table: &StreamName) -> bool {
-    pipeline.streams.iter().any(|s| match StreamName::parse(&s.name) {
-        Ok(n) if !s.is_pattern() => &n == table,
-        Ok(p) => {
-            pattern_matches(&p, table)
-                && !s.exclude.iter().filter_map(|e| StreamName::parse(e).ok()).any(|e| pattern_matches(&e, table))
+pub fn selects(pipeline: &PipelineConfig, stream: &StreamName, default_namespace: Option<&str>) -> bool {
+    pipeline.streams.iter().any(|s| match parse_qualified(&s.name, default_namespace) {
+        Some(n) if !s.is_pattern() => &n == stream,
+        Some(p) => {
+            pattern_matches(&p, stream)
+                && !s
+                    .exclude
+                    .iter()
+                    .filter_map(|e| parse_qualified(e, default_namespace))
+                    .any(|e| pattern_matches(&e, stream))
         }
-        Err(_) => false,
+        None => false,
     })
 }
 
@@ -238,19 +247,20 @@ pub fn selects(pipeline: &PipelineConfig, table: &StreamName) -> bool {
 /// later are picked up the next time this runs. The index is the stream's
 /// position in the config, for error messages.
 pub fn expand_streams(pipeline_name: &str, pipeline: &PipelineConfig, catalog: &Catalog) -> Vec<(usize, StreamConfig)> {
+    let ns = catalog.default_namespace.as_deref();
     let explicit: Vec<StreamName> =
-        pipeline.streams.iter().filter(|s| !s.is_pattern()).filter_map(|s| StreamName::parse(&s.name).ok()).collect();
+        pipeline.streams.iter().filter(|s| !s.is_pattern()).filter_map(|s| parse_qualified(&s.name, ns)).collect();
     let mut out: Vec<(usize, StreamConfig)> = Vec::new();
     for (i, s) in pipeline.streams.iter().enumerate() {
         if !s.is_pattern() {
             out.push((i, s.clone()));
             continue;
         }
-        let Ok(pattern) = StreamName::parse(&s.name) else {
+        let Some(pattern) = parse_qualified(&s.name, ns) else {
             out.push((i, s.clone()));
             continue;
         };
-        let excludes: Vec<StreamName> = s.exclude.iter().filter_map(|e| StreamName::parse(e).ok()).collect();
+        let excludes: Vec<StreamName> = s.exclude.iter().filter_map(|e| parse_qualified(e, ns)).collect();
         let mut matched: Vec<&StreamName> = catalog
             .tables
             .iter()
@@ -258,7 +268,7 @@ pub fn expand_streams(pipeline_name: &str, pipeline: &PipelineConfig, catalog: &
             .filter(|n| pattern_matches(&pattern, n))
             .filter(|n| !excludes.iter().any(|e| pattern_matches(e, n)))
             .filter(|n| !explicit.contains(n))
-            .filter(|n| !out.iter().any(|(_, o)| StreamName::parse(&o.name).ok().as_ref() == Some(*n)))
+            .filter(|n| !out.iter().any(|(_, o)| parse_qualified(&o.name, ns).as_ref() == Some(*n)))
             .collect();
         matched.sort_by_key(|n| n.to_string());
         tracing::debug!(pipeline = pipeline_name, pattern = %s.name, tables = matched.len(), "pattern expanded");
@@ -284,9 +294,9 @@ pub fn plan_pipeline(
     let mut plans: Vec<(String, Result<StreamPlan>)> = expand_streams(pipeline_name, pipeline, catalog)
         .into_iter()
         .map(|(i, s)| {
-            let label = match StreamName::parse(&s.name) {
-                Ok(n) => n.to_string(),
-                Err(_) => s.name.clone(),
+            let label = match parse_qualified(&s.name, catalog.default_namespace.as_deref()) {
+                Some(n) => n.to_string(),
+                None => s.name.clone(),
             };
             (label, plan_stream(pipeline_name, pipeline, i, &s, catalog))
         })
@@ -320,9 +330,10 @@ fn plan_stream(
     catalog: &Catalog,
 ) -> Result<StreamPlan> {
     let key = format!("pipelines.{pipeline_name}.streams[{index}]");
-    let name = stream_name(pipeline_name, index, stream)?;
+    let name = stream_name(pipeline_name, index, stream, catalog.default_namespace.as_deref())?;
     let info = catalog.table(&name).ok_or_else(|| missing_table(&name, pipeline, catalog))?;
     let mode = stream.mode.unwrap_or(pipeline.mode);
+    check_mode(&key, &name, mode, pipeline, catalog)?;
     if mode == SyncMode::Cdc && (stream.cursor.is_some() || stream.soft_delete.is_some()) {
         return Err(Error::config(format!(
             "{key}: `cursor` and `soft_delete` are for `mode: incremental`; `mode: cdc` sees every change and delete itself"
@@ -433,11 +444,39 @@ fn plan_stream(
     })
 }
 
+/// A mode the source cannot serve is a config error naming what it can do.
+fn check_mode(
+    key: &str,
+    name: &StreamName,
+    mode: SyncMode,
+    pipeline: &PipelineConfig,
+    catalog: &Catalog,
+) -> Result<()> {
+    let caps = catalog.capabilities;
+    let missing = match mode {
+        SyncMode::Incremental if !caps.cursor => "cursor reads",
+        SyncMode::Cdc if !caps.change_feed => "a change feed",
+        _ => return Ok(()),
+    };
+    let mut modes = vec!["full_refresh"];
+    if caps.cursor {
+        modes.push("incremental");
+    }
+    if caps.change_feed {
+        modes.push("cdc");
+    }
+    Err(Error::new(
+        ErrorKind::Config,
+        format!("{key}: stream {name} is `mode: {mode}`, but source `{}` has no {missing}", pipeline.source),
+    )
+    .with_hint(format!("its streams can use `mode: {}`", modes.join("`, `mode: "))))
+}
+
 fn missing_table(name: &StreamName, pipeline: &PipelineConfig, catalog: &Catalog) -> Error {
     let similar: Vec<String> = catalog
         .tables
         .iter()
-        .filter(|t| t.name.table.eq_ignore_ascii_case(&name.table))
+        .filter(|t| t.name.name.eq_ignore_ascii_case(&name.name))
         .map(|t| t.name.to_string())
         .collect();
     let hint = if similar.is_empty() {
@@ -459,6 +498,7 @@ fn unknown_column(key: &str, field: &str, column: &str, info: &TableInfo) -> Err
 mod tests {
     use super::*;
     use crate::catalog::ColumnInfo;
+    use crate::naming::glob_match;
     use crate::schema::SqlType;
 
     fn config(extra: &str) -> Config {
@@ -485,6 +525,8 @@ pipelines:
         };
         Catalog {
             database: "shop".into(),
+            default_namespace: Some("public".into()),
+            capabilities: crate::catalog::Capabilities { cursor: true, change_feed: true, scan: true },
             tables: vec![
                 TableInfo {
                     name: StreamName::new("public", "orders"),
@@ -636,11 +678,12 @@ pipelines:
     #[test]
     fn two_streams_on_one_table_are_a_config_error() {
         let cfg = config("    streams: [public.orders, sales.orders]\n");
-        let e = check_table_names(&cfg, |_| Some("shop".into())).unwrap_err();
+        let naming = |_: &str| Some(SourceNaming { database: "shop".into(), default_namespace: Some("public".into()) });
+        let e = check_table_names(&cfg, naming).unwrap_err();
         assert!(e.message().contains("streams[0] (public.orders) and pipelines.p.streams[1] (sales.orders)"), "{e}");
         assert!(e.message().contains("app_shop_orders"), "{e}");
         assert!(e.hint().unwrap().contains("{schema}"));
         let cfg = config("    table_name: \"{schema}_{table}\"\n    streams: [public.orders, sales.orders]\n");
-        check_table_names(&cfg, |_| Some("shop".into())).unwrap();
+        check_table_names(&cfg, naming).unwrap();
     }
 }

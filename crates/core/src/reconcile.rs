@@ -1,7 +1,7 @@
 //! `reconcile`: is each destination table exactly its source table?
 //!
-//! Both sides are read by the connectors ([`crate::Source::scan`],
-//! [`crate::Destination::scan`]) and every value is brought to its
+//! Both sides are read by the connectors ([`crate::source::Scanner::scan`],
+//! [`crate::Destination::scan`], requests in [`crate::scan`]) and every value is brought to its
 //! [`Canon`]ical form before it is hashed, so the two engines' text forms
 //! never meet. Rows are compared by key, a key range at a time: the source
 //! is read in key order, `chunk_rows` rows per chunk, and the destination's
@@ -18,58 +18,17 @@
 use crate::canon::Canon;
 use crate::destination::Destination;
 use crate::error::Result;
+pub use crate::scan::{KeyRange, SCAN_BATCH, ScanRequest, ScanSender, ScannedRow};
 use crate::schema::{SqlType, TableSpec, ValueLimits};
-use crate::source::Source;
+use crate::source::Scanner;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 
-/// A key range: rows with `after < key <= upto` (either side open when `None`),
-/// keys compared lexicographically, column by column.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyRange {
-    pub after: Option<Vec<Canon>>,
-    pub upto: Option<Vec<Canon>>,
-}
-
-/// What to read for one reconcile step.
-#[derive(Debug, Clone)]
-pub struct ScanRequest {
-    /// The table: a source reads `stream` by each column's `source_name`, a
-    /// destination reads `name` by each column's `name`. Keys are
-    /// `table.key` (empty: no key).
-    pub table: TableSpec,
-    /// Source only: the soft-delete column; a row's flag is `column IS NOT NULL`.
-    pub flag_column: Option<String>,
-    pub range: KeyRange,
-    /// Source only: read in key order, at most this many rows.
-    pub limit: Option<u64>,
-    /// Source only: values outside these limits are what the destination
-    /// holds as NULL (DESIGN.md §5), so they canonicalise to NULL.
-    pub limits: ValueLimits,
-}
-
-/// One row, hashed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScannedRow {
-    /// The key columns' canonical values (empty without a key).
-    pub key: Vec<Canon>,
-    /// [`Canon::hash64`] of every column of `table.columns`, in order.
-    pub hashes: Vec<u64>,
-    /// Source: the soft-delete column is set. Destination: `_simplyload_deleted`.
-    pub flag: bool,
-}
-
-/// Rows sent by a scan, a few hundred at a time.
-pub type ScanSender = mpsc::Sender<Vec<ScannedRow>>;
-
-/// How many rows a scanner sends per message.
-pub const SCAN_BATCH: usize = 512;
-
 /// Key types whose order every engine agrees on, so key ranges mean the same
 /// rows on both sides. (Text needs the source's agreement too: see
-/// [`Source::key_ranges_agree`].)
+/// [`Scanner::key_ranges_agree`].)
 pub fn range_safe(t: SqlType) -> bool {
     matches!(
         t,
@@ -188,7 +147,7 @@ fn partition_of(key: &[Canon], parts: u64) -> u64 {
 /// Compares one stream's source table with its destination table.
 /// `soft_delete` is the source column mapped onto `_simplyload_deleted`.
 pub async fn reconcile_table(
-    source: &dyn Source,
+    source: &dyn Scanner,
     destination: &dyn Destination,
     table: &TableSpec,
     soft_delete: Option<&str>,
@@ -244,7 +203,7 @@ pub async fn reconcile_table(
 }
 
 struct Ctx<'a> {
-    source: &'a dyn Source,
+    source: &'a dyn Scanner,
     destination: &'a dyn Destination,
     table: &'a TableSpec,
     soft_delete: Option<&'a str>,
@@ -452,11 +411,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Catalog, CheckReport};
+    use crate::catalog::CheckReport;
     use crate::destination::{LoadOutcome, LoadRequest};
     use crate::naming::StreamName;
     use crate::schema::Column;
-    use crate::source::{ReadStats, SnapshotRequest, SourceBatch};
 
     /// In-memory rows: (id, value, flag).
     struct Rows(Vec<(i64, i64, bool)>);
@@ -485,22 +443,7 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl Source for Rows {
-        fn kind(&self) -> &'static str {
-            "memory"
-        }
-        fn name(&self) -> &str {
-            "memory"
-        }
-        async fn discover(&self) -> Result<Catalog> {
-            unreachable!()
-        }
-        async fn check(&self, _: &[StreamName]) -> Result<CheckReport> {
-            unreachable!()
-        }
-        async fn read_snapshot(&self, _: SnapshotRequest, _: mpsc::Sender<SourceBatch>) -> Result<ReadStats> {
-            unreachable!()
-        }
+    impl Scanner for Rows {
         async fn key_ranges_agree(&self, _: &TableSpec) -> Result<bool> {
             Ok(true)
         }
@@ -560,7 +503,7 @@ mod tests {
         chunk: u64,
     ) -> TableReconcile {
         let opts = ReconcileOptions { chunk_rows: chunk, partition_rows: 4, samples: 10 };
-        reconcile_table(&Rows(src) as &dyn Source, &Rows(dst) as &dyn Destination, &spec(), soft, None, opts)
+        reconcile_table(&Rows(src) as &dyn Scanner, &Rows(dst) as &dyn Destination, &spec(), soft, None, opts)
             .await
             .unwrap()
     }
@@ -603,7 +546,7 @@ mod tests {
         dst.push((7, 7, true)); // deleted: ignored
         let opts = ReconcileOptions { chunk_rows: 3, partition_rows: 4, samples: 10 };
         let r =
-            reconcile_table(&Rows(src) as &dyn Source, &Rows(dst) as &dyn Destination, &table, None, Some(20), opts)
+            reconcile_table(&Rows(src) as &dyn Scanner, &Rows(dst) as &dyn Destination, &table, None, Some(20), opts)
                 .await
                 .unwrap();
         assert_eq!(r.method, "multiset (6 passes)");

@@ -1,6 +1,7 @@
 //! What a sync did, stream by stream: rows, bytes, renames, and every value
 //! that could not be carried exactly.
 
+use crate::error::{Error, ErrorKind, Policy};
 use crate::naming::Rename;
 use serde::{Deserialize, Serialize};
 
@@ -82,7 +83,7 @@ pub struct StreamReport {
     pub stream: String,
     pub table: String,
     pub mode: String,
-    /// `succeeded`, `failed` or `skipped`.
+    /// `succeeded`, `failed`, `cancelled` (the sync was asked to stop) or `skipped`.
     pub status: String,
     pub rows: u64,
     pub source_bytes: u64,
@@ -100,6 +101,44 @@ pub struct StreamReport {
     /// Batches left by an earlier run that this sync loaded or found loaded.
     pub recovered_batches: Vec<u64>,
     pub error: Option<String>,
+    /// The error's kind and what follows it ([`Error::policy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+impl StreamReport {
+    /// A stream's report before anything happened.
+    pub fn new(stream: &str) -> StreamReport {
+        StreamReport {
+            stream: stream.to_owned(),
+            table: String::new(),
+            mode: String::new(),
+            status: String::new(),
+            rows: 0,
+            source_bytes: 0,
+            staged_bytes: 0,
+            batch_id: None,
+            duration_ms: 0,
+            unrepresentable: Vec::new(),
+            schema_changes: Vec::new(),
+            position: None,
+            renames: Vec::new(),
+            recovered_batches: Vec::new(),
+            error: None,
+            error_kind: None,
+            policy: None,
+        }
+    }
+
+    /// The stream failed with `e` (or stopped, when the sync was cancelled).
+    pub fn set_error(&mut self, e: &Error) {
+        self.status = if e.kind() == ErrorKind::Cancelled { "cancelled" } else { "failed" }.into();
+        self.error = Some(e.to_string());
+        self.error_kind = Some(e.kind());
+        self.policy = Some(e.policy());
+    }
 }
 
 /// The outcome of one sync of a pipeline.
@@ -115,9 +154,17 @@ pub struct SyncReport {
     /// elapsed times (what the sync cost in warehouse time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub statements: Vec<Statement>,
-    /// Things to look at that did not fail the sync (replication slot lag, …).
+    /// Things to look at that did not fail the sync (a change feed's lag, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The sync error's kind and what follows it ([`Error::policy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    /// What started the sync (`manual`, `schedule`, `follow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
 }
 
 /// One statement sent to the destination.
@@ -130,8 +177,62 @@ pub struct Statement {
 }
 
 impl SyncReport {
+    /// A sync's report before anything happened.
+    pub fn new(pipeline: &str, sync_id: i64) -> SyncReport {
+        SyncReport {
+            pipeline: pipeline.to_owned(),
+            sync_id,
+            streams: Vec::new(),
+            error: None,
+            duration_ms: 0,
+            statements: Vec::new(),
+            warnings: Vec::new(),
+            error_kind: None,
+            policy: None,
+            trigger: None,
+        }
+    }
+
+    /// The sync as a whole failed with `e` (or stopped, when cancelled).
+    pub fn set_error(&mut self, e: &Error) {
+        self.error = Some(e.to_string());
+        self.error_kind = Some(e.kind());
+        self.policy = Some(e.policy());
+    }
+
+    /// Adds a stream's report; a later round of the same sync (a `cdc`
+    /// stream read in several rounds) adds to the stream's report.
+    pub fn add_round(&mut self, r: StreamReport) {
+        let Some(s) = self.streams.iter_mut().find(|s| s.stream == r.stream) else {
+            self.streams.push(r);
+            return;
+        };
+        s.rows += r.rows;
+        s.staged_bytes += r.staged_bytes;
+        s.batch_id = r.batch_id.or(s.batch_id);
+        s.duration_ms += r.duration_ms;
+        s.schema_changes.extend(r.schema_changes);
+        s.unrepresentable.extend(r.unrepresentable);
+        s.recovered_batches.extend(r.recovered_batches);
+        s.table = r.table;
+        if r.error.is_some() {
+            s.status = r.status;
+            s.error = r.error;
+            s.error_kind = r.error_kind;
+            s.policy = r.policy;
+        }
+    }
+
+    /// Every stream succeeded and the sync was not stopped.
     pub fn succeeded(&self) -> bool {
-        self.error.is_none() && self.streams.iter().all(|s| s.status != "failed")
+        self.error.is_none() && self.streams.iter().all(|s| s.status != "failed" && s.status != "cancelled")
+    }
+
+    /// The error that decides what follows the sync: the sync's own, else
+    /// the first failed stream's.
+    pub fn failure(&self) -> Option<(ErrorKind, Policy)> {
+        let own = self.error_kind.zip(self.policy);
+        own.or_else(|| self.streams.iter().find_map(|s| s.error_kind.zip(s.policy)))
     }
 
     pub fn rows(&self) -> u64 {

@@ -1,10 +1,13 @@
-//! The `Source` contract.
+//! The `Source` contract: snapshots for every source; cursor reads, a change
+//! feed ([`crate::feed`]) and reconcile scans where the source declares them.
 
-use crate::catalog::{Catalog, CheckReport};
+pub use crate::catalog::Capabilities;
+use crate::catalog::{Catalog, CheckReport, Selection};
 use crate::error::Result;
+use crate::feed::ChangeFeed;
 use crate::naming::StreamName;
-use crate::reconcile::{ScanRequest, ScanSender};
 use crate::report::Unrepresentable;
+use crate::scan::{ScanRequest, ScanSender};
 use crate::schema::{TableSpec, ValueLimits};
 use arrow_array::RecordBatch;
 use simplyload_config::OnUnrepresentable;
@@ -47,25 +50,27 @@ pub struct SnapshotRequest {
     pub batch_rows: usize,
     pub batch_bytes: usize,
     /// `incremental`: read only rows whose cursor is ≥ `from` (all rows,
-    /// including those with a NULL cursor, when `from` is `None`).
+    /// including those with a NULL cursor, when `from` is `None`). Only for
+    /// sources whose [`Capabilities::cursor`] is set.
     pub incremental: Option<IncrementalRead>,
-    /// `cdc`: read inside this exported snapshot (a replication slot's
-    /// consistent point), so the changes streamed after it join without a gap.
-    pub snapshot: Option<String>,
-    /// Read a large table with up to this many connections at once, all in
+    /// `cdc`: read the source exactly as of a change feed's start, with the
+    /// token its [`crate::feed::FeedStart::snapshot`] gave, so the changes
+    /// the feed delivers afterwards join without a gap.
+    pub consistent_with: Option<String>,
+    /// Read a large stream with up to this many connections at once, all in
     /// one snapshot (Postgres: CTID page ranges); 1 reads in one piece.
     pub parallelism: usize,
-    /// Tables smaller than this (on disk) are read in one piece.
+    /// Streams smaller than this (on disk) are read in one piece.
     pub parallel_min_bytes: u64,
-    /// Send [`SourceBatch::progress`] as the read goes (CDC snapshots, whose
-    /// changes replayed from the slot make a resumed read exact).
+    /// Send [`SourceBatch::progress`] as the read goes, so a read stopped
+    /// part way can go on (first reads of `cdc` and `incremental` streams).
     pub resumable: bool,
     /// Go on from this [`SourceBatch::progress`] of an earlier read of the
-    /// same stream, in a newer snapshot: read the pages it had not read, and
-    /// the rows of the pages it had read that changed since. Rows sent
-    /// again are merged by key; rows deleted since come with the replayed
-    /// changes. A state the source cannot go on from (the table was
-    /// rewritten meanwhile) reads everything.
+    /// same stream, in a newer snapshot: read what it had not read, and
+    /// what changed since in what it had. Rows sent again are merged by
+    /// key; rows deleted since come with the replayed changes. Progress the
+    /// source cannot go on from (the table was rewritten meanwhile) reads
+    /// everything.
     pub resume: Option<serde_json::Value>,
 }
 
@@ -92,91 +97,56 @@ pub struct ReadStats {
     pub cursor_ceiling: Option<crate::cursor::CursorValue>,
 }
 
-/// A replication slot made for a CDC start: the WAL position it is
-/// consistent at, and a snapshot of the source at exactly that point, usable
-/// (through [`SnapshotRequest::snapshot`]) until `release` is awaited.
+/// Reads rows for `reconcile` (see [`crate::reconcile`]).
 #[async_trait::async_trait]
-pub trait CdcStart: Send + Sync {
-    fn consistent_point(&self) -> crate::cdc::Lsn;
-    fn snapshot_name(&self) -> String;
-    async fn release(self: Box<Self>) -> Result<()>;
-}
+pub trait Scanner: Send + Sync {
+    /// Whether the source orders `table`'s key exactly as destinations do
+    /// (byte order for text), so `reconcile` may compare it in key ranges.
+    async fn key_ranges_agree(&self, table: &TableSpec) -> Result<bool>;
 
-/// What a CDC read needs.
-#[derive(Debug, Clone)]
-pub struct ChangesRequest {
-    pub pipeline: String,
-    /// The `cdc` streams; changes of other tables are skipped.
-    pub tables: Vec<TableSpec>,
-    pub limits: ValueLimits,
-    pub on_unrepresentable: OnUnrepresentable,
-    pub batch_rows: usize,
-    /// Stop at the first commit after this many changes (the rest is read
-    /// by the next round), so one load never grows without bound.
-    pub max_changes: u64,
-    /// Warn when the slot holds more WAL than this.
-    pub max_lag_bytes: u64,
-}
-
-/// Changes of one stream, in the staged form (data columns, then
-/// `_simplyload_deleted`, `_simplyload_version`, …; see
-/// [`crate::cdc::stage_changes`]), or a truncate of its table.
-#[derive(Debug)]
-pub enum ChangeEvent {
-    Rows { stream: String, batch: RecordBatch },
-    Truncate { stream: String, version: i128 },
-}
-
-/// What a finished CDC read saw.
-#[derive(Debug, Clone, Default)]
-pub struct ChangesRead {
-    /// Confirm this position once every change read is committed in the
-    /// destination (the end of the last transaction read); `None`: nothing new.
-    pub confirm: Option<crate::cdc::Lsn>,
-    pub changes: u64,
-    pub source_bytes: u64,
-    /// Per stream.
-    pub unrepresentable: Vec<(String, Unrepresentable)>,
-    /// The read stopped early at a schema change the next sync must plan.
-    pub schema_changed: bool,
-    /// The read stopped at `max_changes`; more is waiting.
-    pub more: bool,
-    /// WAL the slot held when the read started.
-    pub lag_bytes: Option<u64>,
-    /// Things the user should know (slot lag above `max_lag_bytes`, …).
-    pub warnings: Vec<String>,
-}
-
-/// A CDC pipeline's replication slot, for `status`.
-#[derive(Debug, Clone)]
-pub struct SlotStatus {
-    pub name: String,
-    /// The position confirmed (`16/B374D848`).
-    pub confirmed: String,
-    /// WAL the source keeps for the slot beyond the confirmed position.
-    pub lag_bytes: u64,
-    /// `reserved`, `extended`, `unreserved`, `lost`.
-    pub status: Option<String>,
+    /// The rows of `request.table.stream` within `request.range` (in key
+    /// order and at most `request.limit` rows when a limit is given), each
+    /// value read independently of the snapshot path and brought to its
+    /// canonical form after the type mapping, hashed, and sent on `out` in
+    /// groups.
+    async fn scan(&self, request: ScanRequest, out: ScanSender) -> Result<()>;
 }
 
 /// A source of data: a database or an API.
 ///
+/// Every source snapshots; cursor reads, a change feed and reconcile scans
+/// are optional and declared in [`Source::capabilities`].
+///
 /// Contract:
-/// * `discover` describes what the source holds; it never changes anything.
-/// * `check` connects and verifies every permission a sync of `streams` will
-///   need; a failed item carries the SQL (or steps) that fix it. It returns
-///   `Err` only when the check itself could not run.
+/// * `discover` describes at least the streams `selection` matches and
+///   never changes anything; it spends no more of the source's time or API
+///   quota than the selection needs.
+/// * `check` connects and verifies every permission a sync of `streams`
+///   will need; a failed item says how to fix it (the SQL to run, the
+///   permission to add). It returns `Err` only when the check itself could
+///   not run.
 /// * `read_snapshot` reads a consistent snapshot of one stream and sends it
 ///   as Arrow record batches of at most `batch_rows` rows (and about
 ///   `batch_bytes` bytes) on `out`, in the shape of `request.table`, then
-///   returns what it saw. Memory stays bounded: it never holds more than one
-///   batch besides the ones in the channel. Values it cannot carry exactly
-///   follow `on_unrepresentable`: NULL and counted in
+///   returns what it saw. Memory stays bounded: it never holds more than
+///   one batch besides the ones in the channel. Values it cannot carry
+///   exactly follow `on_unrepresentable`: NULL and counted in
 ///   [`ReadStats::unrepresentable`], or an [`crate::ErrorKind::Data`] error.
-///   If the receiver is dropped, it stops and returns an error.
 ///   With `request.incremental`, it reads only rows whose cursor is ≥ the
 ///   bound, and reports in [`ReadStats::cursor_ceiling`] how far a
 ///   checkpoint may safely move.
+/// * Cancellation: a read stops soon after `out`'s receiver is dropped
+///   (the runner drops it at a batch boundary when the sync is asked to
+///   stop) and returns an error; nothing it sent before is lost, since the
+///   runner decides what to keep.
+/// * Errors carry a kind the runner's policy understands: bad credentials
+///   are [`crate::ErrorKind::Auth`], a stream that does not exist
+///   [`crate::ErrorKind::NotFound`], a shape that changed since the plan
+///   [`crate::ErrorKind::StalePlan`], a network cut or throttling
+///   [`crate::ErrorKind::Transient`] (with `retry_after` when the source said).
+/// * Concurrency: calls may run at once on one source (one per stream being
+///   read, plus reconcile scans); a source holds no state between calls
+///   that another call could disturb.
 #[async_trait::async_trait]
 pub trait Source: Send + Sync {
     /// `postgres`, `stripe`, `salesforce`.
@@ -185,70 +155,29 @@ pub trait Source: Send + Sync {
     /// The name the source is configured under.
     fn name(&self) -> &str;
 
-    async fn discover(&self) -> Result<Catalog>;
+    /// What the source can do besides snapshots.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The namespace a stream name written without one is looked up in
+    /// (Postgres: `public`); `None` when names have no namespace or need
+    /// their own.
+    fn default_namespace(&self) -> Option<&str> {
+        None
+    }
+
+    async fn discover(&self, selection: &Selection) -> Result<Catalog>;
 
     async fn check(&self, streams: &[StreamName]) -> Result<CheckReport>;
 
     async fn read_snapshot(&self, request: SnapshotRequest, out: mpsc::Sender<SourceBatch>) -> Result<ReadStats>;
 
-    /// Whether the source orders `table`'s key exactly as destinations do
-    /// (byte order for text), so `reconcile` may compare it in key ranges.
-    async fn key_ranges_agree(&self, table: &TableSpec) -> Result<bool>;
-
-    /// Reads rows for `reconcile` (see [`crate::reconcile`]): the rows of
-    /// `request.table.stream` within `request.range` (in key order and at
-    /// most `request.limit` rows when a limit is given), each value read
-    /// independently of the snapshot path and brought to its canonical form
-    /// after the type mapping, hashed, and sent on `out` in groups.
-    async fn scan(&self, request: ScanRequest, out: ScanSender) -> Result<()>;
-
-    /// CDC: whether the server and role allow logical replication of
-    /// `streams` for `pipeline` (each failed item carries the SQL that fixes it).
-    async fn check_cdc(&self, _pipeline: &str, _streams: &[StreamName]) -> Result<CheckReport> {
-        let mut r = CheckReport::default();
-        r.fail("cdc", format!("source kind `{}` has no change data capture", self.kind()), None);
-        Ok(r)
+    /// The change feed, when [`Capabilities::change_feed`] is set.
+    fn change_feed(&self) -> Option<&dyn ChangeFeed> {
+        None
     }
 
-    /// CDC: the pipeline's replication slot, if it exists.
-    async fn cdc_slot(&self, _pipeline: &str) -> Result<Option<SlotStatus>> {
-        Ok(None)
-    }
-
-    /// CDC: makes sure the pipeline's publication and replication slot
-    /// exist. When it creates the slot (`temporary` for a stream joining a
-    /// running pipeline), it returns the slot's consistent point and
-    /// snapshot; `None` when the slot already existed.
-    /// A slot that was lost (invalidated) is dropped and made again when
-    /// `on_slot_lost` is `resnapshot`; with `fail` it is an error.
-    async fn cdc_prepare(
-        &self,
-        _pipeline: &str,
-        _tables: &[TableSpec],
-        _temporary: bool,
-        _on_slot_lost: simplyload_config::OnSlotLost,
-    ) -> Result<Option<Box<dyn CdcStart>>> {
-        Err(crate::Error::new(
-            crate::ErrorKind::Unsupported,
-            format!("source kind `{}` has no change data capture", self.kind()),
-        ))
-    }
-
-    /// CDC: sends every change committed since the slot's confirmed point,
-    /// up to the source's current end, on `out`, and returns what to confirm.
-    async fn read_changes(&self, _request: ChangesRequest, _out: mpsc::Sender<ChangeEvent>) -> Result<ChangesRead> {
-        Err(crate::Error::new(
-            crate::ErrorKind::Unsupported,
-            format!("source kind `{}` has no change data capture", self.kind()),
-        ))
-    }
-
-    /// CDC: the destination committed everything up to `lsn`; the source may
-    /// forget it (Postgres: the slot's confirmed point moves, WAL is freed).
-    async fn confirm_changes(&self, _pipeline: &str, _lsn: crate::cdc::Lsn) -> Result<()> {
-        Err(crate::Error::new(
-            crate::ErrorKind::Unsupported,
-            format!("source kind `{}` has no change data capture", self.kind()),
-        ))
+    /// Reconcile scans, when [`Capabilities::scan`] is set.
+    fn scanner(&self) -> Option<&dyn Scanner> {
+        None
     }
 }

@@ -331,7 +331,7 @@ impl Destination for DuckdbDestination {
     }
 
     async fn row_count(&self, table: &str) -> Result<Option<u64>> {
-        self.with_table(table, |conn, table| live_rows(conn, table)).await
+        self.with_table(table, live_rows).await
     }
 
     async fn columns(&self, table: &str) -> Result<Option<Vec<String>>> {
@@ -738,7 +738,7 @@ fn load_sync(
     }
     tx.execute_batch(&format!("DROP VIEW {stage};")).map_err(|e| db_error(e, "dropping the stage view"))?;
     let rows_after = live_rows(&tx, &table.name)?;
-    simplyload_core::sync::failpoint("during_load");
+    simplyload_core::failpoint::failpoint("during_load");
     tx.commit().map_err(|e| db_error(e, "COMMIT"))?;
     Ok(LoadOutcome { rows_staged: rows_staged as u64, rows_after: Some(rows_after), already_loaded: already, changes })
 }

@@ -5,29 +5,49 @@
 //! versioned by its commit LSN and position.
 
 use crate::PostgresSource;
-use crate::connect::{pg_error, quote_ident};
+use crate::connect::{pg_error, quote_ident, quote_literal};
 use crate::pgoutput::{self, ChangeBuilder, ChangeColumns, Datum, Message, Relation, Tuple};
-use crate::replication::{self, ChangeStream, CreatedSlot};
+use crate::replication::{self, ChangeStream, CreatedSlot, Lsn, format_lsn, parse_lsn};
 use crate::types::ReadAs;
-use simplyload_core::cdc::{Lsn, change_version, stage_changes};
+use simplyload_core::cdc::stage_changes;
 use simplyload_core::config::OnUnrepresentable;
+use simplyload_core::feed::{FeedOwner, FeedStatus, PrepareFeed, Prepared};
+use simplyload_core::version::version;
 use simplyload_core::{
-    CdcStart, ChangeEvent, ChangesRead, ChangesRequest, Error, ErrorKind, Result, StreamName, TableSpec,
+    ChangeEvent, ChangeFeed, ChangesRead, ChangesRequest, CheckReport, Error, ErrorKind, FeedPosition, FeedStart,
+    Result, StreamName, TableSpec,
 };
 use std::collections::HashMap;
 use tokio::sync::mpsc;
+
+/// The version of the `seq`-th change of the transaction that committed at
+/// `commit_lsn` (DESIGN.md §3): later commits win, then later changes.
+pub fn change_version(commit_lsn: Lsn, seq: u32) -> i128 {
+    version(commit_lsn, seq)
+}
+
+/// A WAL position as a change-feed position: its version is that of every
+/// row read at it (a snapshot at a slot's consistent point).
+pub fn feed_position(lsn: Lsn) -> FeedPosition {
+    FeedPosition { version: version(lsn, 0), token: format_lsn(lsn) }
+}
+
+/// The WAL position of a change-feed position this source made.
+pub fn position_lsn(position: &FeedPosition) -> Result<Lsn> {
+    parse_lsn(&position.token)
+}
 
 /// A slot just made, holding its exported snapshot until released.
 struct PgStart(CreatedSlot);
 
 #[async_trait::async_trait]
-impl CdcStart for PgStart {
-    fn consistent_point(&self) -> Lsn {
-        self.0.consistent_point
+impl FeedStart for PgStart {
+    fn position(&self) -> FeedPosition {
+        feed_position(self.0.consistent_point)
     }
 
-    fn snapshot_name(&self) -> String {
-        self.0.snapshot_name.clone()
+    fn snapshot(&self) -> Option<String> {
+        Some(self.0.snapshot_name.clone())
     }
 
     async fn release(self: Box<Self>) -> Result<()> {
@@ -36,7 +56,67 @@ impl CdcStart for PgStart {
 }
 
 fn tables_of(tables: &[TableSpec]) -> Vec<(String, String)> {
-    tables.iter().map(|t| (t.stream.schema.clone(), t.stream.table.clone())).collect()
+    tables.iter().map(|t| pair(&t.stream)).collect()
+}
+
+fn pair(s: &StreamName) -> (String, String) {
+    let (schema, table) = crate::schema_and_table(s);
+    (schema.to_owned(), table.to_owned())
+}
+
+/// The Postgres change feed: a logical replication slot (pgoutput, binary)
+/// and a publication of the same name, named for the pipeline and its
+/// state ([`replication::owned_slot_name`]).
+#[async_trait::async_trait]
+impl ChangeFeed for PostgresSource {
+    fn feed_name(&self, owner: FeedOwner<'_>) -> Result<String> {
+        Ok(match owner {
+            FeedOwner::Pipeline { pipeline, pipeline_id } => replication::owned_slot_name(pipeline, pipeline_id),
+            FeedOwner::Legacy { pipeline } => replication::slot_name(pipeline),
+        })
+    }
+
+    async fn check(&self, feed: &str, streams: &[StreamName]) -> Result<CheckReport> {
+        self.check_cdc_impl(feed, streams).await
+    }
+
+    async fn status(&self, feed: &str) -> Result<Option<FeedStatus>> {
+        let client = self.connect().await?;
+        Ok(replication::slot_info(&client, feed).await?.map(|s| FeedStatus {
+            name: s.name,
+            confirmed: s.confirmed_flush_lsn.map(feed_position),
+            lag_bytes: s.lag_bytes,
+            lost: s.wal_status.as_deref() == Some("lost"),
+        }))
+    }
+
+    async fn prepare(&self, request: PrepareFeed<'_>) -> Result<Prepared> {
+        self.cdc_prepare_impl(request).await
+    }
+
+    async fn read(&self, request: ChangesRequest, out: mpsc::Sender<ChangeEvent>) -> Result<ChangesRead> {
+        self.read_changes_impl(request, out).await
+    }
+
+    async fn confirm(&self, feed: &str, position: &FeedPosition) -> Result<()> {
+        self.confirm_changes_impl(feed, position_lsn(position)?).await
+    }
+
+    fn what(&self) -> &'static str {
+        "replication slot"
+    }
+
+    fn describe(&self, position: &FeedPosition) -> String {
+        format!("LSN {}", position.token)
+    }
+
+    fn removal_hint(&self, feed: &str) -> String {
+        format!(
+            "SELECT pg_drop_replication_slot({lit}); DROP PUBLICATION IF EXISTS {ident};",
+            lit = quote_literal(feed),
+            ident = quote_ident(feed)
+        )
+    }
 }
 
 /// The changes of one stream gathered during a read.
@@ -112,16 +192,11 @@ impl Pending {
 }
 
 impl PostgresSource {
-    pub(crate) async fn check_cdc_impl(
-        &self,
-        pipeline: &str,
-        streams: &[StreamName],
-    ) -> Result<simplyload_core::CheckReport> {
-        let mut report = simplyload_core::CheckReport::default();
+    async fn check_cdc_impl(&self, slot: &str, streams: &[StreamName]) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
         let client = self.connect().await?;
-        let slot = replication::slot_name(pipeline);
-        let tables: Vec<(String, String)> = streams.iter().map(|s| (s.schema.clone(), s.table.clone())).collect();
-        let r = replication::readiness(&client, &slot, &tables).await?;
+        let tables: Vec<(String, String)> = streams.iter().map(pair).collect();
+        let r = replication::readiness(&client, slot, &tables).await?;
         if r.wal_level_logical {
             report.pass("cdc: wal_level", "wal_level is logical");
         } else {
@@ -164,10 +239,7 @@ impl PostgresSource {
         } else {
             report.fail(
                 "cdc: setup",
-                format!(
-                    "logical replication of pipeline {pipeline} needs {} change(s) as an administrator",
-                    fixes.len()
-                ),
+                format!("logical replication through {slot} needs {} change(s) as an administrator", fixes.len()),
                 Some(fixes.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\n")),
             );
         }
@@ -181,7 +253,7 @@ impl PostgresSource {
                 "cdc: slot",
                 format!(
                     "slot {slot}: confirmed at {}, {} behind",
-                    s.confirmed_flush_lsn.map(simplyload_core::cdc::format_lsn).unwrap_or_else(|| "-".into()),
+                    s.confirmed_flush_lsn.map(format_lsn).unwrap_or_else(|| "-".into()),
                     s.lag_bytes.map(|b| format!("{b} bytes")).unwrap_or_else(|| "-".into())
                 ),
             ),
@@ -190,46 +262,33 @@ impl PostgresSource {
         Ok(report)
     }
 
-    pub(crate) async fn cdc_prepare_impl(
-        &self,
-        pipeline: &str,
-        tables: &[TableSpec],
-        temporary: bool,
-        on_slot_lost: simplyload_core::config::OnSlotLost,
-    ) -> Result<Option<Box<dyn CdcStart>>> {
+    async fn cdc_prepare_impl(&self, request: PrepareFeed<'_>) -> Result<Prepared> {
         let client = self.connect().await?;
-        let slot = replication::slot_name(pipeline);
-        replication::ensure_publication(&client, &slot, &tables_of(tables)).await?;
-        if temporary {
+        let slot = request.feed;
+        replication::ensure_publication(&client, slot, &tables_of(request.tables)).await?;
+        let created = |start: CreatedSlot, remade: bool| Prepared::Created { start: Box::new(PgStart(start)), remade };
+        if request.joining {
             let name = format!("{}_j{}", &slot[..slot.len().min(48)], std::process::id());
-            let created = replication::create_slot(self.options(), &name, true).await?;
-            return Ok(Some(Box::new(PgStart(created))));
+            return Ok(created(replication::create_slot(self.options(), &name, true).await?, false));
         }
-        match replication::slot_info(&client, &slot).await? {
-            Some(info)
-                if info.wal_status.as_deref() == Some("lost")
-                    && on_slot_lost == simplyload_core::config::OnSlotLost::Fail =>
-            {
-                Err(Error::new(
-                    ErrorKind::Data,
-                    format!("replication slot {slot} was invalidated (its WAL was removed): changes were lost"),
-                )
-                .with_hint(format!(
-                    "set `on_slot_lost: resnapshot`, or drop it (`SELECT pg_drop_replication_slot('{slot}');`) and sync again: \
-                     the next sync makes it again and reads every stream again"
-                )))
-            }
+        match replication::slot_info(&client, slot).await? {
+            Some(info) if info.wal_status.as_deref() == Some("lost") && !request.remake_lost => Err(Error::new(
+                ErrorKind::Data,
+                format!("replication slot {slot} was invalidated (its WAL was removed): changes were lost"),
+            )
+            .with_hint(format!(
+                "set `on_slot_lost: resnapshot`, or drop it (`SELECT pg_drop_replication_slot('{slot}');`) and sync again: \
+                 the next sync makes it again and reads every stream again"
+            ))),
             Some(info) if info.wal_status.as_deref() == Some("lost") => {
                 tracing::warn!(slot = %slot, "the replication slot was invalidated; making it again and reading every stream again");
-                replication::drop_slot(&client, &slot).await?;
-                let created = replication::create_slot(self.options(), &slot, false).await?;
-                Ok(Some(Box::new(PgStart(created))))
+                replication::drop_slot(&client, slot).await?;
+                Ok(created(replication::create_slot(self.options(), slot, false).await?, true))
             }
-            Some(_) => Ok(None),
+            Some(info) => Ok(Prepared::Existing { confirmed: info.confirmed_flush_lsn.map(feed_position) }),
             None => {
                 tracing::info!(slot = %slot, "creating the replication slot");
-                let created = replication::create_slot(self.options(), &slot, false).await?;
-                Ok(Some(Box::new(PgStart(created))))
+                Ok(created(replication::create_slot(self.options(), slot, false).await?, false))
             }
         }
     }
@@ -237,7 +296,7 @@ impl PostgresSource {
     /// The snapshot decoders of a table's columns, in the spec's order; CDC
     /// decodes the same binary values, so only natively read columns qualify.
     async fn change_decoders(&self, client: &tokio_postgres::Client, table: &TableSpec) -> Result<ChangePlan> {
-        let found = crate::discover::discover(client, Some(&table.stream)).await?;
+        let found = crate::discover::discover(client, crate::discover::Scope::Table(&table.stream)).await?;
         let pg = found.into_iter().next().ok_or_else(|| {
             Error::not_found(format!("table {} no longer exists in source `{}`", table.stream, self.name))
         })?;
@@ -286,12 +345,8 @@ impl PostgresSource {
         Ok(plan)
     }
 
-    pub(crate) async fn read_changes_impl(
-        &self,
-        request: ChangesRequest,
-        out: mpsc::Sender<ChangeEvent>,
-    ) -> Result<ChangesRead> {
-        let slot = replication::slot_name(&request.pipeline);
+    async fn read_changes_impl(&self, request: ChangesRequest, out: mpsc::Sender<ChangeEvent>) -> Result<ChangesRead> {
+        let slot = request.feed.clone();
         let client = self.connect().await?;
         let mut pending: Vec<Pending> = Vec::new();
         for t in &request.tables {
@@ -333,7 +388,7 @@ impl PostgresSource {
         }
         match marker {
             Ok(row) => {
-                let at = simplyload_core::cdc::parse_lsn(&row.get::<_, String>(0))?;
+                let at = parse_lsn(&row.get::<_, String>(0))?;
                 stream.set_stop_marker(at, "simplyload", token.as_bytes());
                 marker_at = Some(at);
             }
@@ -346,11 +401,13 @@ impl PostgresSource {
                     .await
                     .map_err(|e| pg_error(&e, "reading the WAL position"))?
                     .get(0);
-                let end = simplyload_core::cdc::parse_lsn(&end)?;
+                let end = parse_lsn(&end)?;
                 stream.set_stop_at(Some(end.max(stream.start_lsn())));
             }
         }
         let (mut commit_lsn, mut seq) = (0u64, 0u32);
+        // The end of the last transaction read: what to confirm once loaded.
+        let mut confirm: Option<Lsn> = None;
         let fail = request.on_unrepresentable == OnUnrepresentable::Fail;
         let result = async {
             while let Some((_, bytes)) = stream.next().await? {
@@ -361,7 +418,7 @@ impl PostgresSource {
                         seq = 0;
                     }
                     Message::Commit { end_lsn, .. } => {
-                        read.confirm = Some(end_lsn);
+                        confirm = Some(end_lsn);
                         if read.changes >= request.max_changes {
                             read.more = true;
                             break;
@@ -476,8 +533,9 @@ impl PostgresSource {
         if stream.reached_marker()
             && let Some(at) = marker_at
         {
-            read.confirm = Some(read.confirm.map_or(at, |c| c.max(at)));
+            confirm = Some(confirm.map_or(at, |c| c.max(at)));
         }
+        read.confirm = confirm.map(feed_position);
         let stopped = stream.stop().await;
         result?;
         stopped?;
@@ -506,32 +564,21 @@ impl PostgresSource {
             return Ok(None);
         }
         let stream = StreamName::new(rel.namespace.clone(), rel.name.clone());
-        let now = crate::discover::discover(client, Some(&stream)).await?;
+        let now = crate::discover::discover(client, crate::discover::Scope::Table(&stream)).await?;
         let Some(now) = now.into_iter().next() else { return Ok(None) };
         Ok(extra.into_iter().find(|e| now.columns.iter().any(|c| c.info.name == *e)).map(str::to_owned))
     }
 
-    pub(crate) async fn confirm_changes_impl(&self, pipeline: &str, lsn: Lsn) -> Result<()> {
-        let slot = replication::slot_name(pipeline);
+    async fn confirm_changes_impl(&self, slot: &str, lsn: Lsn) -> Result<()> {
         let client = self.connect().await?;
         // Our own stream has stopped: a walsender still on the slot is one a
         // killed sync left.
-        replication::release_stale_slot(&client, &slot).await?;
+        replication::release_stale_slot(&client, slot).await?;
         client
-            .query_one(
-                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)::text",
-                &[&slot, &simplyload_core::cdc::format_lsn(lsn)],
-            )
+            .query_one("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)::text", &[&slot, &format_lsn(lsn)])
             .await
             .map_err(|e| {
-                pg_error(
-                    &e,
-                    &format!(
-                        "confirming position {} of slot {}",
-                        simplyload_core::cdc::format_lsn(lsn),
-                        quote_ident(&slot)
-                    ),
-                )
+                pg_error(&e, &format!("confirming position {} of slot {}", format_lsn(lsn), quote_ident(slot)))
             })?;
         Ok(())
     }
@@ -635,11 +682,10 @@ async fn reread(
         }
         let exprs: Vec<&str> = plan.reread.iter().map(|r| r.expr.as_str()).collect();
         let sql = format!(
-            "COPY (SELECT {}, {} FROM {}.{} WHERE ({}) IN ({})) TO STDOUT (FORMAT binary)",
+            "COPY (SELECT {}, {} FROM {} WHERE ({}) IN ({})) TO STDOUT (FORMAT binary)",
             key_cols.join(", "),
             exprs.join(", "),
-            quote_ident(&table.stream.schema),
-            quote_ident(&table.stream.table),
+            crate::qualified_name(&table.stream),
             key_cols.join(", "),
             tuples.join(", ")
         );

@@ -3,7 +3,7 @@
 
 use crate::connect::pg_error;
 use crate::types::{self, BaseType, TypePlan};
-use simplyload_core::{ColumnInfo, Result, StreamName, TableInfo};
+use simplyload_core::{ColumnInfo, Result, Selection, StreamName, TableInfo};
 use tokio_postgres::Client;
 
 /// A column with everything needed to read it.
@@ -48,6 +48,7 @@ rels AS (
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
       AND ($1::text IS NULL OR (n.nspname = $1 AND c.relname = $2))
+      AND ($3::text[] IS NULL OR n.nspname = ANY($3))
 )
 SELECT r.oid::int8, r.nspname, r.relname, r.relkind, r.replident, r.reltuples,
        a.attnum::int4, a.attname, a.attnotnull, format_type(a.atttypid, a.atttypmod) AS type_name,
@@ -70,13 +71,52 @@ WHERE i.indisprimary
 ORDER BY i.indrelid, k.ord
 "#;
 
-/// Reads the catalog; with `only`, just that table.
-pub async fn discover(client: &Client, only: Option<&StreamName>) -> Result<Vec<PgTable>> {
-    let (schema, table) = match only {
-        Some(n) => (Some(n.schema.as_str()), Some(n.table.as_str())),
-        None => (None, None),
-    };
-    let rows = client.query(COLUMNS_SQL, &[&schema, &table]).await.map_err(|e| pg_error(&e, "reading the catalog"))?;
+/// What part of the catalog to read.
+#[derive(Debug, Clone)]
+pub enum Scope<'a> {
+    /// Every table.
+    All,
+    /// The tables of these schemas.
+    Schemas(Vec<String>),
+    /// One table.
+    Table(&'a StreamName),
+}
+
+impl Scope<'_> {
+    /// The smallest scope that holds every table a selection can match: its
+    /// schemas, when each of its names and patterns names its schema
+    /// literally (`public.*`, `sales.orders`); everything otherwise (`*.orders`).
+    pub fn of(selection: &Selection) -> Scope<'static> {
+        let Some(patterns) = selection.patterns() else { return Scope::All };
+        let mut schemas = Vec::new();
+        for p in patterns {
+            let schema = p.namespace.as_deref().unwrap_or(crate::DEFAULT_SCHEMA);
+            if schema.contains(['*', '?']) {
+                return Scope::All;
+            }
+            if !schemas.iter().any(|s| s == schema) {
+                schemas.push(schema.to_owned());
+            }
+        }
+        Scope::Schemas(schemas)
+    }
+}
+
+/// Reads the catalog, within `scope`.
+pub async fn discover(client: &Client, scope: Scope<'_>) -> Result<Vec<PgTable>> {
+    let (mut schema, mut table, mut schemas): (Option<&str>, Option<&str>, Option<Vec<String>>) = (None, None, None);
+    match scope {
+        Scope::All => {}
+        Scope::Schemas(s) => schemas = Some(s),
+        Scope::Table(n) => {
+            let (s, t) = crate::schema_and_table(n);
+            (schema, table) = (Some(s), Some(t));
+        }
+    }
+    let rows = client
+        .query(COLUMNS_SQL, &[&schema, &table, &schemas])
+        .await
+        .map_err(|e| pg_error(&e, "reading the catalog"))?;
     let keys = client.query(KEYS_SQL, &[]).await.map_err(|e| pg_error(&e, "reading primary keys"))?;
     let mut pk: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
     for k in keys {

@@ -18,6 +18,7 @@ pub mod local;
 pub mod pgoutput;
 pub mod reconcile;
 pub mod replication;
+pub mod setup;
 pub mod types;
 
 use connect::{ConnectOptions, pg_error, quote_ident};
@@ -27,8 +28,8 @@ use simplyload_core::config::{OnUnrepresentable, PostgresSourceConfig};
 use simplyload_core::cursor::CursorValue;
 use simplyload_core::reconcile::{ScanRequest, ScanSender};
 use simplyload_core::{
-    Catalog, CheckReport, Error, ErrorKind, IncrementalRead, ReadStats, Result, SnapshotRequest, Source, SourceBatch,
-    StreamName, TableSpec,
+    Capabilities, Catalog, ChangeFeed, CheckReport, Error, ErrorKind, IncrementalRead, ReadStats, Result, Scanner,
+    Selection, SnapshotRequest, Source, SourceBatch, StreamName, TableSpec,
 };
 use std::path::Path;
 use tokio::sync::mpsc;
@@ -54,6 +55,20 @@ pub(crate) fn select_expr(column: &str, read: ReadAs) -> String {
         ReadAs::ToJsonb => format!("to_jsonb({q})"),
         ReadAs::Numeric => format!("{q}::numeric"),
     }
+}
+
+/// The schema a stream name without one is in.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// A stream's schema and table: a name without a schema is in [`DEFAULT_SCHEMA`].
+pub fn schema_and_table(s: &StreamName) -> (&str, &str) {
+    (s.namespace.as_deref().unwrap_or(DEFAULT_SCHEMA), &s.name)
+}
+
+/// `"schema"."table"`, quoted.
+pub fn qualified_name(s: &StreamName) -> String {
+    let (schema, table) = schema_and_table(s);
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
 /// A configured Postgres source.
@@ -98,10 +113,23 @@ impl Source for PostgresSource {
         &self.name
     }
 
-    async fn discover(&self) -> Result<Catalog> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { cursor: true, change_feed: true, scan: true }
+    }
+
+    fn default_namespace(&self) -> Option<&str> {
+        Some(DEFAULT_SCHEMA)
+    }
+
+    async fn discover(&self, selection: &Selection) -> Result<Catalog> {
         let client = self.connect().await?;
-        let tables = discover::discover(&client, None).await?;
-        Ok(Catalog { database: self.database(), tables: tables.into_iter().map(|t| t.info).collect() })
+        let tables = discover::discover(&client, discover::Scope::of(selection)).await?;
+        Ok(Catalog {
+            database: self.database(),
+            default_namespace: Some(DEFAULT_SCHEMA.into()),
+            capabilities: self.capabilities(),
+            tables: tables.into_iter().map(|t| t.info).filter(|t| selection.matches(&t.name)).collect(),
+        })
     }
 
     async fn check(&self, streams: &[StreamName]) -> Result<CheckReport> {
@@ -144,7 +172,7 @@ impl Source for PostgresSource {
             None => None,
         };
         // CDC: the slot's exported snapshot, imported before any query.
-        let import = match &request.snapshot {
+        let import = match &request.consistent_with {
             Some(name) => format!("SET TRANSACTION SNAPSHOT '{}';\n", name.replace('\'', "''")),
             None => String::new(),
         };
@@ -152,7 +180,7 @@ impl Source for PostgresSource {
             .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n{import}{SNAPSHOT_SETTINGS}"))
             .await
             .map_err(|e| pg_error(&e, "starting the snapshot transaction"))?;
-        let tables = discover::discover(&client, Some(&stream)).await?;
+        let tables = discover::discover(&client, discover::Scope::Table(&stream)).await?;
         let table = tables
             .into_iter()
             .next()
@@ -192,7 +220,7 @@ impl Source for PostgresSource {
             }
             _ => None,
         };
-        let qualified = format!("{}.{}", quote_ident(&stream.schema), quote_ident(&stream.table));
+        let qualified = qualified_name(&stream);
         let read = RangeRead {
             source: self.clone(),
             stream: stream.clone(),
@@ -233,45 +261,19 @@ impl Source for PostgresSource {
         })
     }
 
+    fn change_feed(&self) -> Option<&dyn ChangeFeed> {
+        Some(self)
+    }
+
+    fn scanner(&self) -> Option<&dyn Scanner> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl Scanner for PostgresSource {
     async fn key_ranges_agree(&self, table: &TableSpec) -> Result<bool> {
         reconcile::key_ranges_agree(self, table).await
-    }
-
-    async fn cdc_slot(&self, pipeline: &str) -> Result<Option<simplyload_core::SlotStatus>> {
-        let client = self.connect().await?;
-        let slot = replication::slot_name(pipeline);
-        Ok(replication::slot_info(&client, &slot).await?.map(|s| simplyload_core::SlotStatus {
-            name: s.name,
-            confirmed: s.confirmed_flush_lsn.map(replication::format_lsn).unwrap_or_else(|| "-".into()),
-            lag_bytes: s.lag_bytes.unwrap_or(0),
-            status: s.wal_status,
-        }))
-    }
-
-    async fn check_cdc(&self, pipeline: &str, streams: &[StreamName]) -> Result<CheckReport> {
-        self.check_cdc_impl(pipeline, streams).await
-    }
-
-    async fn cdc_prepare(
-        &self,
-        pipeline: &str,
-        tables: &[TableSpec],
-        temporary: bool,
-        on_slot_lost: simplyload_core::config::OnSlotLost,
-    ) -> Result<Option<Box<dyn simplyload_core::CdcStart>>> {
-        self.cdc_prepare_impl(pipeline, tables, temporary, on_slot_lost).await
-    }
-
-    async fn read_changes(
-        &self,
-        request: simplyload_core::ChangesRequest,
-        out: mpsc::Sender<simplyload_core::ChangeEvent>,
-    ) -> Result<simplyload_core::ChangesRead> {
-        self.read_changes_impl(request, out).await
-    }
-
-    async fn confirm_changes(&self, pipeline: &str, lsn: simplyload_core::cdc::Lsn) -> Result<()> {
-        self.confirm_changes_impl(pipeline, lsn).await
     }
 
     async fn scan(&self, request: ScanRequest, out: ScanSender) -> Result<()> {
@@ -409,7 +411,7 @@ impl RangeRead {
             .batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", self.from))
             .await
             .map_err(|e| read_error(&e, &self.stream, &self.source.opts.user()))?;
-        match &self.request.snapshot {
+        match &self.request.consistent_with {
             Some(name) => Ok(name.clone()),
             None => Ok(client
                 .query_one("SELECT pg_export_snapshot()", &[])
@@ -728,11 +730,11 @@ fn read_error(e: &tokio_postgres::Error, stream: &StreamName, user: &str) -> Err
     let err = pg_error(e, &format!("reading {stream}"));
     match err.kind() {
         ErrorKind::Permission => {
+            let (schema, _) = schema_and_table(stream);
             let grant = format!(
-                "GRANT USAGE ON SCHEMA {} TO {u}; GRANT SELECT ON {}.{} TO {u};",
-                quote_ident(&stream.schema),
-                quote_ident(&stream.schema),
-                quote_ident(&stream.table),
+                "GRANT USAGE ON SCHEMA {} TO {u}; GRANT SELECT ON {} TO {u};",
+                quote_ident(schema),
+                qualified_name(stream),
                 u = quote_ident(user)
             );
             if err.message().contains("row-level security") {
@@ -766,7 +768,7 @@ async fn check_stream(
                     c.relrowsecurity AND pg_get_userbyid(c.relowner) <> current_user
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
-            &[&s.schema, &s.table],
+            &[&schema_and_table(s).0, &schema_and_table(s).1],
         )
         .await
         .map_err(|e| pg_error(&e, &format!("checking {s}")))?;
@@ -780,10 +782,10 @@ async fn check_stream(
     let u = quote_ident(user);
     let mut fixes = Vec::new();
     if !usage {
-        fixes.push(format!("GRANT USAGE ON SCHEMA {} TO {u};", quote_ident(&s.schema)));
+        fixes.push(format!("GRANT USAGE ON SCHEMA {} TO {u};", quote_ident(schema_and_table(s).0)));
     }
     if !select {
-        fixes.push(format!("GRANT SELECT ON {}.{} TO {u};", quote_ident(&s.schema), quote_ident(&s.table)));
+        fixes.push(format!("GRANT SELECT ON {} TO {u};", qualified_name(s)));
     }
     if !fixes.is_empty() {
         let missing = match (usage, select) {
@@ -862,7 +864,7 @@ mod tests {
                 batch_rows: 10,
                 batch_bytes: 1 << 20,
                 incremental: None,
-                snapshot: None,
+                consistent_with: None,
                 parallelism: 2,
                 parallel_min_bytes: 0,
                 resumable: true,

@@ -43,7 +43,7 @@ async fn table_columns(
     table: &TableSpec,
 ) -> Result<Vec<PgColumn>> {
     let stream = &table.stream;
-    let found = discover::discover(client, Some(stream)).await?;
+    let found = discover::discover(client, discover::Scope::Table(stream)).await?;
     let t = found
         .into_iter()
         .next()
@@ -173,8 +173,7 @@ pub(crate) async fn scan(source: &PostgresSource, request: ScanRequest, out: Sca
     // Output columns get neutral names: `ORDER BY "id"` must mean the
     // table's column, not a same-named `"id"::text` in the select list.
     let select: Vec<String> = select.iter().enumerate().map(|(i, e)| format!("{e} AS c{i}")).collect();
-    let mut sql =
-        format!("SELECT {} FROM {}.{}", select.join(", "), quote_ident(&stream.schema), quote_ident(&stream.table));
+    let mut sql = format!("SELECT {} FROM {}", select.join(", "), crate::qualified_name(stream));
     if !predicates.is_empty() {
         sql.push_str(&format!(" WHERE {}", predicates.join(" AND ")));
     }

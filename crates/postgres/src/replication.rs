@@ -33,18 +33,57 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_postgres::config::Host;
 
-pub use simplyload_core::cdc::{Lsn, format_lsn, parse_lsn};
+/// A WAL position.
+pub type Lsn = u64;
 
-/// Slot and publication name for a pipeline: `simplyload_` + the pipeline
-/// name lower-cased, every character outside `[a-z0-9_]` replaced by `_`,
-/// cut to 63 bytes (Postgres' identifier limit).
+/// `16/B374D848`.
+pub fn format_lsn(lsn: Lsn) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
+/// Parses `16/B374D848`.
+pub fn parse_lsn(s: &str) -> Result<Lsn> {
+    let bad = || Error::data(format!("`{s}` is not a WAL position (expected hex/hex, such as 16/B374D848)"));
+    let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
+    let part = |p: &str| -> Result<u64> {
+        if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        u64::from_str_radix(p, 16).map_err(|_| bad())
+    };
+    Ok((part(hi)? << 32) | part(lo)?)
+}
+
+/// The slot and publication name of a pipeline whose state began before
+/// names carried the state's identity: `simplyload_` + the pipeline name
+/// lower-cased, every character outside `[a-z0-9_]` replaced by `_`, cut to
+/// 63 bytes (Postgres' identifier limit). Such pipelines go on with it.
 pub fn slot_name(pipeline: &str) -> String {
     let mut name = String::from("simplyload_");
-    for c in pipeline.chars().flat_map(char::to_lowercase) {
-        name.push(if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' });
-    }
+    name.push_str(&sanitized(pipeline));
     name.truncate(63);
     name
+}
+
+/// The slot and publication name of a pipeline for the state that owns
+/// it: `simplyload_<pipeline>_<8 hex of a hash of pipeline_id>`, the
+/// pipeline part sanitised like [`slot_name`] and cut so the whole stays
+/// within 63 bytes. Two states (two deployments of one config, one pipeline
+/// name on two databases of a server) never share a slot.
+pub fn owned_slot_name(pipeline: &str, pipeline_id: uuid::Uuid) -> String {
+    let tag = simplyload_core::row_id::short_hash(pipeline_id.as_bytes());
+    let mut name = String::from("simplyload_");
+    let room = 63 - name.len() - 1 - tag.len();
+    name.extend(sanitized(pipeline).chars().take(room));
+    format!("{name}_{tag}")
+}
+
+fn sanitized(pipeline: &str) -> String {
+    pipeline
+        .chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' })
+        .collect()
 }
 
 /// Slot names go into replication commands unquoted: only `[a-z0-9_]`.
@@ -1049,7 +1088,19 @@ mod tests {
 
     #[test]
     fn slot_names() {
+        let lsn = parse_lsn("16/B374D848").unwrap();
+        assert_eq!(lsn, 0x16_B374_D848);
+        assert_eq!(format_lsn(lsn), "16/B374D848");
+        assert_eq!(format_lsn(0), "0/0");
+        assert!(parse_lsn("16B374D848").is_err() && parse_lsn("x/1").is_err());
         assert_eq!(slot_name("orders"), "simplyload_orders");
+        let id = uuid::Uuid::from_u128(7);
+        let owned = owned_slot_name("orders", id);
+        assert!(owned.starts_with("simplyload_orders_") && owned.len() == "simplyload_orders_".len() + 8, "{owned}");
+        assert_ne!(owned, owned_slot_name("orders", uuid::Uuid::from_u128(8)), "another state, another slot");
+        let long = owned_slot_name(&"Ü".repeat(100), id);
+        assert_eq!(long.len(), 63);
+        assert!(check_slot_name(&long).is_ok() && long.ends_with(&owned[owned.len() - 9..]));
         assert_eq!(slot_name("Shop-Orders v2"), "simplyload_shop_orders_v2");
         assert_eq!(slot_name("café"), "simplyload_caf_");
         let long = slot_name(&"x".repeat(100));

@@ -8,7 +8,7 @@ mod support {
 
     /// Plans a table the way a sync would.
     pub async fn spec(source: &PostgresSource, table: &str) -> TableSpec {
-        let catalog = source.discover().await.unwrap();
+        let catalog = source.discover(&simplyload_core::Selection::all()).await.unwrap();
         let p = PipelineConfig {
             source: "src".into(),
             destination: "dst".into(),
@@ -32,7 +32,7 @@ mod support {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let req = SnapshotRequest {
             incremental: None,
-            snapshot: None,
+            consistent_with: None,
             table: table.clone(),
             limits: ValueLimits::STAGING,
             on_unrepresentable,
@@ -250,7 +250,7 @@ mod catalog {
         )
         .await;
         let source = PostgresSource::from_url("src", &db.url).unwrap();
-        let catalog = source.discover().await.unwrap();
+        let catalog = source.discover(&simplyload_core::Selection::all()).await.unwrap();
         assert_eq!(catalog.database, db.name);
         let names: Vec<String> = catalog.tables.iter().map(|t| t.name.to_string()).collect();
         assert_eq!(names, vec![r#""My Schema"."Order Items""#, "public.nokey", "public.parted", "public.v"]);
@@ -285,7 +285,7 @@ mod access {
         let db = pg.database().await;
         db.role("reader", "right-password").await;
         let source = PostgresSource::from_url("app", &db.url_as("reader", "wr0ng-s3cret")).unwrap();
-        let e = source.discover().await.unwrap_err();
+        let e = source.discover(&simplyload_core::Selection::all()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
         let text = format!("{e} {e:?}");
         assert!(text.contains("password authentication failed for user \"reader\""), "{text}");
@@ -366,7 +366,7 @@ mod access {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_server_is_transient() {
         let source = PostgresSource::from_url("app", "postgres://u:p@127.0.0.1:1/db?sslmode=disable").unwrap();
-        let e = source.discover().await.unwrap_err();
+        let e = source.discover(&simplyload_core::Selection::all()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
         assert!(e.hint().unwrap().contains("reachable"), "{e}");
     }
@@ -391,7 +391,7 @@ mod parallel {
     ) -> SnapshotRequest {
         SnapshotRequest {
             incremental,
-            snapshot: None,
+            consistent_with: None,
             table: table.clone(),
             limits: ValueLimits::STAGING,
             on_unrepresentable: OnUnrepresentable::Report,

@@ -863,7 +863,7 @@ impl SnowflakeDestination {
                     .await?;
                 }
                 let rows_after = self.count_live(&table.name).await?;
-                simplyload_core::sync::failpoint("during_load");
+                simplyload_core::failpoint::failpoint("during_load");
                 self.run("COMMIT").await?;
                 Ok::<_, Error>((changes, rows_after))
             }

@@ -9,6 +9,7 @@ pub mod encryption;
 pub mod error;
 pub mod jwt;
 pub mod put;
+pub mod setup;
 pub mod values;
 
 /// The RSA implementation key-pair auth uses (for tools and tests that make keys).

@@ -6,19 +6,30 @@
 //! on open; a file written by a newer SimplyLoad is refused rather than
 //! misread.
 
+mod legacy;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use simplyload_core::batch::{BatchManifest, BatchState};
-use simplyload_core::checkpoint::{BatchRecord, Checkpoint, CheckpointStore, LoadedStream, StreamState, SyncRecord};
+use simplyload_core::checkpoint::{
+    BatchRecord, Checkpoint, CheckpointStore, FeedRecord, LoadedStream, StreamState, SyncRecord,
+};
 use simplyload_core::{Error, ErrorKind, Result, StagedBatch, SyncReport};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
+/// One step of the schema: SQL, or code for what SQL cannot say.
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>),
+}
+
 /// Schema migrations, in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: pipelines, streams, batches, syncs.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE pipelines (
         name          TEXT PRIMARY KEY,
         pipeline_id   TEXT NOT NULL UNIQUE,
@@ -66,12 +77,62 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX syncs_by_pipeline ON syncs (pipeline, sync_id);
     "#,
+    ),
     // 2: what each load did; staged files removed by `staging gc`.
-    r#"
+    Migration::Sql(
+        r#"
     ALTER TABLE streams ADD COLUMN last_changes TEXT;
     ALTER TABLE batches ADD COLUMN files_removed_at_ms INTEGER;
     "#,
+    ),
+    // 3: each pipeline's change feed (its name, the position last confirmed).
+    Migration::Sql(
+        r#"
+    CREATE TABLE feeds (
+        pipeline      TEXT PRIMARY KEY REFERENCES pipelines(name),
+        name          TEXT NOT NULL,
+        confirmed     TEXT,
+        updated_at_ms INTEGER NOT NULL
+    );
+    "#,
+    ),
+    // 4: change-feed positions of release 0.1 (`lsn`) in today's shape.
+    Migration::Code(upgrade_legacy_positions),
 ];
+
+/// Migration 4: see [`legacy`].
+fn upgrade_legacy_positions(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let rows: Vec<(String, String, String)> = {
+        let mut st = tx.prepare(
+            "SELECT pipeline, stream, checkpoint_position FROM streams WHERE checkpoint_position IS NOT NULL",
+        )?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?
+    };
+    for (pipeline, stream, text) in rows {
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        if legacy::upgrade_position(&mut v) {
+            tx.execute(
+                "UPDATE streams SET checkpoint_position = ?1 WHERE pipeline = ?2 AND stream = ?3",
+                params![v.to_string(), pipeline, stream],
+            )?;
+        }
+    }
+    let rows: Vec<(String, String, i64, String)> = {
+        let mut st =
+            tx.prepare("SELECT pipeline, stream, batch_id, manifest FROM batches WHERE manifest IS NOT NULL")?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?
+    };
+    for (pipeline, stream, batch_id, text) in rows {
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        if legacy::upgrade_manifest(&mut v) {
+            tx.execute(
+                "UPDATE batches SET manifest = ?1 WHERE pipeline = ?2 AND stream = ?3 AND batch_id = ?4",
+                params![v.to_string(), pipeline, stream, batch_id],
+            )?;
+        }
+    }
+    Ok(())
+}
 
 /// The SQLite checkpoint store.
 pub struct SqliteStore {
@@ -138,6 +199,16 @@ impl SqliteStore {
         conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_error(&self.path))
     }
 
+    /// A checkpoint position as stored.
+    fn position(&self, stream: &str, text: &str) -> Result<simplyload_core::Position> {
+        serde_json::from_str(text).map_err(|e| self.unreadable(&format!("the checkpoint of {stream}"), e))
+    }
+
+    fn unreadable(&self, what: &str, e: serde_json::Error) -> Error {
+        Error::internal(format!("state file {}: {what} is unreadable: {e}", self.path.display()))
+            .with_hint("the file was changed by hand or by a newer SimplyLoad; restore it or point `state:` elsewhere")
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
         let mut conn = self.conn.lock().map_err(|_| Error::internal("state store lock poisoned"))?;
         f(&mut conn).map_err(db_error(&self.path))
@@ -158,9 +229,12 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         )
         .with_hint("upgrade SimplyLoad, or point `state:` at another file"));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(&err)?;
-        tx.execute_batch(sql).map_err(&err)?;
+        match step {
+            Migration::Sql(sql) => tx.execute_batch(sql).map_err(&err)?,
+            Migration::Code(run) => run(&tx).map_err(&err)?,
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(&err)?;
         tx.commit().map_err(&err)?;
         tracing::debug!(path = %path.display(), version = i + 1, "state schema migrated");
@@ -495,8 +569,7 @@ impl CheckpointStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(
                 |(
                     stream,
@@ -511,24 +584,56 @@ impl CheckpointStore for SqliteStore {
                     last_error,
                     changes,
                 )| {
-                    StreamState {
-                        stream,
+                    let position = cp_pos.map(|p| self.position(&stream, &p)).transpose()?;
+                    Ok(StreamState {
                         mode: mode.unwrap_or_default(),
                         table: table.unwrap_or_default(),
-                        checkpoint: cp_batch.map(|b| Checkpoint {
-                            batch_id: b as u64,
-                            position: cp_pos.and_then(|p| serde_json::from_str(&p).ok()),
-                        }),
+                        checkpoint: cp_batch.map(|b| Checkpoint { batch_id: b as u64, position }),
                         last_sync_id,
                         last_loaded_at_ms: loaded_at,
                         last_rows: last_rows as u64,
                         destination_rows: dest_rows.map(|r| r as u64),
                         last_error,
                         last_changes: changes.and_then(|c| serde_json::from_str(&c).ok()),
-                    }
+                        stream,
+                    })
                 },
             )
-            .collect())
+            .collect()
+    }
+
+    async fn feed(&self, pipeline: &str) -> Result<Option<FeedRecord>> {
+        let row: Option<(String, Option<String>)> = self.with(|c| {
+            c.query_row("SELECT name, confirmed FROM feeds WHERE pipeline = ?1", [pipeline], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+        })?;
+        let Some((name, confirmed)) = row else { return Ok(None) };
+        let confirmed = confirmed
+            .map(|c| serde_json::from_str(&c))
+            .transpose()
+            .map_err(|e| self.unreadable(&format!("the change feed position of pipeline {pipeline}"), e))?;
+        Ok(Some(FeedRecord { name, confirmed }))
+    }
+
+    async fn record_feed(&self, pipeline: &str, feed: &FeedRecord) -> Result<()> {
+        let confirmed = feed
+            .confirmed
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        self.with(|c| {
+            let tx = c.transaction()?;
+            ensure_pipeline(&tx, pipeline)?;
+            tx.execute(
+                "INSERT INTO feeds (pipeline, name, confirmed, updated_at_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (pipeline) DO UPDATE SET name = ?2, confirmed = ?3, updated_at_ms = ?4",
+                params![pipeline, feed.name, confirmed, now_ms()],
+            )?;
+            tx.commit()
+        })
     }
 
     async fn syncs(&self, pipeline: &str, limit: usize) -> Result<Vec<SyncRecord>> {

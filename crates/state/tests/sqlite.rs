@@ -12,15 +12,15 @@ fn migrations_are_versioned_and_newer_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 4);
     drop(store);
     // Reopening an up-to-date file migrates nothing and keeps the version.
-    assert_eq!(SqliteStore::open(&path).unwrap().schema_version().unwrap(), 2);
+    assert_eq!(SqliteStore::open(&path).unwrap().schema_version().unwrap(), 4);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let e = SqliteStore::open(&path).unwrap_err();
-    assert!(e.to_string().contains("schema version 99, newer than this SimplyLoad knows (2)"), "{e}");
+    assert!(e.to_string().contains("schema version 99, newer than this SimplyLoad knows (4)"), "{e}");
 }
 
 #[test]

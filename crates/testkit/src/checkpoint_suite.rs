@@ -2,8 +2,23 @@
 //! `CheckpointStore` must pass (SQLite now, Postgres later).
 
 use simplyload_core::RowChanges;
-use simplyload_core::checkpoint::{Checkpoint, CheckpointStore, LoadedStream};
-use simplyload_core::{BatchManifest, BatchState, LoadKind, SqlType, StagedFile, SyncReport};
+use simplyload_core::checkpoint::{Checkpoint, CheckpointStore, FeedRecord, LoadedStream};
+use simplyload_core::cursor::CursorValue;
+use simplyload_core::position::{CursorPosition, FeedCheckpoint, Position};
+use simplyload_core::{BatchManifest, BatchState, FeedPosition, LoadKind, SqlType, StagedFile, SyncReport};
+
+fn feed_position(version: i128) -> FeedPosition {
+    FeedPosition { version, token: format!("token-{version}") }
+}
+
+fn cursor_at(value: u64) -> Position {
+    Position::Incremental(CursorPosition {
+        column: "updated_at".into(),
+        cursor: Some(CursorValue::Int { value: value as i64 }),
+        null_cursor_rows: 0,
+        overlap: Some(vec!["a".into()]),
+    })
+}
 
 fn manifest(pipeline: &str, stream: &str, batch_id: u64, sync_id: i64) -> BatchManifest {
     let table = crate::destination_suite::table("t", &[("id", SqlType::Int64)], &["id"]);
@@ -21,7 +36,7 @@ fn manifest(pipeline: &str, stream: &str, batch_id: u64, sync_id: i64) -> BatchM
         }],
         row_count: 3,
         start_position: None,
-        end_position: Some(serde_json::json!({"lsn": "0/16B3748"})),
+        end_position: Some(Position::Cdc(FeedCheckpoint { feed: feed_position(1 << 40) })),
         truncated_at: None,
         complete: false,
     }
@@ -35,7 +50,7 @@ fn loaded<'a>(stream: &'a str, ids: &'a [u64], cp: u64) -> LoadedStream<'a> {
         table: "t",
         sync_id: 1,
         batch_ids: ids,
-        checkpoint: Checkpoint { batch_id: cp, position: Some(serde_json::json!(cp)) },
+        checkpoint: Checkpoint { batch_id: cp, position: Some(cursor_at(cp)) },
         rows: 10,
         destination_rows: Some(10),
         changes: Some(RowChanges { inserted: 7, updated: 2, deleted: 1 }),
@@ -84,6 +99,7 @@ pub async fn run<S: CheckpointStore>(open: impl Fn() -> S) {
     // loading moves the checkpoint forward only.
     store.mark_loaded(loaded("public.a", &[b2], b2)).await.unwrap();
     assert_eq!(checkpoint_of(&store, "public.a").await.batch_id, b2);
+    assert_eq!(checkpoint_of(&store, "public.a").await.position, Some(cursor_at(b2)), "typed positions round-trip");
     store.mark_loaded(loaded("public.a", &[b1], b1)).await.unwrap();
     assert_eq!(checkpoint_of(&store, "public.a").await.batch_id, b2, "an older batch never moves the checkpoint back");
     assert!(store.unfinished_batches("p").await.unwrap().iter().all(|b| b.stream != "public.a" || b.batch_id == b3));
@@ -113,18 +129,9 @@ pub async fn run<S: CheckpointStore>(open: impl Fn() -> S) {
     assert!(store.request_resync("p", "public.a").await.unwrap());
     assert_eq!(checkpoint_of(&store, "public.a").await.position, None, "a resync clears the position");
     assert!(!store.request_resync("p", "public.nope").await.unwrap());
-    store
-        .finish_sync(&SyncReport {
-            pipeline: "p".into(),
-            sync_id: sync,
-            streams: vec![],
-            error: None,
-            duration_ms: 5,
-            statements: vec![],
-            warnings: vec![],
-        })
-        .await
-        .unwrap();
+    let mut report = SyncReport::new("p", sync);
+    report.duration_ms = 5;
+    store.finish_sync(&report).await.unwrap();
     let next = store.begin_sync("p").await.unwrap();
     assert!(next > sync);
     // A sync left running by a killed process is marked when the next starts.
@@ -135,4 +142,15 @@ pub async fn run<S: CheckpointStore>(open: impl Fn() -> S) {
     assert_eq!(history[1].status, "interrupted");
     assert_eq!(history[2].status, "succeeded");
     assert!(store.syncs("other", 10).await.unwrap().is_empty());
+
+    // The change feed's record: none, then the last one recorded, durably.
+    assert_eq!(store.feed("p").await.unwrap(), None);
+    let named = FeedRecord { name: "simplyload_p_0a1b2c3d".into(), confirmed: None };
+    store.record_feed("p", &named).await.unwrap();
+    let confirmed = FeedRecord { confirmed: Some(feed_position((7 << 32) + 3)), ..named.clone() };
+    store.record_feed("p", &confirmed).await.unwrap();
+    drop(store);
+    let store = open();
+    assert_eq!(store.feed("p").await.unwrap(), Some(confirmed));
+    assert_eq!(store.feed("q").await.unwrap(), None, "feeds are per pipeline");
 }

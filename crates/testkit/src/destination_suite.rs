@@ -7,8 +7,8 @@
 
 use arrow_array::builder::*;
 use arrow_array::{ArrayRef, Decimal128Array, RecordBatch, StringArray};
+use simplyload_core::runner::stage_columns;
 use simplyload_core::schema::meta;
-use simplyload_core::sync::stage_columns;
 use simplyload_core::{
     BatchManifest, Column, Destination, LoadKind, LoadRequest, SqlType, StagingArea, StreamName, TableSpec,
 };
@@ -862,14 +862,21 @@ pub async fn keyless_changes_count_occurrences(h: &dyn DestinationHarness) {
 /// CDC: a stream read again from a snapshot merges it, and the stored rows
 /// whose key it lacks are marked deleted (never removed).
 pub async fn complete_snapshot_marks_missing_keys_deleted(h: &dyn DestinationHarness) {
-    use simplyload_core::cdc::{change_version, position, snapshot_version};
+    use simplyload_core::FeedPosition;
+    use simplyload_core::position::{FeedCheckpoint, Position};
+    use simplyload_core::version::version as change_version;
+    // A change feed's position at `p`: every row read there has its version.
+    let snapshot_version = |p: u64| change_version(p, 0);
+    let position = |p: u64| {
+        Position::Cdc(FeedCheckpoint { feed: FeedPosition { version: snapshot_version(p), token: p.to_string() } })
+    };
     let bench = Bench::new();
     let dest = h.destination();
     let (t, b1) = id_name(&[1, 2, 3], &[Some("a"), Some("b"), Some("c")]);
     let v1: Vec<i128> = (1..=3).map(|i| change_version(100, i)).collect();
     let m1 = bench.stage_changes(&t, 1, b1, &v1, &[false, false, false]).await;
     bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m1]).await.unwrap();
-    // The snapshot at LSN 200 lacks key 1.
+    // The snapshot at position 200 lacks key 1.
     let (_, b2) = id_name(&[2, 3, 4], &[Some("B"), Some("c"), Some("d")]);
     let mut m2 = bench.stage_changes(&t, 2, b2, &[snapshot_version(200); 3], &[false, false, false]).await;
     m2.complete = true;
@@ -886,7 +893,7 @@ pub async fn complete_snapshot_marks_missing_keys_deleted(h: &dyn DestinationHar
             vec![Value::Int(4), text("d"), Value::Bool(false)],
         ]
     );
-    // An empty snapshot at LSN 300: every stored row is gone from the source.
+    // An empty snapshot at position 300: every stored row is gone from the source.
     let (_, empty) = id_name(&[], &[]);
     let mut m3 = bench.stage_changes(&t, 3, empty, &[], &[]).await;
     m3.complete = true;

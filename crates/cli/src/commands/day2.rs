@@ -1,42 +1,37 @@
 //! Day-2 commands: `resync`, `history`, `staging gc`.
 
-use crate::connectors;
 use crate::progress::{bytes, count};
 use clap::Subcommand;
-use simplyload_core::lock::PipelineLock;
 use simplyload_core::{CheckpointStore, Error, Result, StagingArea, StreamName};
-use simplyload_state::SqliteStore;
 use std::path::Path;
 use std::time::Duration;
 
 /// `simplyload resync PIPELINE STREAM`: the stream is read in full at the
 /// next sync and its destination rows replaced; other streams are untouched.
 pub async fn resync(config: Option<&Path>, pipeline: &str, stream: &str, wait: Duration) -> Result<u8> {
-    let cfg = connectors::load_config(config)?;
-    let p = cfg.pipeline(pipeline)?;
-    let wanted = StreamName::parse(stream).map_err(|m| Error::config(format!("stream `{stream}`: {m}")))?;
+    let app = super::app(config)?;
+    let p = app.config().pipeline(pipeline)?;
+    let ns = app.source(&p.source)?.default_namespace().map(str::to_owned);
+    let ns = ns.as_deref();
+    let wanted = StreamName::parse(stream).map_err(|m| Error::config(format!("stream `{stream}`: {m}")))?.qualified(ns);
     let configured: Vec<String> = p
         .streams
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            simplyload_core::plan::stream_name(pipeline, i, s).map(|n| n.to_string()).unwrap_or(s.name.clone())
+            simplyload_core::plan::stream_name(pipeline, i, s, ns).map(|n| n.to_string()).unwrap_or(s.name.clone())
         })
         .collect();
-    if !simplyload_core::plan::selects(p, &wanted) {
+    if !simplyload_core::plan::selects(p, &wanted, ns) {
         return Err(Error::config(format!("pipeline {pipeline} has no stream {wanted}"))
             .with_hint(format!("its streams are: {}", configured.join(", "))));
     }
-    let Some(store) = SqliteStore::open_existing(&cfg.state_path())? else {
+    let Some(store) = app.existing_store()? else {
         println!("{wanted} of pipeline {pipeline} has never been synced; the next sync reads it in full anyway");
         return Ok(0);
     };
     // Not while a sync of the pipeline runs: its checkpoint would overwrite this.
-    let state_dir = cfg.state_path().parent().map(Path::to_path_buf).unwrap_or_default();
-    let name = pipeline.to_owned();
-    let _lock = tokio::task::spawn_blocking(move || PipelineLock::acquire(&state_dir, &name, wait))
-        .await
-        .map_err(|e| Error::internal(format!("lock task failed: {e}")))??;
+    let _lock = app.locks().acquire(pipeline, wait).await?;
     if store.request_resync(pipeline, &wanted.to_string()).await? {
         println!(
             "{wanted} of pipeline {pipeline} will be read in full at the next sync, and its destination rows replaced"
@@ -49,9 +44,9 @@ pub async fn resync(config: Option<&Path>, pipeline: &str, stream: &str, wait: D
 
 /// `simplyload history PIPELINE`: past syncs, newest first.
 pub async fn history(config: Option<&Path>, pipeline: &str, limit: usize, json: bool) -> Result<u8> {
-    let cfg = connectors::load_config(config)?;
-    cfg.pipeline(pipeline)?;
-    let syncs = match SqliteStore::open_existing(&cfg.state_path())? {
+    let app = super::app(config)?;
+    app.config().pipeline(pipeline)?;
+    let syncs = match app.existing_store()? {
         Some(store) => store.syncs(pipeline, limit).await?,
         None => Vec::new(),
     };
@@ -102,13 +97,13 @@ pub enum StagingCommand {
 
 pub async fn staging(config: Option<&Path>, cmd: StagingCommand) -> Result<u8> {
     let StagingCommand::Gc { pipelines, older_than, dry_run } = cmd;
-    let cfg = connectors::load_config(config)?;
-    let names = super::select_pipelines(&cfg, &pipelines)?;
-    let Some(store) = SqliteStore::open_existing(&cfg.state_path())? else {
+    let app = super::app(config)?;
+    let names = app.select_pipelines(&pipelines)?;
+    let Some(store) = app.existing_store()? else {
         println!("nothing has been synced yet; nothing to remove");
         return Ok(0);
     };
-    let staging = connectors::staging(&cfg)?;
+    let staging = app.staging()?;
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let cutoff = now - older_than.as_millis().min(i64::MAX as u128) as i64;

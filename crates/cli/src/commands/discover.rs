@@ -1,14 +1,13 @@
 //! `simplyload discover SOURCE`.
 
-use crate::connectors;
 use crate::progress::count;
-use simplyload_core::Result;
+use simplyload_core::{Result, Selection};
 use std::path::Path;
 
 pub async fn run(config: Option<&Path>, source_name: &str, json: bool) -> Result<u8> {
-    let cfg = connectors::load_config(config)?;
-    let source = connectors::source(&cfg, source_name)?;
-    let catalog = source.discover().await?;
+    let app = super::app(config)?;
+    let source = app.source(source_name)?;
+    let catalog = simplyload_core::plan::discover(source.as_ref(), &Selection::all()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&catalog).expect("catalog serializes"));
         return Ok(0);

@@ -1,5 +1,4 @@
 pub mod bench;
-pub mod bench_cdc;
 pub mod check;
 pub mod day2;
 pub mod discover;
@@ -10,22 +9,13 @@ pub mod setup_sql;
 pub mod status;
 pub mod sync;
 
-/// The pipelines a command applies to: those named, or all of them.
-pub fn select_pipelines(cfg: &simplyload_config::Config, names: &[String]) -> simplyload_core::Result<Vec<String>> {
-    if names.is_empty() {
-        if cfg.pipelines.is_empty() {
-            return Err(simplyload_core::Error::config(format!(
-                "{}: no pipelines are defined",
-                cfg.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
-            ))
-            .with_hint("add a `pipelines:` section (see README.md)"));
-        }
-        return Ok(cfg.pipelines.keys().cloned().collect());
-    }
-    for n in names {
-        cfg.pipeline(n)?;
-    }
-    Ok(names.to_vec())
+use simplyload_app::App;
+use simplyload_core::Result;
+use std::path::Path;
+
+/// The application over the config found at `config` (or `./simplyload.yaml`).
+pub fn app(config: Option<&Path>) -> Result<App> {
+    App::load(config)
 }
 
 /// Prints rows as an aligned text table.

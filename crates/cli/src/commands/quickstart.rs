@@ -3,6 +3,7 @@
 //! sync into `DIR/warehouse.duckdb`, a count check, and the server stopped.
 
 use crate::progress::{SyncProgress, count};
+use simplyload_app::{SyncRequest, Trigger};
 use simplyload_core::{Error, Progress, Result};
 use simplyload_playground::SeedCounts;
 use simplyload_postgres::local::{LocalOptions, LocalPostgres};
@@ -76,16 +77,17 @@ async fn demo(server: &LocalPostgres, dir: &Path, bars: Option<indicatif::MultiP
         ),
     )?;
     println!("wrote {}\n\nsyncing…", config_path.display());
-    let cfg = crate::connectors::load_config(Some(&config_path))?;
+    let app = super::app(Some(&config_path))?;
     let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(bars));
-    let report = super::sync::sync_pipeline(&cfg, PIPELINE, progress, std::time::Duration::ZERO).await?;
+    let request = SyncRequest::new(PIPELINE, Trigger::Manual, progress);
+    let report = app.sync(&request).await?;
     super::sync::print_report(&report);
     if !report.succeeded() {
         return Ok(false);
     }
 
     println!("\nsource vs destination:");
-    let dest = crate::connectors::destination(&cfg, "warehouse")?;
+    let dest = app.destination("warehouse")?;
     let mut rows = Vec::new();
     let mut all_equal = true;
     for (table, n) in simplyload_playground::counts(&client).await? {

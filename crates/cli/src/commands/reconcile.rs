@@ -2,11 +2,9 @@
 //! destination table exactly its source table? The oracle of the end-to-end
 //! tests and benchmarks.
 
-use crate::connectors;
 use crate::progress::count;
-use simplyload_config::SyncMode;
-use simplyload_core::reconcile::{Difference, ReconcileOptions, TableReconcile, reconcile_table};
-use simplyload_core::{CheckpointStore, Error, Result, StreamName};
+use simplyload_core::reconcile::{Difference, ReconcileOptions, TableReconcile};
+use simplyload_core::{Error, Result};
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
@@ -29,81 +27,21 @@ pub struct Args {
 }
 
 pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
-    let cfg = connectors::load_config(config)?;
-    let p = cfg.pipeline(&args.pipeline)?;
-    let source = connectors::source(&cfg, &p.source)?;
-    let destination = connectors::destination(&cfg, &p.destination)?;
-    let catalog = source.discover().await?;
-    let store: Option<std::sync::Arc<simplyload_state::SqliteStore>> =
-        if cfg.state_path().exists() { Some(connectors::store(&cfg)?) } else { None };
-    // The table shapes are the sync's, whatever the stream's mode.
-    let mut shape = p.clone();
-    shape.mode = SyncMode::FullRefresh;
-    for s in &mut shape.streams {
-        s.mode = None;
-    }
-    let wanted: Vec<StreamName> = args
-        .streams
-        .iter()
-        .map(|s| StreamName::parse(s).map_err(|m| Error::config(format!("--stream {s}: {m}"))))
-        .collect::<Result<_>>()?;
+    let app = super::app(config)?;
+    let p = app.config().pipeline(&args.pipeline)?;
     let opts = ReconcileOptions { chunk_rows: args.chunk_rows.max(1), samples: args.samples, ..Default::default() };
-    let mut results: Vec<TableReconcile> = Vec::new();
-    let mut failures: Vec<(String, Error)> = Vec::new();
-    let plans = simplyload_core::plan::plan_pipeline(&args.pipeline, &shape, &catalog);
-    for want in &wanted {
-        if !plans.iter().any(|(label, _)| *label == want.to_string()) {
-            return Err(Error::config(format!("--stream {want}: not a stream of pipeline {}", args.pipeline)));
-        }
-    }
-    for (label, plan) in plans {
-        if !wanted.is_empty() && !wanted.iter().any(|w| w.to_string() == label) {
-            continue;
-        }
-        let mut plan = match plan {
-            Ok(p) => p,
-            Err(e) => {
-                failures.push((label, e));
-                continue;
-            }
-        };
-        // The destination's shape after schema evolution (diverted columns).
-        if let Some(store) = &store {
-            if let Some(previous) = store.last_loaded_table(&args.pipeline, &label).await? {
-                simplyload_core::plan::evolve(&previous, &mut plan.table, &plan.defaults);
-            }
-        }
-        let started = std::time::Instant::now();
-        let result = reconcile_table(
-            source.as_ref(),
-            destination.as_ref(),
-            &plan.table,
-            plan.config.soft_delete.as_deref(),
-            plan.estimated_rows,
-            opts,
-        )
-        .await;
-        match result {
-            Ok(r) => {
-                tracing::info!(stream = %label, table = %r.table, clean = r.clean(), elapsed_ms = started.elapsed().as_millis() as u64, "reconciled");
-                results.push(r)
-            }
-            Err(e) => failures.push((label, e)),
-        }
-    }
-    let clean = failures.is_empty() && results.iter().all(TableReconcile::clean);
-    // Ends the destination's session, if it opened one.
-    destination.end_sync().await;
+    let out = app.reconcile(&args.pipeline, &args.streams, opts).await?;
+    let clean = out.clean();
     if args.json {
-        let out = serde_json::json!({
+        let json = serde_json::json!({
             "pipeline": args.pipeline,
             "clean": clean,
-            "tables": results,
-            "errors": failures.iter().map(|(s, e)| serde_json::json!({"stream": s, "error": e.to_string()})).collect::<Vec<_>>(),
+            "tables": out.tables,
+            "errors": out.errors.iter().map(|(s, e)| serde_json::json!({"stream": s, "error": e.to_string()})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out).expect("reconcile report serializes"));
+        println!("{}", serde_json::to_string_pretty(&json).expect("reconcile report serializes"));
     } else {
-        print_results(&args.pipeline, &p.source, &p.destination, &results, &failures);
+        print_results(&args.pipeline, &p.source, &p.destination, &out.tables, &out.errors);
     }
     Ok(if clean { 0 } else { crate::EXIT_FAILED })
 }

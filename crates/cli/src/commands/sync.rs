@@ -1,14 +1,39 @@
-//! `simplyload sync [PIPELINE…]`.
+//! `simplyload sync [PIPELINE…]` and `sync --follow`.
 
-use crate::connectors;
 use crate::progress::{SyncProgress, bytes, count};
-use simplyload_config::Config;
-use simplyload_core::lock::PipelineLock;
-use simplyload_core::sync::{SyncContext, SyncOptions, run_sync};
+use simplyload_app::{SyncRequest, Trigger};
+use simplyload_core::runner::CancellationToken;
 use simplyload_core::{Progress, Result, SyncReport};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A token cancelled by the first Ctrl+C or SIGTERM: the sync under way
+/// stops at the next batch boundary (nothing half done; the next sync goes
+/// on exactly). A second one ends the process at once — a crash, which is
+/// exact too.
+pub fn stop_on_signals() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if n > 0 {
+                eprintln!("stopping now");
+                std::process::exit(130);
+            }
+            eprintln!("stopping at the next batch boundary (signal again to stop at once)");
+            token.cancel();
+        }
+    });
+    cancel
+}
 
 pub async fn run(
     config: Option<&Path>,
@@ -17,13 +42,20 @@ pub async fn run(
     wait: Duration,
     bars: Option<indicatif::MultiProgress>,
 ) -> Result<u8> {
-    let cfg = connectors::load_config(config)?;
-    let pipelines = super::select_pipelines(&cfg, names)?;
+    let app = super::app(config)?;
+    let pipelines = app.select_pipelines(names)?;
     let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(bars));
+    let cancel = stop_on_signals();
     let mut reports = Vec::new();
     let mut ok = true;
     for name in pipelines {
-        match sync_pipeline(&cfg, &name, progress.clone(), wait).await {
+        if cancel.is_cancelled() {
+            ok = false;
+            break;
+        }
+        let req =
+            SyncRequest { wait, cancel: cancel.clone(), ..SyncRequest::new(&name, Trigger::Manual, progress.clone()) };
+        match app.sync(&req).await {
             Ok(report) => {
                 ok &= report.succeeded();
                 if !json {
@@ -43,116 +75,32 @@ pub async fn run(
     Ok(if ok { 0 } else { crate::EXIT_FAILED })
 }
 
-/// `sync --follow`: syncs the pipelines again and again — each sync reads
-/// what committed since the last one (CDC: up to `batch_max_rows` changes
-/// per load), then waits out `batch_max_seconds` — until Ctrl+C or SIGTERM,
-/// which end it after the sync under way (a sync cut short is exact too).
+/// `sync --follow`: syncs the pipelines again and again (see
+/// [`simplyload_app::App::follow`]) until Ctrl+C or SIGTERM, which stop the
+/// sync under way at a batch boundary.
 pub async fn follow(config: Option<&Path>, names: &[String], json: bool, wait: Duration) -> Result<u8> {
-    let cfg = connectors::load_config(config)?;
-    let pipelines = super::select_pipelines(&cfg, names)?;
+    let app = super::app(config)?;
+    let pipelines = app.select_pipelines(names)?;
     let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(None));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let term = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
-            }
-            stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        });
-    }
-    let every = pipelines
-        .iter()
-        .filter_map(|n| cfg.pipelines.get(n))
-        .map(|p| p.batch_max_seconds.unwrap_or(Duration::from_secs(simplyload_config::DEFAULT_BATCH_MAX_SECONDS)))
-        .min()
-        .unwrap_or(Duration::from_secs(simplyload_config::DEFAULT_BATCH_MAX_SECONDS));
-    let mut failures = 0u32;
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let started = std::time::Instant::now();
-        for name in &pipelines {
-            match sync_pipeline(&cfg, name, progress.clone(), wait).await {
-                Ok(report) => {
-                    if !report.succeeded() {
-                        failures += 1;
-                    }
-                    if json {
-                        println!("{}", serde_json::to_string(&report).expect("report serializes"));
-                    } else if report.rows() > 0 || !report.succeeded() {
-                        print_report(&report);
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    eprintln!("error: pipeline {name}: {e}");
-                }
-            }
-        }
-        // Wait out the interval, waking early to stop.
-        while started.elapsed() < every && !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(100).min(every)).await;
-        }
-    }
+    let template = SyncRequest { wait, cancel: stop_on_signals(), ..SyncRequest::new("", Trigger::Follow, progress) };
+    let failures = app
+        .follow(&pipelines, &template, |name, outcome| match outcome {
+            Ok(report) if json => println!("{}", serde_json::to_string(&report).expect("report serializes")),
+            Ok(report) if report.rows() > 0 || !report.succeeded() => print_report(&report),
+            Ok(_) => {}
+            Err(e) => eprintln!("error: pipeline {name}: {e}"),
+        })
+        .await;
     eprintln!("stopped following ({failures} failed sync(s))");
     Ok(0)
 }
 
-/// Runs one sync of one pipeline with the configured connectors.
-/// Holds the pipeline's lock for the whole sync (waiting up to `wait` for
-/// another process to finish), so two syncs of one pipeline never overlap.
-pub async fn sync_pipeline(
-    cfg: &Config,
-    name: &str,
-    progress: Arc<dyn Progress>,
-    wait: Duration,
-) -> Result<SyncReport> {
-    let p = cfg.pipeline(name)?;
-    let state = cfg.state_path();
-    let state_dir = state.parent().map(Path::to_path_buf).unwrap_or_default();
-    let pipeline = name.to_owned();
-    let _lock = tokio::task::spawn_blocking(move || PipelineLock::acquire(&state_dir, &pipeline, wait))
-        .await
-        .map_err(|e| simplyload_core::Error::internal(format!("lock task failed: {e}")))??;
-    let ctx = SyncContext {
-        pipeline: name.to_owned(),
-        config: p.clone(),
-        source: connectors::source(cfg, &p.source)?,
-        destination: connectors::destination(cfg, &p.destination)?,
-        store: connectors::store(cfg)?,
-        staging: connectors::staging(cfg)?,
-        progress,
-        options: sync_options(p),
-    };
-    run_sync(&ctx).await
-}
-
-/// The sync's tuning knobs from the pipeline's config.
-pub fn sync_options(p: &simplyload_core::config::PipelineConfig) -> SyncOptions {
-    let mut o = SyncOptions::default();
-    if let Some(n) = p.snapshot_parallelism {
-        o.snapshot_parallelism = n.max(1);
-    }
-    if let Some(n) = p.snapshot_parallel_min_bytes {
-        o.parallel_min_bytes = n;
-    }
-    if let Some(n) = p.snapshot_part_rows {
-        o.part_rows = n.max(1);
-    }
-    o
-}
-
 pub fn print_report(r: &SyncReport) {
-    let status = if r.succeeded() { "succeeded" } else { "FAILED" };
+    let status = match r.failure() {
+        None if r.succeeded() => "succeeded",
+        Some((simplyload_core::ErrorKind::Cancelled, _)) => "STOPPED",
+        _ => "FAILED",
+    };
     println!(
         "sync {} of pipeline {} {status} in {}",
         r.sync_id,
@@ -215,6 +163,11 @@ pub fn print_report(r: &SyncReport) {
         if !s.recovered_batches.is_empty() {
             println!("  {}: settled batches {:?} left by an interrupted sync", s.stream, s.recovered_batches);
         }
+    }
+    if let Some((kind, policy)) = r.failure()
+        && kind != simplyload_core::ErrorKind::Cancelled
+    {
+        println!("  ({kind}: {})", policy.hint());
     }
     if !r.statements.is_empty() {
         let on_warehouse: Vec<_> = r.statements.iter().filter(|s| s.uses_warehouse).collect();

@@ -1,12 +1,66 @@
-//! One sync of a pipeline at a time: an OS file lock per pipeline, next to
-//! the state file. The operating system releases it when the process ends,
-//! however it ends (a SIGKILL included), so a pipeline is never left locked.
+//! One sync of a pipeline at a time, whoever runs it (the CLI, a server, a
+//! second server on the same state): every sync, resync and pipeline change
+//! holds the pipeline's lock ([`PipelineLocks`]).
+//!
+//! [`FileLocks`] is an OS file lock per pipeline, next to the state file.
+//! The operating system releases it when the process ends, however it ends
+//! (a SIGKILL included), so a pipeline is never left locked; the CLI and a
+//! server pointed at the same state share it.
 
-use crate::error::{Error, ErrorKind, Result};
+use simplyload_core::{Error, ErrorKind, Result};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Holds a pipeline's lock until dropped.
+pub struct PipelineGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl std::fmt::Debug for PipelineGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PipelineGuard")
+    }
+}
+
+impl PipelineGuard {
+    pub fn new(held: impl Send + Sync + 'static) -> PipelineGuard {
+        PipelineGuard(Box::new(held))
+    }
+}
+
+/// Where pipeline locks are taken.
+///
+/// Contract: while a guard of pipeline `p` is alive, `acquire(p, …)`
+/// anywhere that shares this lock space waits up to `wait` and then fails
+/// with [`ErrorKind::Busy`], naming who holds it. Different pipelines never
+/// wait for each other.
+#[async_trait::async_trait]
+pub trait PipelineLocks: Send + Sync {
+    async fn acquire(&self, pipeline: &str, wait: Duration) -> Result<PipelineGuard>;
+}
+
+/// OS file locks in `locks/` beside the state file.
+#[derive(Debug, Clone)]
+pub struct FileLocks {
+    state_dir: PathBuf,
+}
+
+impl FileLocks {
+    pub fn new(state_dir: &Path) -> FileLocks {
+        FileLocks { state_dir: state_dir.to_path_buf() }
+    }
+}
+
+#[async_trait::async_trait]
+impl PipelineLocks for FileLocks {
+    async fn acquire(&self, pipeline: &str, wait: Duration) -> Result<PipelineGuard> {
+        let (dir, name) = (self.state_dir.clone(), pipeline.to_owned());
+        let lock = tokio::task::spawn_blocking(move || PipelineLock::acquire(&dir, &name, wait))
+            .await
+            .map_err(|e| Error::internal(format!("lock task failed: {e}")))??;
+        Ok(PipelineGuard::new(lock))
+    }
+}
 
 /// Held while a pipeline syncs; dropping it releases the lock.
 #[derive(Debug)]
@@ -21,7 +75,7 @@ impl PipelineLock {
         let safe: String =
             pipeline.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
         // Different names that sanitise alike still get different files.
-        let tag = crate::row_id::short_hash(pipeline.as_bytes());
+        let tag = simplyload_core::row_id::short_hash(pipeline.as_bytes());
         state_dir.join("locks").join(format!("{safe}-{tag}.lock"))
     }
 
@@ -80,7 +134,7 @@ impl PipelineLock {
 fn humantime_now() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let days = (secs / 86_400) as i64;
-    let (y, m, d) = crate::canon::civil_from_days(days);
+    let (y, m, d) = simplyload_core::canon::civil_from_days(days);
     let s = secs % 86_400;
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s % 3600 / 60, s % 60)
 }

@@ -6,8 +6,9 @@
 //! /dev/null with the same plugin options, and one by a whole CDC sync into
 //! DuckDB (end to end). The figures that matter are the ratios.
 
-use crate::progress::count;
-use simplyload_core::{Error, Result, Source, StreamName, ValueLimits};
+use simplyload_app::format::count;
+use simplyload_app::{SyncRequest, Trigger};
+use simplyload_core::{Error, Result, StreamName, ValueLimits};
 use simplyload_postgres::PostgresSource;
 use simplyload_postgres::connect::pg_error;
 use simplyload_postgres::pgoutput::{self, ChangeBuilder, ChangeColumns, Message};
@@ -27,12 +28,24 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
         let c = &client;
         async move { c.batch_execute(&sql).await.map_err(|e| pg_error(&e, "setting up the benchmark")) }
     };
-    // Start clean (an earlier run may have been interrupted).
-    for slot in [OURS, THEIRS, "simplyload_bench_e2e"] {
+    // Start clean (an earlier run may have been interrupted; its end-to-end
+    // slot, named for a state long gone, holds WAL).
+    for slot in [OURS, THEIRS] {
         let _ = replication::drop_slot(&client, slot).await;
     }
+    let stale: Vec<String> = client
+        .query("SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE 'simplyload\\_bench\\_e2e%' AND NOT active", &[])
+        .await
+        .map_err(|e| pg_error(&e, "reading replication slots"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for slot in &stale {
+        let _ = replication::drop_slot(&client, slot).await;
+        let _ = exec(format!("DROP PUBLICATION IF EXISTS {}", simplyload_postgres::connect::quote_ident(slot))).await;
+    }
     exec(format!(
-        "DROP PUBLICATION IF EXISTS {PUBLICATION}; DROP PUBLICATION IF EXISTS simplyload_bench_e2e; DROP TABLE IF EXISTS {TABLE};
+        "DROP PUBLICATION IF EXISTS {PUBLICATION}; DROP TABLE IF EXISTS {TABLE};
          CREATE TABLE {TABLE} (id bigint PRIMARY KEY, status text NOT NULL, amount numeric(12,2), at timestamptz NOT NULL, doc jsonb);
          CREATE PUBLICATION {PUBLICATION} FOR TABLE {TABLE};"
     ))
@@ -50,9 +63,10 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
              pipelines:\n  bench_e2e:\n    source: app\n    destination: local\n    mode: cdc\n    batch_max_rows: 1000000000\n    streams:\n      - public.{TABLE}\n"
         ),
     )?;
-    let cfg = simplyload_config::Config::load(&dir.path().join("simplyload.yaml"))?;
+    let app = simplyload_app::App::load(Some(&dir.path().join("simplyload.yaml")))?;
     let progress: Arc<dyn simplyload_core::Progress> = Arc::new(simplyload_core::NoProgress);
-    let first = super::sync::sync_pipeline(&cfg, "bench_e2e", progress.clone(), std::time::Duration::ZERO).await?;
+    let e2e_sync = SyncRequest::new("bench_e2e", Trigger::Manual, progress);
+    let first = app.sync(&e2e_sync).await?;
     if !first.succeeded() {
         return Err(Error::internal(format!("the end-to-end pipeline's first sync failed: {:?}", first.error)));
     }
@@ -94,7 +108,7 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
         .await
         .map_err(|e| pg_error(&e, "measuring the WAL"))?
         .get(0);
-    println!("{} of WAL to decode\n", crate::progress::bytes(wal as u64));
+    println!("{} of WAL to decode\n", simplyload_app::format::bytes(wal as u64));
 
     // pg_recvlogical, to /dev/null, up to the same position (a child: its own time and memory).
     // The connection by environment: the password never on its command line.
@@ -103,14 +117,15 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
     let dbname = format!("dbname='{}'", source.database().replace('\\', "\\\\").replace('\'', "\\'"));
     cmd.args(["--dbname", &dbname, "--slot", THEIRS, "--start", "--endpos", &end, "--file", "/dev/null", "--no-loop"])
         .args(["-o", "proto_version=1", "-o", &format!("publication_names={PUBLICATION}"), "-o", "binary=true"]);
-    let measured = super::bench::measure(cmd, dir.path())
+    let measured = crate::snapshot::measure(cmd, dir.path())
         .await
         .map_err(|e| e.context("pg_recvlogical (install the Postgres client tools)"))?;
     let (theirs, theirs_rss) = (measured.secs, measured.rss.unwrap_or(0));
 
     // SimplyLoad's decoder into Arrow, up to the same position.
-    let catalog = source.discover().await?;
     let stream = StreamName::new("public", TABLE);
+    let catalog =
+        simplyload_core::plan::discover(source.as_ref(), &simplyload_core::Selection::of([stream.clone()])).await?;
     let plan = simplyload_core::plan::plan_pipeline(
         "bench",
         &simplyload_config::PipelineConfig {
@@ -123,7 +138,8 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
     .ok_or_else(|| Error::internal("no plan"))?
     .1?;
     let decoders = {
-        let pg = simplyload_postgres::discover::discover(&client, Some(&stream)).await?;
+        let pg = simplyload_postgres::discover::discover(&client, simplyload_postgres::discover::Scope::Table(&stream))
+            .await?;
         let t = pg.into_iter().next().ok_or_else(|| Error::internal("bench table missing"))?;
         plan.table
             .columns
@@ -175,22 +191,27 @@ pub async fn run(database_url: String, changes: u64) -> Result<u8> {
     reset_peak_rss();
     let base_rss = current_rss();
     let started = Instant::now();
-    let e2e = super::sync::sync_pipeline(&cfg, "bench_e2e", progress, std::time::Duration::ZERO).await?;
+    let e2e = app.sync(&e2e_sync).await?;
     let e2e_secs = started.elapsed().as_secs_f64();
     let e2e_rss = peak_rss().saturating_sub(base_rss);
     let e2e_rows = e2e.rows();
 
-    // Clean up.
-    for slot in [OURS, THEIRS, "simplyload_bench_e2e"] {
+    // Clean up (the end-to-end pipeline's slot and publication are named for its state).
+    let e2e_feed = app.feed_name("bench_e2e").await?.unwrap_or_default();
+    for slot in [OURS, THEIRS, e2e_feed.as_str()] {
         let _ = replication::drop_slot(&client, slot).await;
     }
-    let _ = exec(format!("DROP PUBLICATION IF EXISTS {PUBLICATION}; DROP PUBLICATION IF EXISTS simplyload_bench_e2e; DROP TABLE IF EXISTS {TABLE};")).await;
+    let _ = exec(format!(
+        "DROP PUBLICATION IF EXISTS {PUBLICATION}; DROP PUBLICATION IF EXISTS {}; DROP TABLE IF EXISTS {TABLE};",
+        simplyload_postgres::connect::quote_ident(&e2e_feed)
+    ))
+    .await;
 
     if decoded != n || rows != n {
         return Err(Error::internal(format!("decoded {decoded} changes into {rows} rows, expected {n}")));
     }
     let rate = |secs: f64| n as f64 / secs.max(1e-9);
-    let mb = crate::progress::bytes;
+    let mb = simplyload_app::format::bytes;
     println!("{:<46} {:>10} {:>14} {:>12}", "", "seconds", "changes/s", "peak RSS");
     println!(
         "{:<46} {theirs:>10.2} {:>14} {:>12}",

@@ -1,0 +1,253 @@
+//! The sync runner: extract → stage → load → commit checkpoint (DESIGN.md §3).
+//!
+//! Why this order survives a crash at any instant:
+//! * A batch id is taken (`staging`) before any file is written, so an
+//!   interrupted read leaves files no manifest names; the next run abandons
+//!   that id and removes its files. Ids are never reused.
+//! * The manifest is recorded (`staged`) only after every file is durable.
+//! * The destination load and the `_simplyload_batches` row commit in one
+//!   destination transaction, so the destination itself knows whether a
+//!   batch is in.
+//! * Only then is the batch marked `loaded` in the checkpoint store (and a
+//!   change feed's position confirmed to the source). If the process dies
+//!   between the destination commit and that write, the next run asks the
+//!   destination, finds the batch, and marks it loaded without applying it
+//!   twice.
+//!
+//! The modules, each one reason to change, depend on each other one way:
+//! `context` ← `retry` ← `load` ← `parts` ← `stage` ← `snapshot` ←
+//! `table` / `changes` ← `recover` ← this one, which plans the pipeline and
+//! runs its streams: `full_refresh` and `incremental` streams one after the
+//! other ([`table`]), then the `cdc` streams together through the source's
+//! change feed ([`changes`]), in rounds while a round stops early (a schema
+//! change to plan, `batch_max_rows` reached).
+
+mod changes;
+mod context;
+mod incremental;
+mod load;
+mod parts;
+mod recover;
+mod resume;
+mod retry;
+mod snapshot;
+mod stage;
+mod table;
+
+pub use changes::{FeedOwnerKind, unrecorded_feed_name};
+pub use context::{
+    CancellationToken, DEFAULT_PARALLEL_MIN_BYTES, DEFAULT_PART_ROWS, SyncContext, SyncOptions,
+    default_snapshot_parallelism,
+};
+pub use incremental::{OVERLAP_MAX_ROWS, Overlap, checkpoint_cursor, checkpoint_overlap};
+pub use parts::PartSink;
+pub use resume::ResumableSnapshot;
+pub use stage::{
+    FeedSnapshot, MAX_ROWS_PER_BATCH, SnapshotJob, Versions, stage_columns, stage_columns_at, stage_snapshot,
+};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{self, StreamPlan};
+use crate::report::{StreamReport, SyncReport};
+use changes::{FeedStreamDone, FeedStreams, Round};
+use context::Run;
+use simplyload_config::SyncMode;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+use table::StreamDone;
+
+/// Runs one sync. Returns `Err` only when the checkpoint store cannot record
+/// the sync at all; every other failure is in the report (per stream, or as
+/// the sync's error), and [`SyncReport::succeeded`] tells whether it worked.
+pub async fn run_sync(ctx: &SyncContext) -> Result<SyncReport> {
+    let started = Instant::now();
+    let pipeline_id = ctx.store.pipeline_id(&ctx.pipeline).await?;
+    let sync_id = ctx.store.begin_sync(&ctx.pipeline).await?;
+    let run = Run { ctx, pipeline_id, sync_id };
+    let mut report = SyncReport::new(&ctx.pipeline, sync_id);
+    tracing::info!(pipeline = %ctx.pipeline, sync_id, "sync started");
+    ctx.destination.begin_sync(&ctx.pipeline, sync_id);
+    let outcome = run_streams(run, &mut report).await;
+    report.statements = ctx.destination.end_sync().await;
+    if let Err(e) = outcome {
+        match e.kind() {
+            ErrorKind::Cancelled => tracing::warn!(pipeline = %ctx.pipeline, sync_id, "sync stopped: {e}"),
+            _ => tracing::error!(pipeline = %ctx.pipeline, sync_id, error = %e, "sync failed"),
+        }
+        report.set_error(&e);
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    ctx.store.finish_sync(&report).await?;
+    tracing::info!(pipeline = %ctx.pipeline, sync_id, rows = report.rows(), duration_ms = report.duration_ms,
+        succeeded = report.succeeded(), "sync finished");
+    Ok(report)
+}
+
+async fn run_streams(run: Run<'_>, report: &mut SyncReport) -> Result<()> {
+    let mut recovered = recover::recover(run).await?;
+    let catalog = discover(run).await?;
+    let mut cdc = Vec::new();
+    for (label, planned) in plan::plan_pipeline(run.pipeline(), &run.ctx.config, &catalog) {
+        if let Ok(plan) = &planned
+            && plan.mode == SyncMode::Cdc
+        {
+            cdc.push((label, plan.clone()));
+            continue;
+        }
+        run.check_cancelled()?;
+        let recovered_batches = recovered.remove(&label).unwrap_or_default();
+        let r = table_stream(run, &label, planned, recovered_batches).await;
+        let cancelled = r.error_kind == Some(ErrorKind::Cancelled);
+        report.streams.push(r);
+        if cancelled {
+            return Err(Error::cancelled());
+        }
+    }
+    let mut rounds = 0;
+    while !cdc.is_empty() {
+        run.check_cancelled()?;
+        if !feed_round(run, cdc, &mut recovered, report).await {
+            break;
+        }
+        // A read that stopped early goes on with a new plan.
+        rounds += 1;
+        if rounds >= 1000 {
+            break;
+        }
+        let catalog = discover(run).await?;
+        cdc = plan::plan_pipeline(run.pipeline(), &run.ctx.config, &catalog)
+            .into_iter()
+            .filter_map(|(label, p)| p.ok().filter(|p| p.mode == SyncMode::Cdc).map(|p| (label, p)))
+            .collect();
+    }
+    Ok(())
+}
+
+/// The catalog of the streams the pipeline selects.
+async fn discover(run: Run<'_>) -> Result<Catalog> {
+    let source = run.ctx.source.as_ref();
+    plan::discover(source, &plan::selection(&run.ctx.config, source.default_namespace()))
+        .await
+        .map_err(|e| e.context(format!("source `{}`", run.ctx.config.source)))
+}
+
+/// Syncs one `full_refresh` or `incremental` stream and reports it.
+async fn table_stream(
+    run: Run<'_>,
+    label: &str,
+    planned: Result<StreamPlan>,
+    recovered_batches: Vec<u64>,
+) -> StreamReport {
+    let started = Instant::now();
+    let result = match planned {
+        Ok(plan) => {
+            run.ctx.progress.stream_started(label, &plan.table.name, plan.estimated_rows);
+            table::run_table_stream(run, &plan).await.map(|done| (plan, done))
+        }
+        Err(e) => Err(e),
+    };
+    let mut r = StreamReport::new(label);
+    r.recovered_batches = recovered_batches;
+    match result {
+        Ok((plan, done)) => fill_table_report(&mut r, &plan, done),
+        Err(e) => stream_failed(run, &mut r, &e).await,
+    }
+    r.duration_ms = started.elapsed().as_millis() as u64;
+    run.ctx.progress.stream_finished(&r);
+    r
+}
+
+fn fill_table_report(r: &mut StreamReport, plan: &StreamPlan, done: StreamDone) {
+    r.table = plan.table.name.clone();
+    r.mode = plan.mode.to_string();
+    r.status = "succeeded".into();
+    r.rows = done.rows;
+    r.source_bytes = done.source_bytes;
+    r.staged_bytes = done.staged_bytes;
+    r.batch_id = Some(done.batch_id);
+    r.unrepresentable = done.unrepresentable;
+    r.position = done.position.map(|p| serde_json::to_value(p.for_display()).expect("positions serialize"));
+    r.renames = plan.renames.clone();
+    r.schema_changes = done.schema_changes;
+}
+
+/// Marks a stream's report failed (or cancelled) and records the error in
+/// its state, for `status`.
+async fn stream_failed(run: Run<'_>, r: &mut StreamReport, e: &Error) {
+    r.set_error(e);
+    if e.kind() != ErrorKind::Cancelled {
+        tracing::error!(pipeline = %run.pipeline(), stream = %r.stream, error = %e, "stream failed");
+        let _ = run.ctx.store.record_stream_error(run.pipeline(), &r.stream, &e.to_string()).await;
+    }
+}
+
+/// Runs one round of the `cdc` streams and adds to their reports. Returns
+/// whether the round stopped early, so the caller plans again and goes on.
+async fn feed_round(
+    run: Run<'_>,
+    mut plans: Vec<(String, StreamPlan)>,
+    recovered: &mut BTreeMap<String, Vec<u64>>,
+    report: &mut SyncReport,
+) -> bool {
+    let started = Instant::now();
+    let mut round = Round::default();
+    let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let evolved = evolve_all(run, &mut plans, &mut changes).await;
+    let result = match evolved {
+        Ok(reread) => changes::run_round(run, FeedStreams { plans: &plans, reread: &reread }, &mut round).await,
+        Err(e) => Err(e),
+    };
+    report.warnings.append(&mut round.warnings);
+    for (label, plan) in &plans {
+        let done = round.done.remove(label).unwrap_or_default();
+        let mut r = StreamReport::new(label);
+        r.recovered_batches = recovered.remove(label).unwrap_or_default();
+        fill_feed_report(&mut r, plan, done, changes.remove(label).unwrap_or_default());
+        if let Err(e) = &result {
+            stream_failed(run, &mut r, e).await;
+        }
+        r.duration_ms = started.elapsed().as_millis() as u64;
+        run.ctx.progress.stream_finished(&r);
+        report.add_round(r);
+    }
+    if let Err(e) = &result
+        && e.kind() == ErrorKind::Cancelled
+    {
+        report.set_error(e);
+    }
+    round.again && result.is_ok()
+}
+
+/// Schema evolution of every `cdc` stream against what its table holds
+/// now; returns the streams to read again (see [`plan::SchemaChange::needs_reread`]).
+async fn evolve_all(
+    run: Run<'_>,
+    plans: &mut [(String, StreamPlan)],
+    changes: &mut BTreeMap<String, Vec<String>>,
+) -> Result<BTreeSet<String>> {
+    let mut reread = BTreeSet::new();
+    for (label, plan) in plans.iter_mut() {
+        let (ch, _) = table::evolve_plan(run, plan).await?;
+        if ch.iter().any(plan::SchemaChange::needs_reread) {
+            reread.insert(label.clone());
+        }
+        changes.insert(label.clone(), ch.iter().map(|c| c.to_string()).collect());
+    }
+    Ok(reread)
+}
+
+fn fill_feed_report(r: &mut StreamReport, plan: &StreamPlan, done: FeedStreamDone, mut changes: Vec<String>) {
+    if done.snapshot {
+        changes.push("read from a snapshot at the change feed's start".into());
+    }
+    r.table = plan.table.name.clone();
+    r.mode = plan.mode.to_string();
+    r.status = "succeeded".into();
+    r.rows = done.rows;
+    r.staged_bytes = done.staged_bytes;
+    r.batch_id = done.batch_id;
+    r.unrepresentable = done.unrepresentable;
+    r.schema_changes = changes;
+    r.renames = plan.renames.clone();
+}
