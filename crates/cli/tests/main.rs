@@ -111,7 +111,7 @@ mod exact {
     /// counted, nothing else differs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn edge_values_arrive_exactly() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(edge::SETUP_SQL).await;
         let dir = tempfile::tempdir().unwrap();
@@ -207,7 +207,7 @@ mod lifecycle {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn second_sync_without_changes_has_no_duplicates() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db, 200, 500, 1000).await;
         let dir = tempfile::tempdir().unwrap();
@@ -253,7 +253,7 @@ mod lifecycle {
     /// holds exactly the source rows once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sync_killed_after_staging_recovers_exactly() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db, 100, 300, 400).await;
         let dir = tempfile::tempdir().unwrap();
@@ -288,7 +288,7 @@ mod lifecycle {
     /// so every staged batch is loaded exactly once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn repeated_crashes_settle_every_batch_once() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db, 30, 10, 10).await;
         let dir = tempfile::tempdir().unwrap();
@@ -311,7 +311,7 @@ mod lifecycle {
     /// not apply it again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sync_killed_between_load_and_checkpoint_applies_nothing_twice() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db, 50, 100, 10).await;
         let dir = tempfile::tempdir().unwrap();
@@ -336,7 +336,7 @@ mod lifecycle {
     /// abandoned and its files removed; the next sync is exact.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sync_killed_during_read_leaves_nothing_behind() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE big (id bigint PRIMARY KEY, pad text); INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 400000) g;").await;
         let dir = tempfile::tempdir().unwrap();
@@ -365,7 +365,7 @@ mod lifecycle {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn table_without_primary_key_loads_with_row_ids() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TABLE log (msg text, n int); INSERT INTO log VALUES ('a', 1), ('a', 1), ('b', NULL), (NULL, NULL);",
@@ -402,7 +402,7 @@ mod lifecycle {
     /// schema, table and column names.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn awkward_identifiers_round_trip() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             r#"CREATE SCHEMA "Sales Data";
@@ -459,7 +459,7 @@ mod lifecycle {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn discover_and_check_describe_the_source() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db, 10, 10, 10).await;
         let dir = tempfile::tempdir().unwrap();
@@ -528,7 +528,7 @@ mod bad_input {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn missing_table_names_the_table_and_the_fix() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE orders (id int PRIMARY KEY)").await;
         let dir = tempfile::tempdir().unwrap();
@@ -566,7 +566,7 @@ mod bad_input {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn config_path_comes_from_flag_env_or_cwd_and_json_logs_are_json() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);").await;
         let dir = tempfile::tempdir().unwrap();
@@ -659,7 +659,7 @@ mod reconcile {
     /// small key-range chunks so chunk edges are crossed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reports_exactly_the_rows_tampered_with() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         let dir = tempfile::tempdir().unwrap();
         simplyload(dir.path(), &["playground", "schema", "--database-url", &db.url], &[]).await.ok();
@@ -736,7 +736,7 @@ mod reconcile {
     /// or one-digit change in any of them is found.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn edge_values_reconcile_to_the_last_digit() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(simplyload_testkit::edge::SETUP_SQL).await;
         let dir = tempfile::tempdir().unwrap();
@@ -803,7 +803,7 @@ mod reconcile {
     /// reported, not an error.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn keyless_collated_and_composite_keys() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             r#"CREATE TABLE log (msg text, n int);
@@ -954,7 +954,7 @@ mod incremental {
     /// lookback window), merge it by key, and map soft deletes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_only_changes_and_maps_soft_deletes() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db).await;
         let dir = tempfile::tempdir().unwrap();
@@ -1017,7 +1017,7 @@ mod incremental {
     /// no lookback at all, the checkpoint must still stop at its start.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transaction_committing_late_is_not_missed() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db).await;
         let dir = tempfile::tempdir().unwrap();
@@ -1044,7 +1044,7 @@ mod incremental {
     /// destination is exactly the source.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn syncs_under_continuous_load_converge() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         let dir = tempfile::tempdir().unwrap();
         simplyload(dir.path(), &["playground", "seed", "--database-url", &db.url, "--scale", "0.2"], &[]).await.ok();
@@ -1082,7 +1082,7 @@ mod incremental {
     /// `playground run` writes; after a final sync nothing is lost or doubled.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn random_sigkills_under_load_lose_and_double_nothing() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         let dir = tempfile::tempdir().unwrap();
         simplyload(dir.path(), &["playground", "seed", "--database-url", &db.url, "--scale", "0.5"], &[]).await.ok();
@@ -1145,7 +1145,7 @@ mod incremental {
     /// Integer cursors: a count lookback (default 0).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn integer_cursor() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE SEQUENCE v; CREATE TABLE items (id int PRIMARY KEY, name text, version bigint NOT NULL DEFAULT nextval('v'));
@@ -1166,7 +1166,7 @@ mod incremental {
     /// Rows whose cursor is NULL are read by the snapshot, counted and reported.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn null_cursors_are_counted_and_reported() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE t (id int PRIMARY KEY, changed timestamptz); INSERT INTO t VALUES (1, now()), (2, NULL), (3, NULL);").await;
         let dir = tempfile::tempdir().unwrap();
@@ -1187,7 +1187,7 @@ mod incremental {
     /// Misconfigured incremental streams fail with the key and the fix.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn config_mistakes_name_the_key_and_the_fix() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db).await;
         db.exec("CREATE TABLE nokey (a int, t timestamptz);").await;
@@ -1227,7 +1227,7 @@ mod locking {
     /// `--wait`) and names the holder; SIGKILL of the holder frees the lock.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_sync_per_pipeline_and_the_lock_dies_with_its_process() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         simplyload_playground::create_schema(&db.client).await.unwrap();
         simplyload_playground::seed(
@@ -1258,7 +1258,7 @@ mod locking {
         loop {
             let n: i64 = db
                 .client
-                .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%orders%' AND wait_event_type = 'Lock'", &[])
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%orders%' AND wait_event_type = 'Lock'", &[])
                 .await
                 .unwrap()
                 .get(0);
@@ -1429,7 +1429,7 @@ mod schema_evolution {
     /// an incremental stream: the destination's columns and values after each.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_kind_of_change_arrives_without_losing_a_value() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TABLE items (id int PRIMARY KEY, code int, price numeric(10,2), note varchar(10), legacy text,
@@ -1535,7 +1535,7 @@ mod day2 {
     /// status (changes, cursor, lag), history, resync of one stream, staging gc.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn status_history_resync_and_staging_gc() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         simplyload_playground::create_schema(&db.client).await.unwrap();
         simplyload_playground::seed(
@@ -1634,7 +1634,7 @@ mod patterns {
     /// and a table created later is picked up at the next sync.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pattern_streams_pick_up_new_tables() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TABLE a_1 (id int PRIMARY KEY, v text); INSERT INTO a_1 VALUES (1, 'x');
@@ -1687,7 +1687,7 @@ mod s3_staging {
     async fn sync_through_s3_staging() {
         let moto = Moto::start();
         moto.create_bucket("simplyload-stage");
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         simplyload_playground::create_schema(&db.client).await.unwrap();
         simplyload_playground::seed(
@@ -1908,7 +1908,7 @@ mod snowflake {
         let server = Fakesnow::start();
         let proxy = SnowProxy::start(server.port, vec![]);
         let admin = admin(&server).await;
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db).await;
         let dir = tempfile::tempdir().unwrap();
@@ -1967,7 +1967,7 @@ mod snowflake {
         admin: Session,
         proxy: SnowProxy,
         db: simplyload_testkit::TestDb,
-        _pg: TestPg,
+        _pg: &'static TestPg,
         dir: tempfile::TempDir,
     }
 
@@ -1975,7 +1975,7 @@ mod snowflake {
         let server = Fakesnow::start();
         let proxy = SnowProxy::start(server.port, faults);
         let admin = admin(&server).await;
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db).await;
         let dir = tempfile::tempdir().unwrap();
@@ -2244,7 +2244,7 @@ mod cdc {
     /// arrive through the slot, exactly.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn changes_arrive_exactly() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(&format!(
             "CREATE TABLE items (id int PRIMARY KEY, name text, body text, n numeric(12,2), at timestamptz);
@@ -2352,7 +2352,7 @@ mod cdc {
     /// going on, then the table rewritten (VACUUM FULL): read again, exact.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_first_snapshot_killed_part_way_goes_on_from_its_parts() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let setup = format!(
             "CREATE TABLE \"Big Items\" (id bigint PRIMARY KEY, pad text, body text, n int);
              INSERT INTO \"Big Items\" SELECT g, repeat('p', 200), CASE WHEN g % 1000 = 500 THEN {BIG} ELSE 'small' END, 0
@@ -2419,8 +2419,8 @@ mod cdc {
         reconcile_clean(dir.path()).await;
 
         // Killed again, part way through going on; the table rewritten
-        // before the next try. (A server of its own: slot names are per server.)
-        let pg = TestPg::start();
+        // before the next try, in another database (slots are named for each state).
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(&setup).await;
         let t = format!("app_{}_big_items", db.name);
@@ -2446,7 +2446,7 @@ mod cdc {
     /// 100k changes in one transaction.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_large_transaction() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (0, 'seed');").await;
         let dir = tempfile::tempdir().unwrap();
@@ -2467,7 +2467,7 @@ mod cdc {
     /// slot and joins without a gap; the running stream goes on meanwhile.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stream_added_later_joins_without_a_gap() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text);
                  INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 50) i; INSERT INTO b SELECT i, 'b' || i FROM generate_series(1, 50) i;").await;
@@ -2487,8 +2487,15 @@ mod cdc {
         assert_eq!(live(dir.path(), &format!("app_{}_b", db.name)), 49);
         assert_eq!(live(dir.path(), &format!("app_{}_a", db.name)), 49);
         reconcile_clean(dir.path()).await;
-        let temp: i64 =
-            db.client.query_one("SELECT count(*) FROM pg_replication_slots WHERE temporary", &[]).await.unwrap().get(0);
+        let temp: i64 = db
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE temporary AND database = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(temp, 0, "the temporary slot is gone");
     }
 
@@ -2496,7 +2503,7 @@ mod cdc {
     /// makes it again and reads every stream again, ending exact.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dropped_slot_is_made_again_and_the_copy_ends_exact() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 30) i;").await;
         let dir = tempfile::tempdir().unwrap();
@@ -2530,7 +2537,7 @@ mod cdc {
     /// `check` reports what logical replication needs, and the slot.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn check_reports_replication_readiness() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE nokey (v text);").await;
         let dir = tempfile::tempdir().unwrap();
@@ -2548,7 +2555,7 @@ mod cdc {
     /// settles what was left and the copy is exact.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cdc_sync_killed_anywhere_loses_and_doubles_nothing() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE a (id int PRIMARY KEY, v text, n int); INSERT INTO a SELECT i, 'a' || i, 0 FROM generate_series(1, 200) i;").await;
         let dir = tempfile::tempdir().unwrap();
@@ -2571,7 +2578,7 @@ mod cdc {
     /// widened type.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn schema_changes_follow_the_evolution_rules() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE a (id int PRIMARY KEY, v text, n int); INSERT INTO a SELECT i, 'a' || i, i FROM generate_series(1, 40) i;").await;
         let dir = tempfile::tempdir().unwrap();
@@ -2611,7 +2618,7 @@ mod cdc {
     /// And a table with a key and REPLICA IDENTITY FULL.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tables_without_a_key_and_replica_identity_full() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(&format!(
             "CREATE TABLE log (msg text, n int, body text); ALTER TABLE log REPLICA IDENTITY FULL;
@@ -2645,7 +2652,7 @@ mod cdc {
     /// leaves `playground reconcile` clean.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn random_sigkills_under_load_with_hard_deletes_and_schema_changes() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         let dir = tempfile::tempdir().unwrap();
         simplyload(dir.path(), &["playground", "seed", "--database-url", &db.url, "--scale", "0.2"], &[]).await.ok();
@@ -2718,7 +2725,7 @@ mod cdc {
     /// sync; `sync --follow` keeps loading micro-batches until SIGTERM.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn micro_batches_and_follow() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
         let dir = tempfile::tempdir().unwrap();
@@ -2775,7 +2782,7 @@ mod cdc {
     /// `bench cdc` runs end to end on a small change set and prints its ratios.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bench_cdc_prints_the_ratios() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         let dir = tempfile::tempdir().unwrap();
         let run = simplyload(dir.path(), &["bench", "cdc", "--database-url", &db.url, "--changes", "3000"], &[]).await;
@@ -2785,7 +2792,12 @@ mod cdc {
             "{}",
             run.stdout
         );
-        let slots: i64 = db.client.query_one("SELECT count(*) FROM pg_replication_slots", &[]).await.unwrap().get(0);
+        let slots: i64 = db
+            .client
+            .query_one("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(slots, 0, "the benchmark removes its slots");
     }
 
@@ -2795,7 +2807,7 @@ mod cdc {
     /// expression; reconcile compares every value.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_edge_type_arrives_exactly() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(simplyload_testkit::edge::SETUP_SQL).await;
         let dir = tempfile::tempdir().unwrap();
@@ -2823,7 +2835,7 @@ mod cdc {
     /// stream are skipped, never mistaken for a schema change.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn excluded_columns_are_skipped() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE a (id int PRIMARY KEY, v text, secret text); INSERT INTO a SELECT i, 'v', 's' FROM generate_series(1, 10) i;").await;
         let dir = tempfile::tempdir().unwrap();
@@ -2873,7 +2885,7 @@ mod parts {
     /// without a key is read in one piece.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_refresh_in_parts_is_exact_and_survives_a_crash() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TABLE \"Wide Orders\" (id bigint PRIMARY KEY, note text, amount numeric(14,4), at timestamptz, doc jsonb);
@@ -2940,7 +2952,7 @@ mod parts {
     /// is a usage error naming the sides.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bench_snapshot_writes_its_report() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE \"Bench T\" (id bigint PRIMARY KEY, v text); INSERT INTO \"Bench T\" SELECT g, md5(g::text) FROM generate_series(1, 20000) g;").await;
         let dir = tempfile::tempdir().unwrap();
@@ -2989,7 +3001,7 @@ mod parts {
     /// cursor moving — are read all the same, and the copy is exact.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_incremental_first_read_killed_part_way_goes_on_from_its_parts() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TABLE \"Inc Items\" (id bigint PRIMARY KEY, pad text, \"Updated At\" timestamptz NOT NULL);
@@ -3058,7 +3070,7 @@ mod parts {
     /// went (the read is not in cursor order). Later reads merge.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_incremental_read_in_parts_moves_its_checkpoint_once() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TABLE t (id bigint PRIMARY KEY, v int, updated_at timestamptz NOT NULL);

@@ -48,7 +48,7 @@ mod activity {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn totals_are_exact_with_hard_deletes_and_schema_changes() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let mut db = pg.database().await;
         playground(&db, 300, 1500, 3000).await;
         let before = snapshot(&db.client).await;
@@ -77,7 +77,8 @@ mod activity {
         activity.run(&mut db.client, &mut stop, &mut |t| stats.push(t.clone())).await.unwrap();
         let took = started.elapsed();
         let t = activity.totals().clone();
-        assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(8), "{took:?}");
+        // It ran for its duration (a lower bound: a busy machine may take longer).
+        assert!(took >= Duration::from_secs(4), "{took:?}");
         assert!((3.9..=4.0).contains(&t.elapsed_seconds), "{}", t.elapsed_seconds);
 
         // Every total is a row count the database agrees with.
@@ -150,7 +151,7 @@ mod activity {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn status_transitions_are_exact_and_stop_is_graceful() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let mut db = pg.database().await;
         playground(&db, 200, 800, 500).await;
         let before = statuses(&db.client).await;
@@ -215,7 +216,7 @@ mod activity {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn fills_columns_from_earlier_runs_and_survives_their_removal() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let mut db = pg.database().await;
         playground(&db, 100, 300, 300).await;
         // Added by an earlier run: filled by this one. Someone else's: left alone.
@@ -248,7 +249,7 @@ mod activity {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_on_an_empty_schema() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let mut db = pg.database().await;
         simplyload_playground::create_schema(&db.client).await.unwrap();
         let mut options = ActivityOptions::new(Rates::derived(20_000.0, 20_000.0));
@@ -266,7 +267,7 @@ mod activity {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn missing_tables_say_how_to_create_them() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let mut db = pg.database().await;
         let mut activity = Activity::new(ActivityOptions::new(Rates::derived(1.0, 1.0)));
         let (_tx, mut stop) = tokio::sync::watch::channel(false);
@@ -285,7 +286,7 @@ mod seed {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn same_seed_same_rows_over_any_number_of_connections() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let counts = SeedCounts { users: 500, orders: 2000, events: 150_000 };
         let a = pg.database().await;
         simplyload_playground::create_schema(&a.client).await.unwrap();
@@ -330,7 +331,7 @@ mod seed {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn seeding_twice_appends_with_fresh_ids() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         playground(&db, 50, 100, 200).await;
         // Purged users leave gaps in the ids; new orders must still find users.
@@ -351,7 +352,7 @@ mod validate {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn numbers_match_direct_sql() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let mut db = pg.database().await;
         playground(&db, 400, 3000, 5000).await;
         let mut options = ActivityOptions::new(Rates::derived(36_000.0, 36_000.0));
@@ -409,7 +410,7 @@ mod validate {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn missing_tables_point_at_seed() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         let e = simplyload_playground::validate(&db.client).await.unwrap_err();
         assert!(e.hint().unwrap_or("").contains("playground seed"), "{e}");
@@ -572,7 +573,7 @@ mod schema {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_schema_creation_is_safe() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         let mut clients = Vec::new();
         for _ in 0..4 {

@@ -113,6 +113,36 @@ impl LocalPostgres {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The folder holding the data directory, the socket and the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes sure the server stops and its folder goes when process `pid`
+    /// ends, however it ends (a SIGKILL included): a small watchdog shell,
+    /// detached, polls the process once a second. For servers whose value is
+    /// never dropped (one server shared by the tests of a binary).
+    pub fn stop_when_process_ends(&self, pid: u32) -> Result<()> {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = match &self.run_as {
+            Some(user) => format!("runuser -u {user} -- '{}'", pg_ctl.display()),
+            None => format!("'{}'", pg_ctl.display()),
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {stop} -D '{data}' -m immediate -w -t 30 stop >/dev/null 2>&1; rm -rf '{dir}'",
+            data = self.data.display(),
+            dir = self.dir.display()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        Ok(())
+    }
+
     /// Stops the server now (fast shutdown: open transactions are rolled back).
     pub fn stop(&mut self) -> Result<()> {
         self.pg_ctl_stop("fast")

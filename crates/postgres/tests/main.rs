@@ -92,7 +92,7 @@ mod decode {
     /// against Postgres's own rendering.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn numerics_match_postgres_text() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TABLE n (id int PRIMARY KEY, free numeric, fixed numeric(38,10), small numeric(12,2));
@@ -122,7 +122,7 @@ mod decode {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn intervals_uuids_json_and_casts_match_postgres_text() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TYPE pair AS (a int, b text);
@@ -164,7 +164,7 @@ mod decode {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn infinite_values_are_counted_or_fail_with_the_key() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TABLE t (id text PRIMARY KEY, d date, ts timestamptz, amount numeric(10,2));
@@ -201,7 +201,7 @@ mod decode {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn schema_change_between_plan_and_read_is_a_stale_plan() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1);").await;
         let source = PostgresSource::from_url("src", &db.url).unwrap();
@@ -214,7 +214,7 @@ mod decode {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_are_bounded_by_bytes_for_wide_rows() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec("CREATE TABLE w (id int PRIMARY KEY, t text); INSERT INTO w SELECT g, repeat('x', 1000000) FROM generate_series(1, 40) g;").await;
         let source = PostgresSource::from_url("src", &db.url).unwrap();
@@ -232,7 +232,7 @@ mod catalog {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn discovers_keys_domains_enums_partitions_and_awkward_names() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             r#"CREATE TYPE mood AS ENUM ('a', 'b');
@@ -432,7 +432,7 @@ mod parallel {
     /// is open ended; an incremental filter applies in every range.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn page_ranges_read_every_row_once_in_one_snapshot() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TABLE p (id bigint PRIMARY KEY, pad text, at timestamptz NOT NULL);
@@ -516,7 +516,7 @@ mod parallel {
     /// (VACUUM FULL) it reads everything.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_resumable_read_goes_on_from_its_progress() {
-        let pg = TestPg::start();
+        let pg = TestPg::shared();
         let db = pg.database().await;
         db.exec(
             "CREATE TABLE r (id bigint PRIMARY KEY, pad text, at timestamptz NOT NULL);

@@ -115,7 +115,7 @@ async fn readiness_reports_what_to_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn created_slot_exports_its_snapshot() {
-    let pg = TestPg::start();
+    let pg = TestPg::shared();
     let db = pg.database().await;
     let slot = slot_name("snap");
     setup(&db, &slot).await;
@@ -163,7 +163,7 @@ async fn created_slot_exports_its_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_stream_drains_confirms_and_resumes() {
-    let pg = TestPg::start();
+    let pg = TestPg::shared();
     let db = pg.database().await;
     let slot = slot_name("cdc");
     setup(&db, &slot).await;
@@ -251,7 +251,7 @@ async fn change_stream_drains_confirms_and_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_walsender_is_released() {
-    let pg = TestPg::start();
+    let pg = TestPg::shared();
     let db = pg.database().await;
     let slot = slot_name("stale");
     setup(&db, &slot).await;
@@ -284,7 +284,7 @@ async fn a_stale_walsender_is_released() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sslmode_prefer_falls_back_and_require_refuses_without_tls() {
-    let pg = TestPg::start();
+    let pg = TestPg::shared();
     let db = pg.database().await;
     let slot = slot_name("prefer");
     setup(&db, &slot).await;
@@ -376,7 +376,7 @@ async fn replication_over_tls() {
 /// insert position is waited for until it is flushed and decoded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_at_beyond_the_flushed_wal_waits_for_it() {
-    let pg = TestPg::start();
+    let pg = TestPg::shared();
     let db = pg.database().await;
     let slot = slot_name("async");
     setup(&db, &slot).await;
