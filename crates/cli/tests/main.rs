@@ -3121,3 +3121,178 @@ mod parts {
         assert!(status.stdout.contains("\"cursor\""), "{}", status.stdout);
     }
 }
+
+mod identity {
+    //! Replication slots carry the identity of the state that made them.
+    use super::support::*;
+    use simplyload_testkit::{TestDb, TestPg};
+    use std::path::Path;
+
+    const ITEMS: &str = "CREATE TABLE items (id int PRIMARY KEY, v text);
+         INSERT INTO items SELECT i, 'v' || i FROM generate_series(1, 200) i;";
+
+    async fn sync_ok(dir: &Path) {
+        let run = simplyload(dir, &["sync"], &[]).await;
+        assert_eq!(run.code, Some(0), "{}", run.all());
+    }
+
+    /// The destination holds exactly the source's live rows, value by value.
+    async fn exact(dir: &Path, db: &TestDb) {
+        let run = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+        let live = duck(
+            dir,
+            &format!(
+                "SELECT CAST(count(*) AS VARCHAR) FROM simplyload.app_{}_items WHERE NOT _simplyload_deleted",
+                db.name
+            ),
+        );
+        assert_eq!(live[0][0].as_deref().unwrap().parse::<i64>().unwrap(), db.count("items").await);
+    }
+
+    async fn change(db: &TestDb, round: i32) {
+        let (lo, hi) = (1000 + round * 10, 1009 + round * 10);
+        db.exec(&format!(
+            "INSERT INTO items SELECT i, 'r{round}' FROM generate_series({lo}, {hi}) i;
+             UPDATE items SET v = 'u{round}' WHERE id % 7 = {round};
+             DELETE FROM items WHERE id % 11 = {round};"
+        ))
+        .await;
+    }
+
+    async fn slots(db: &TestDb) -> Vec<String> {
+        let rows = db
+            .client
+            .query(
+                "SELECT slot_name::text FROM pg_replication_slots
+                  WHERE database = current_database() AND NOT temporary ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// Two setups of one config (own state, own warehouse) against one source
+    /// database, and a third on another database of the same server, all
+    /// with pipeline `main`: each reads a slot of its own, and through
+    /// interleaved syncs with inserts, updates and deletes every copy ends exact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn setups_sharing_a_pipeline_name_never_share_a_slot() {
+        let pg = TestPg::shared();
+        let (db, other) = (pg.database().await, pg.database().await);
+        db.exec(ITEMS).await;
+        other.exec(ITEMS).await;
+        let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for (dir, url) in [(&a, &db.url), (&b, &db.url), (&c, &other.url)] {
+            config(dir.path(), url, &["public.items"], "    mode: cdc\n");
+            sync_ok(dir.path()).await;
+        }
+        for round in 0..4 {
+            change(&db, round).await;
+            change(&other, round).await;
+            sync_ok(a.path()).await;
+            if round % 2 == 1 {
+                sync_ok(b.path()).await;
+            }
+            sync_ok(c.path()).await;
+        }
+        sync_ok(b.path()).await;
+        let here = slots(&db).await;
+        assert_eq!(here.len(), 2, "one slot per setup: {here:?}");
+        assert!(here.iter().all(|s| s.starts_with("simplyload_main_")), "{here:?}");
+        assert_eq!(slots(&other).await.len(), 1);
+        exact(a.path(), &db).await;
+        exact(b.path(), &db).await;
+        exact(c.path(), &other).await;
+    }
+
+    /// A state file copied to a second setup shares the first one's slot:
+    /// once one of them consumes changes, the other is refused with the
+    /// slot and the fix named — never a success with rows missing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copied_state_is_refused_not_silently_behind() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(ITEMS).await;
+        let a = tempfile::tempdir().unwrap();
+        config(a.path(), &db.url, &["public.items"], "    mode: cdc\n");
+        sync_ok(a.path()).await;
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(a.path(), copy.path());
+        change(&db, 1).await;
+        sync_ok(a.path()).await;
+        let refused = simplyload(copy.path(), &["sync"], &[]).await;
+        assert_eq!(refused.code, Some(1), "{}", refused.all());
+        let slot = slots(&db).await.pop().unwrap();
+        assert!(refused.all().contains(&format!("replication slot {slot} was confirmed at")), "{}", refused.all());
+        assert!(refused.all().contains("pg_drop_replication_slot"), "the fix is named: {}", refused.all());
+        change(&db, 2).await;
+        sync_ok(a.path()).await;
+        exact(a.path(), &db).await;
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// A state written by release 0.1 (committed as a fixture, see
+    /// fixtures/state-0.1/README.md) loads unchanged and every pipeline goes
+    /// on from it exactly: its slots are gone (another server), so `cdc`
+    /// streams are read again and the state's feeds named for it from now on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_state_written_by_0_1_loads_and_goes_on() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(include_str!("fixtures/state-0.1/setup.sql")).await;
+        db.exec(
+            "INSERT INTO feed_t VALUES (31, 'c31'); UPDATE feed_t SET v = 'changed' WHERE id = 1;
+             DELETE FROM feed_t WHERE id = 2; INSERT INTO inc_t VALUES (21, 'i21', '2026-01-02 00:00:00+00');",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-0.1");
+        let state = dir.path().join(".simplyload");
+        std::fs::create_dir_all(state.join("staging")).unwrap();
+        for f in ["simplyload.yaml", "warehouse.duckdb"] {
+            std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+        }
+        std::fs::copy(fixture.join("state.db"), state.join("state.db")).unwrap();
+        copy_dir(&fixture.join("staging"), &state.join("staging"));
+        let env = [("FIXTURE_URL", db.url.as_str())];
+
+        let status = simplyload(dir.path(), &["status", "--json"], &env).await;
+        status.ok();
+        let s: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        let position = |p: usize, stream: &str| {
+            let streams = s[p]["streams"].as_array().unwrap();
+            streams.iter().find(|x| x["stream"] == stream).unwrap()["checkpoint"]["position"].clone()
+        };
+        assert_eq!(position(0, "public.feed_t")["mode"], "cdc");
+        assert_eq!(position(0, "public.feed_t")["feed"]["token"], "0/2825450", "the 0.1 position, migrated");
+        assert_eq!(position(0, "public.inc_t")["cursor"]["value"], 1767312000000000i64);
+        assert_eq!(position(1, "public.big_t")["mode"], "cdc_snapshot");
+
+        let run = simplyload(dir.path(), &["sync", "--json"], &env).await;
+        assert_eq!(run.code, Some(0), "{}", run.all());
+        let reports = reports(&run);
+        assert!(reports[0]["warnings"].to_string().contains("was lost"), "{}", reports[0]);
+        assert_eq!(reports[2]["streams"][0]["recovered_batches"], serde_json::json!([1]), "the staged batch loaded");
+        for p in ["main", "killed", "staged"] {
+            let r = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", p], &env).await;
+            assert_eq!(r.code, Some(0), "{p}: {}\n{}", r.stdout, r.stderr);
+        }
+        let slots = slots(&db).await;
+        assert_eq!(slots.len(), 2, "{slots:?}");
+        assert!(slots[0].starts_with("simplyload_killed_") && slots[1].starts_with("simplyload_main_"), "{slots:?}");
+    }
+}

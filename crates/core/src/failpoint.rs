@@ -11,10 +11,15 @@
 
 /// Aborts the process if `SIMPLYLOAD_FAILPOINT` names `name`.
 pub fn failpoint(name: &str) {
-    if let Ok(points) = std::env::var("SIMPLYLOAD_FAILPOINT")
-        && points.split(',').any(|p| p.trim() == name)
-    {
+    if armed(name) {
         eprintln!("failpoint {name}: aborting the process");
         std::process::abort();
     }
+}
+
+/// Whether `SIMPLYLOAD_FAILPOINT` names `name`: code whose failpoint
+/// depends on timing (a part loaded *while* the read goes on) waits for
+/// that moment instead of racing it, so the crash happens where it says.
+pub fn armed(name: &str) -> bool {
+    std::env::var("SIMPLYLOAD_FAILPOINT").is_ok_and(|points| points.split(',').any(|p| p.trim() == name))
 }

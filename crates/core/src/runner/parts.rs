@@ -14,10 +14,10 @@ use super::context::Run;
 use super::load::load_with_retries;
 use crate::batch::{BatchManifest, LoadKind};
 use crate::error::{Error, Result};
-use crate::failpoint::failpoint;
+use crate::failpoint::{armed, failpoint};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// Finished parts waiting for the loader.
 const WAITING_PARTS: usize = 4;
@@ -41,6 +41,12 @@ pub(crate) struct Parts<'a> {
     current: AtomicU64,
     /// The read is over: loads no longer run beside it.
     read_done: AtomicBool,
+    /// Parts handed over and parts loaded (or the loader stopped), for the
+    /// `after_part_loaded` failpoint: armed, the read waits for each part's
+    /// load, so the crash comes with the read part way, as it says.
+    handed: AtomicU64,
+    settled: AtomicU64,
+    settled_notify: Notify,
 }
 
 impl<'a> Parts<'a> {
@@ -53,6 +59,9 @@ impl<'a> Parts<'a> {
             tx: Mutex::new(Some(tx)),
             current: AtomicU64::new(0),
             read_done: AtomicBool::new(false),
+            handed: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
+            settled_notify: Notify::new(),
         };
         (parts, rx)
     }
@@ -92,6 +101,27 @@ impl<'a> Parts<'a> {
     fn read_done(&self) -> bool {
         self.read_done.load(Ordering::SeqCst)
     }
+
+    /// The loader is done with `n` more parts (loaded, or it stopped: then
+    /// with all of them).
+    fn settle(&self, n: u64) {
+        self.settled.fetch_add(n, Ordering::SeqCst);
+        self.settled_notify.notify_waiters();
+    }
+
+    /// Waits until the loader is done with every part handed over so far.
+    async fn wait_settled(&self) {
+        let target = self.handed.load(Ordering::SeqCst);
+        loop {
+            let notified = self.settled_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.settled.load(Ordering::SeqCst) >= target {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -103,8 +133,12 @@ impl PartSink for Parts<'_> {
         // a failure must not remove its files.
         self.set_current(0);
         failpoint("after_part_staged");
+        self.handed.fetch_add(1, Ordering::SeqCst);
         if !self.hand_over(manifest).await {
             return Err(Error::internal(format!("{}: the loader stopped", self.stream)));
+        }
+        if armed("after_part_loaded") {
+            self.wait_settled().await;
         }
         let next = ctx.store.allocate_batch(&ctx.pipeline, &self.stream, self.run.sync_id).await?;
         self.set_current(next);
@@ -144,12 +178,14 @@ pub(crate) async fn load_parts(parts: &Parts<'_>, rx: &mut mpsc::Receiver<BatchM
             Err(e) => {
                 // The read's next hand-over fails at once and stops it.
                 rx.close();
+                parts.settle(u64::MAX / 2);
                 return Err(e);
             }
         };
         if !parts.read_done() {
             failpoint("after_part_loaded");
         }
+        parts.settle(group.len() as u64);
         // A replace starts the table over: rows an earlier (retried) read
         // put in are gone, so they are not counted.
         if group[0].kind == LoadKind::Replace {
