@@ -363,6 +363,54 @@ mod lifecycle {
         assert!(!staging.exists(), "the abandoned batch's files are removed");
     }
 
+    /// SIGTERM while a first CDC snapshot is read in parts: the sync stops at
+    /// the next batch boundary — the parts loaded stay, the batch being read
+    /// is dropped with its files — says so, and the next sync goes on and
+    /// ends exact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigterm_stops_at_a_batch_boundary_and_the_next_sync_is_exact() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec("CREATE TABLE big (id bigint PRIMARY KEY, pad text); INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 300000) g;").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.big"], "    mode: cdc\n    snapshot_part_rows: 40000\n");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_simplyload"))
+            .current_dir(dir.path())
+            .args(["sync", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once the second part is being written, the first is handed over.
+        let second = dir.path().join(".simplyload/staging/main/public.big/000000000002");
+        let mut waited = 0;
+        while !second.exists() {
+            waited += 1;
+            assert!(waited < 3000, "the read never reached its second part");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let pid = child.id().unwrap() as libc::pid_t;
+        // SAFETY: a plain signal to our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let out = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait_with_output())
+            .await
+            .expect("the sync stops instead of reading on")
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(stderr.contains("stopping at the next batch boundary"), "{stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report[0]["error_kind"], "cancelled", "{report}");
+        assert_eq!(report[0]["streams"][0]["status"], "cancelled", "{report}");
+        let status = simplyload(dir.path(), &["status", "--json"], &[]).await;
+        assert!(!status.stdout.contains("\"status\": \"running\""), "the sync was recorded as over: {}", status.stdout);
+        db.exec("UPDATE big SET pad = 'changed' WHERE id % 1000 = 0; DELETE FROM big WHERE id % 777 = 0;").await;
+        let run = simplyload(dir.path(), &["sync"], &[]).await;
+        run.ok();
+        let rec = simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert_eq!(rec.code, Some(0), "{}\n{}", rec.stdout, rec.stderr);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn table_without_primary_key_loads_with_row_ids() {
         let pg = TestPg::shared();
