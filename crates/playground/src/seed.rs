@@ -247,7 +247,8 @@ async fn copy_table(
         let start = p as u64 * blocks_per_part * BLOCK;
         let end = ((p as u64 + 1) * blocks_per_part * BLOCK).min(count);
         if start < end {
-            copies.push(copy_part(client, &sql, table, start..end, first_id, seed, salt, row.clone()));
+            let rows = Generator { seed, salt, row: row.clone() };
+            copies.push(copy_part(client, &sql, table, start..end, first_id, rows));
         }
     }
     Ok(futures::future::try_join_all(copies).await?.into_iter().sum())
@@ -286,19 +287,25 @@ async fn reserve_ids(client: &Client, table: &str, n: u64) -> Result<i64> {
     }
 }
 
+/// What makes a table's rows: the row function and the random streams it
+/// draws from (`seed` and the table's `salt`).
+struct Generator {
+    seed: u64,
+    salt: u64,
+    row: RowFn,
+}
+
 /// Streams rows `range` of a table through one COPY, generating them on a
 /// blocking thread while Postgres parses the previous chunk.
-#[allow(clippy::too_many_arguments)]
 async fn copy_part(
     client: &Client,
     sql: &str,
     table: &str,
     range: std::ops::Range<u64>,
     first_id: i64,
-    seed: u64,
-    salt: u64,
-    row: RowFn,
+    rows: Generator,
 ) -> Result<u64> {
+    let Generator { seed, salt, row } = rows;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let producer = tokio::task::spawn_blocking(move || {
         let mut chunk = String::with_capacity(CHUNK + 4096);

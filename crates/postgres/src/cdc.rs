@@ -699,10 +699,12 @@ async fn reread(
             &reads,
             schema.clone(),
             Vec::new(),
-            simplyload_core::ValueLimits::STAGING,
-            false,
-            65_536,
-            64 << 20,
+            crate::copy::DecodeBounds {
+                limits: simplyload_core::ValueLimits::STAGING,
+                fail_on_unrepresentable: false,
+                batch_rows: 65_536,
+                batch_bytes: 64 << 20,
+            },
         );
         let mut parser = crate::copy::CopyParser::new();
         while let Some(bytes) = futures::StreamExt::next(&mut copy).await {

@@ -243,18 +243,26 @@ pub struct RowDecoder {
     scratch: String,
 }
 
+/// How a [`RowDecoder`] bounds and checks what it decodes.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeBounds {
+    /// Values outside these are unrepresentable (NULL and counted, or an error).
+    pub limits: ValueLimits,
+    pub fail_on_unrepresentable: bool,
+    /// A batch closes at this many rows, or at about this many bytes.
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+}
+
 impl RowDecoder {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         stream: &str,
         columns: &[ColumnRead],
         schema: SchemaRef,
         key: Vec<usize>,
-        limits: ValueLimits,
-        fail_on_unrepresentable: bool,
-        batch_rows: usize,
-        batch_bytes: usize,
+        bounds: DecodeBounds,
     ) -> RowDecoder {
+        let DecodeBounds { limits, fail_on_unrepresentable, batch_rows, batch_bytes } = bounds;
         let batch_rows = batch_rows.max(1);
         RowDecoder {
             names: columns.iter().map(|c| c.name.clone()).collect(),

@@ -606,10 +606,12 @@ impl RangeRead {
             &self.reads,
             request.table.source_schema(),
             self.key.clone(),
-            request.limits,
-            request.on_unrepresentable == OnUnrepresentable::Fail,
-            request.batch_rows,
-            request.batch_bytes,
+            copy::DecodeBounds {
+                limits: request.limits,
+                fail_on_unrepresentable: request.on_unrepresentable == OnUnrepresentable::Fail,
+                batch_rows: request.batch_rows,
+                batch_bytes: request.batch_bytes,
+            },
         );
         let mut parser = CopyParser::new();
         let mut bytes: u64 = 0;

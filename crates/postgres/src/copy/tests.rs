@@ -149,7 +149,13 @@ fn decoder(batch_rows: usize, fail: bool) -> RowDecoder {
         Field::new("d", DataType::Date32, true),
         Field::new("amount", DataType::Decimal128(12, 2), true),
     ]));
-    RowDecoder::new("public.t", &cols, schema, vec![0], ValueLimits::STAGING, fail, batch_rows, usize::MAX)
+    let bounds = DecodeBounds {
+        limits: ValueLimits::STAGING,
+        fail_on_unrepresentable: fail,
+        batch_rows,
+        batch_bytes: usize::MAX,
+    };
+    RowDecoder::new("public.t", &cols, schema, vec![0], bounds)
 }
 
 fn sample_rows() -> Vec<Vec<Option<Vec<u8>>>> {
