@@ -122,6 +122,9 @@ pub struct LoadedStream<'a> {
 /// * `record_feed` replaces the pipeline's feed record; `feed` returns the
 ///   last one recorded.
 /// * Every write is durable when the call returns.
+/// * Concurrency: calls may come from several tasks of one sync at once (a
+///   read recording parts while its loader marks others loaded); each call
+///   is atomic on its own.
 #[async_trait::async_trait]
 pub trait CheckpointStore: Send + Sync {
     async fn pipeline_id(&self, pipeline: &str) -> Result<Uuid>;

@@ -61,6 +61,13 @@ pub struct LoadOutcome {
 /// * Every value in a staged file is stored exactly; `limits` tells sources
 ///   which values the destination could not hold, so they are reported
 ///   before staging instead of bent here.
+/// * Concurrency: the runner loads one stream at a time per pipeline (the
+///   pipeline's lock keeps other syncs out); loads of different pipelines
+///   into one destination may run at once and must not see each other's
+///   temporary objects. `scan` may run beside nothing but other scans.
+/// * Cancellation: a load is never cancelled part way — dropping its future
+///   after the commit is sent is the same as a crash, which the
+///   `_simplyload_batches` record makes harmless.
 #[async_trait::async_trait]
 pub trait Destination: Send + Sync {
     /// `duckdb`, `snowflake`.

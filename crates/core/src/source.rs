@@ -98,6 +98,11 @@ pub struct ReadStats {
 }
 
 /// Reads rows for `reconcile` (see [`crate::reconcile`]).
+///
+/// Contract: values are read independently of the snapshot path (so a bug
+/// there shows as a difference) and canonicalised after the type mapping;
+/// with a `limit`, rows come in key order; calls never change the source;
+/// dropping `out` stops a scan with an error.
 #[async_trait::async_trait]
 pub trait Scanner: Send + Sync {
     /// Whether the source orders `table`'s key exactly as destinations do

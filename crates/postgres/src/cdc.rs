@@ -574,6 +574,13 @@ impl PostgresSource {
         // Our own stream has stopped: a walsender still on the slot is one a
         // killed sync left.
         replication::release_stale_slot(&client, slot).await?;
+        // Only forward: a position at or behind the confirmed one changes nothing.
+        let info = replication::slot_info(&client, slot)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("replication slot {slot} does not exist (it was dropped)")))?;
+        if info.confirmed_flush_lsn.is_some_and(|c| c >= lsn) {
+            return Ok(());
+        }
         client
             .query_one("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)::text", &[&slot, &format_lsn(lsn)])
             .await

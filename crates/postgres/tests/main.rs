@@ -1,5 +1,8 @@
 //! Integration tests against a real Postgres (one server per test).
 
+#[path = "main/conformance.rs"]
+mod conformance;
+
 mod support {
     use arrow_array::RecordBatch;
     use simplyload_core::config::{OnUnrepresentable, PipelineConfig, StreamConfig, SyncMode};

@@ -8,5 +8,6 @@ pub mod edge;
 pub mod peers;
 pub mod pg;
 pub mod snowproxy;
+pub mod source_suite;
 
 pub use pg::{TestDb, TestPg};
