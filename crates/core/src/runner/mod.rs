@@ -158,17 +158,22 @@ async fn table_stream(
     r
 }
 
-fn fill_table_report(r: &mut StreamReport, plan: &StreamPlan, done: StreamDone) {
+/// What every succeeded stream's report says of its plan.
+fn succeeded(r: &mut StreamReport, plan: &StreamPlan) {
     r.table = plan.table.name.clone();
     r.mode = plan.mode.to_string();
     r.status = "succeeded".into();
+    r.renames = plan.renames.clone();
+}
+
+fn fill_table_report(r: &mut StreamReport, plan: &StreamPlan, done: StreamDone) {
+    succeeded(r, plan);
     r.rows = done.rows;
     r.source_bytes = done.source_bytes;
     r.staged_bytes = done.staged_bytes;
     r.batch_id = Some(done.batch_id);
     r.unrepresentable = done.unrepresentable;
     r.position = done.position.map(|p| serde_json::to_value(p.for_display()).expect("positions serialize"));
-    r.renames = plan.renames.clone();
     r.schema_changes = done.schema_changes;
 }
 
@@ -241,13 +246,10 @@ fn fill_feed_report(r: &mut StreamReport, plan: &StreamPlan, done: FeedStreamDon
     if done.snapshot {
         changes.push("read from a snapshot at the change feed's start".into());
     }
-    r.table = plan.table.name.clone();
-    r.mode = plan.mode.to_string();
-    r.status = "succeeded".into();
+    succeeded(r, plan);
     r.rows = done.rows;
     r.staged_bytes = done.staged_bytes;
     r.batch_id = done.batch_id;
     r.unrepresentable = done.unrepresentable;
     r.schema_changes = changes;
-    r.renames = plan.renames.clone();
 }
