@@ -7,6 +7,8 @@
 //!   lock ([`lock`]); [`App::follow`] keeps syncing;
 //! * [`App::status`] is the status view model; [`App::check`] the checks
 //!   with the SQL (or steps) that fix what is missing;
+//! * [`App::idle_feeds`] finds change feeds no `cdc` stream uses any more;
+//!   [`App::drop_pipeline`] removes a pipeline's feed and state;
 //! * setup scripts live with their connectors
 //!   (`simplyload_postgres::setup`, `simplyload_snowflake::setup`);
 //!   [`App::feed_name`] names what they create for a pipeline.
@@ -14,6 +16,7 @@
 //! Callers parse arguments and print; everything else is here or below.
 
 pub mod check;
+pub mod feeds;
 pub mod format;
 pub mod lock;
 pub mod reconcile;
@@ -22,6 +25,7 @@ pub mod status;
 pub mod sync;
 
 pub use check::{CheckSection, PipelineCheck};
+pub use feeds::{DroppedPipeline, IdleFeed};
 pub use lock::{FileLocks, PipelineGuard, PipelineLocks};
 pub use status::{FeedView, PipelineStatus, StreamRow};
 pub use sync::{SyncRequest, Trigger};

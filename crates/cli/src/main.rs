@@ -85,6 +85,9 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
         wait: std::time::Duration,
     },
+    /// Pipelines: `drop` removes one's replication slot and publication and forgets its state
+    #[command(subcommand)]
+    Pipeline(commands::pipeline::PipelineCommand),
     /// List a pipeline's past syncs with durations and row counts
     History {
         pipeline: String,
@@ -161,6 +164,7 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
         }
         Command::Status { pipeline, json } => commands::status::run(config, pipeline.as_deref(), json).await,
         Command::Resync { pipeline, stream, wait } => commands::day2::resync(config, &pipeline, &stream, wait).await,
+        Command::Pipeline(cmd) => commands::pipeline::run(config, cmd).await,
         Command::History { pipeline, limit, json } => commands::day2::history(config, &pipeline, limit, json).await,
         Command::Staging(cmd) => commands::day2::staging(config, cmd).await,
         Command::SetupSql(cmd) => commands::setup_sql::run(config, cmd).await,

@@ -2054,6 +2054,114 @@ mod snowflake {
         }
     }
 
+    /// `mode` streams of the playground into Snowflake schema `schema`.
+    fn mode_config(dir: &Path, pg_url: &str, base_url: &str, mode: &str, schema: &str) {
+        let streams = match mode {
+            "incremental" => {
+                "      - {name: public.users, cursor: updated_at}\n      - {name: public.orders, cursor: updated_at}\n"
+            }
+            _ => "      - public.users\n      - public.orders\n",
+        };
+        std::fs::write(
+            dir.join("simplyload.yaml"),
+            format!(
+                "sources:\n  app:\n    type: postgres\n    url: {pg_url}\n\
+                 destinations:\n  snow:\n    type: snowflake\n    account: xy12345.us-east-1\n    user: SIMPLYLOAD\n\
+                 \x20   password: ${{SNOWFLAKE_PASSWORD}}\n    role: SIMPLYLOAD\n    warehouse: SIMPLYLOAD_WH\n\
+                 \x20   schema: {schema}\n    base_url: {base_url}\n\
+                 pipelines:\n  main:\n    source: app\n    destination: snow\n    mode: {mode}\n    streams:\n\
+                 {streams}"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Syncs; returns the report and, per stream, why it was read again.
+    async fn sync_rereads(dir: &Path) -> (serde_json::Value, Vec<(String, Option<String>)>) {
+        let run = simplyload(dir, &["sync", "--json"], &ENV).await;
+        run.ok();
+        let report = reports(&run);
+        let why = report[0]["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["stream"].as_str().unwrap().to_owned(), s["reread"].as_str().map(str::to_owned)))
+            .collect();
+        (report, why)
+    }
+
+    async fn clean(dir: &Path) {
+        let run = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &ENV).await;
+        assert!(run.code == Some(0) && run.stdout.contains("result: clean"), "{}\n{}", run.stdout, run.stderr);
+    }
+
+    /// The destination lost what was loaded (issue 15): a table dropped by
+    /// hand, then a new schema, are read again in full and end exact; the
+    /// check stays off the warehouse (a marker table per pipeline), and a
+    /// destination without the marker (loaded before markers existed) is
+    /// checked against `_simplyload_batches` once and not read again.
+    async fn lost_tables_are_refilled(mode: &str) {
+        let server = Fakesnow::start();
+        let admin = admin(&server).await;
+        admin.query("CREATE SCHEMA IF NOT EXISTS RAW_DATA.MOVED", &[]).await.unwrap();
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        playground(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        mode_config(dir, &db.url, &server.base_url(), mode, "SIMPLYLOAD");
+        sync_rereads(dir).await;
+        let orders = format!("APP_{}_ORDERS", db.name.to_ascii_uppercase());
+        let touch = "UPDATE orders SET status = 'refunded', updated_at = clock_timestamp() WHERE id % 7 = 0";
+
+        admin.query(&format!("DROP TABLE RAW_DATA.SIMPLYLOAD.\"{orders}\""), &[]).await.unwrap();
+        db.exec(touch).await;
+        let (_, why) = sync_rereads(dir).await;
+        let of = |s: &str| why.iter().find(|(n, _)| n == s).unwrap().1.clone();
+        assert!(of("public.orders").is_some_and(|w| w.contains("is missing")), "{why:?}");
+        assert_eq!(of("public.users"), None);
+        assert_eq!(count(&admin, &orders, "WHERE NOT _SIMPLYLOAD_DELETED").await, Some(150));
+        clean(dir).await;
+
+        // Nothing lost: the check sends no warehouse statement.
+        let (idle, why) = sync_rereads(dir).await;
+        assert!(why.iter().all(|(_, w)| w.is_none()), "{why:?}");
+        assert_eq!(warehouse_statements(&idle), Vec::<String>::new());
+
+        // Loaded before markers existed: asked once, not read again.
+        let marker = admin
+            .query("SHOW TERSE TABLES LIKE '_SIMPLYLOAD_PIPELINE_%' IN SCHEMA RAW_DATA.SIMPLYLOAD", &[])
+            .await
+            .unwrap();
+        let markers = result_rows(&marker);
+        assert_eq!(markers.len(), 1, "{markers:?}");
+        let name = markers[0][1].clone().unwrap();
+        admin.query(&format!("DROP TABLE RAW_DATA.SIMPLYLOAD.\"{name}\""), &[]).await.unwrap();
+        let (_, why) = sync_rereads(dir).await;
+        assert!(why.iter().all(|(_, w)| w.is_none()), "{why:?}");
+        let (idle, _) = sync_rereads(dir).await;
+        assert_eq!(warehouse_statements(&idle), Vec::<String>::new(), "the marker was made again");
+
+        // A new schema: every stream is read again there.
+        mode_config(dir, &db.url, &server.base_url(), mode, "MOVED");
+        db.exec(touch).await;
+        let (_, why) = sync_rereads(dir).await;
+        assert!(why.iter().all(|(_, w)| w.as_deref().is_some_and(|w| w.contains("is missing"))), "{why:?}");
+        let moved = admin.query(&format!("SELECT COUNT(*) FROM RAW_DATA.MOVED.\"{orders}\""), &[]).await.unwrap();
+        assert_eq!(result_rows(&moved)[0][0].as_deref(), Some("150"));
+        clean(dir).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lost_incremental_tables_are_refilled() {
+        lost_tables_are_refilled("incremental").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lost_cdc_tables_are_refilled() {
+        lost_tables_are_refilled("cdc").await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wrong_password_is_refused_and_nothing_loads() {
         let f = faulty(vec![Fault::login("390100", "Incorrect username or password was specified.")]).await;
@@ -3342,5 +3450,278 @@ mod identity {
         let slots = slots(&db).await;
         assert_eq!(slots.len(), 2, "{slots:?}");
         assert!(slots[0].starts_with("simplyload_killed_") && slots[1].starts_with("simplyload_main_"), "{slots:?}");
+    }
+}
+
+/// The destination lost what was loaded while the state still says
+/// "loaded" (issue 15): a dropped table, a deleted DuckDB file, a file
+/// loaded by another state, a new path. Each affected stream is read again
+/// in full, the report says why, and the copy ends exact — in every mode.
+mod lost_destination {
+    use super::support::*;
+    use simplyload_testkit::{TestDb, TestPg};
+    use std::path::Path;
+
+    const TABLES: &str =
+        "CREATE TABLE a (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+         CREATE TABLE b (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+         INSERT INTO a (id, v) SELECT i, 'a' || i FROM generate_series(1, 300) i;
+         INSERT INTO b (id, v) SELECT i, 'b' || i FROM generate_series(1, 40) i;";
+
+    fn write_config(dir: &Path, db: &TestDb, mode: &str, path: &str) {
+        let streams = if mode == "incremental" {
+            "      - {name: public.a, cursor: updated_at, lookback: 1s}\n      - {name: public.b, cursor: updated_at, lookback: 1s}\n"
+        } else {
+            "      - public.a\n      - public.b\n"
+        };
+        std::fs::write(
+            dir.join("simplyload.yaml"),
+            format!(
+                "sources:\n  app:\n    type: postgres\n    url: {}\n\
+                 destinations:\n  local:\n    type: duckdb\n    path: {path}\n\
+                 pipelines:\n  main:\n    source: app\n    destination: local\n    mode: {mode}\n    streams:\n{streams}",
+                db.url
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Inserts, updates and (where the mode sees them) deletes, round `n`.
+    async fn change(db: &TestDb, mode: &str, n: i32) {
+        let base = 1000 * n;
+        db.exec(&format!(
+            "INSERT INTO a (id, v) SELECT {base} + i, 'new' FROM generate_series(1, 7) i;
+             UPDATE a SET v = 'changed {n}', updated_at = clock_timestamp() WHERE id % 10 = {n};
+             UPDATE b SET v = 'changed {n}', updated_at = clock_timestamp() WHERE id = {n};"
+        ))
+        .await;
+        if mode != "incremental" {
+            db.exec(&format!("DELETE FROM a WHERE id = {}", 100 + n)).await;
+        }
+    }
+
+    /// Syncs; returns, per stream, why it was read again (if it was).
+    async fn sync(dir: &Path) -> Vec<(String, Option<String>)> {
+        let run = simplyload(dir, &["sync", "--json"], &[]).await;
+        run.ok();
+        let report = reports(&run);
+        report[0]["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["stream"].as_str().unwrap().to_owned(), s["reread"].as_str().map(str::to_owned)))
+            .collect()
+    }
+
+    fn reread<'a>(report: &'a [(String, Option<String>)], stream: &str) -> Option<&'a str> {
+        report.iter().find(|(s, _)| s == stream).unwrap().1.as_deref()
+    }
+
+    /// Reconcile clean, and the live rows of `a` are exactly the source's.
+    async fn exact(dir: &Path, db: &TestDb, file: &str) {
+        let run = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert!(run.code == Some(0) && run.stdout.contains("result: clean"), "{}\n{}", run.stdout, run.stderr);
+        let conn = simplyload_duckdb::duckdb::Connection::open(dir.join(file)).unwrap();
+        let live: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM simplyload.app_{}_a WHERE NOT _simplyload_deleted", db.name),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(live, db.count("a").await, "live rows of a");
+    }
+
+    async fn lost_and_refilled(mode: &str) {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(TABLES).await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        write_config(dir, &db, mode, "warehouse.duckdb");
+        let first = sync(dir).await;
+        assert!(first.iter().all(|(_, why)| why.is_none()), "{first:?}");
+        change(&db, mode, 1).await;
+        let quiet = sync(dir).await;
+        assert!(quiet.iter().all(|(_, why)| why.is_none()), "nothing was lost: {quiet:?}");
+
+        // 1. One table dropped by hand: that stream alone is read again.
+        duck(dir, &format!("DROP TABLE simplyload.app_{}_a", db.name));
+        change(&db, mode, 2).await;
+        let after_drop = sync(dir).await;
+        let why = reread(&after_drop, "public.a").unwrap_or_else(|| panic!("{after_drop:?}"));
+        assert!(why.contains(&format!("table app_{}_a is missing", db.name)), "{why}");
+        assert_eq!(reread(&after_drop, "public.b"), None);
+        exact(dir, &db, "warehouse.duckdb").await;
+
+        // 2. The DuckDB file deleted: every stream is read again.
+        std::fs::remove_file(dir.join("warehouse.duckdb")).unwrap();
+        let _ = std::fs::remove_file(dir.join("warehouse.duckdb.wal"));
+        change(&db, mode, 3).await;
+        let after_delete = sync(dir).await;
+        assert!(after_delete.iter().all(|(_, why)| why.is_some()), "{after_delete:?}");
+        exact(dir, &db, "warehouse.duckdb").await;
+
+        // 3. A file another state loaded (its own pipeline id) put in its place.
+        let other = tempfile::tempdir().unwrap();
+        write_config(other.path(), &db, mode, "warehouse.duckdb");
+        sync(other.path()).await;
+        std::fs::copy(other.path().join("warehouse.duckdb"), dir.join("warehouse.duckdb")).unwrap();
+        change(&db, mode, 4).await;
+        let after_swap = sync(dir).await;
+        for (stream, why) in &after_swap {
+            let why = why.as_deref().unwrap_or_else(|| panic!("{stream} was not read again: {after_swap:?}"));
+            assert!(why.contains("no record of batch"), "{why}");
+        }
+        exact(dir, &db, "warehouse.duckdb").await;
+
+        // 4. The config points at a new file.
+        write_config(dir, &db, mode, "moved.duckdb");
+        change(&db, mode, 5).await;
+        let after_move = sync(dir).await;
+        assert!(after_move.iter().all(|(_, why)| why.is_some()), "{after_move:?}");
+        exact(dir, &db, "moved.duckdb").await;
+        change(&db, mode, 6).await;
+        let settled = sync(dir).await;
+        assert!(settled.iter().all(|(_, why)| why.is_none()), "{settled:?}");
+        exact(dir, &db, "moved.duckdb").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn incremental_streams_are_refilled() {
+        lost_and_refilled("incremental").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cdc_streams_are_refilled() {
+        lost_and_refilled("cdc").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_refresh_streams_are_refilled() {
+        lost_and_refilled("full_refresh").await;
+    }
+}
+
+/// Replication slots no `cdc` stream uses any more (issue 15): warned
+/// about with the WAL they hold, dropped after a mode switch once the new
+/// mode loaded, and by `pipeline drop` for a pipeline taken out of the config.
+mod slots_left_behind {
+    use super::support::*;
+    use simplyload_testkit::{TestDb, TestPg};
+    use std::path::Path;
+
+    fn write_config(dir: &Path, db: &TestDb, pipeline: &str, mode: &str) {
+        let streams = match mode {
+            "incremental" => "      - {name: public.a, cursor: updated_at}\n",
+            _ => "      - public.a\n",
+        };
+        std::fs::write(
+            dir.join("simplyload.yaml"),
+            format!(
+                "sources:\n  app:\n    type: postgres\n    url: {}\n\
+                 destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
+                 pipelines:\n  {pipeline}:\n    source: app\n    destination: local\n    mode: {mode}\n    streams:\n{streams}",
+                db.url
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Slots and publications of this test's database.
+    async fn feeds(db: &TestDb) -> (Vec<String>, Vec<String>) {
+        let names = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>();
+        let slots = db
+            .client
+            .query("SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database()", &[])
+            .await
+            .unwrap();
+        let pubs = db.client.query("SELECT pubname::text FROM pg_publication", &[]).await.unwrap();
+        (names(slots), names(pubs))
+    }
+
+    async fn clean(dir: &Path, pipeline: &str) {
+        let run = simplyload(dir, &["playground", "reconcile", "--pipeline", pipeline], &[]).await;
+        assert!(run.code == Some(0) && run.stdout.contains("result: clean"), "{}\n{}", run.stdout, run.stderr);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unused_slots_are_warned_about_and_dropped() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE a (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+             INSERT INTO a (id, v) SELECT i, 'v' FROM generate_series(1, 50) i;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        write_config(dir, &db, "main", "cdc");
+        simplyload(dir, &["sync"], &[]).await.ok();
+        let slot = main_slot(&db).await;
+        assert_eq!(feeds(&db).await, (vec![slot.clone()], vec![slot.clone()]));
+
+        // Switched to incremental: check warns, with the WAL held.
+        db.exec("INSERT INTO a (id, v) SELECT i, 'w' FROM generate_series(51, 80) i").await;
+        write_config(dir, &db, "main", "incremental");
+        let check = simplyload(dir, &["check"], &[]).await;
+        check.ok();
+        let warning =
+            check.stdout.lines().find(|l| l.starts_with("warning:")).unwrap_or_else(|| panic!("{}", check.stdout));
+        for part in [
+            format!("replication slot {slot} on source app holds "),
+            " of WAL but no `cdc` stream of pipeline main".into(),
+            "next successful sync".into(),
+            "pg_drop_replication_slot".into(),
+        ] {
+            assert!(warning.contains(&part), "{part:?} in {warning}");
+        }
+        // The sync that loads the new mode drops it.
+        let run = simplyload(dir, &["sync", "--json"], &[]).await;
+        run.ok();
+        let report = reports(&run);
+        assert!(report[0]["warnings"].to_string().contains(&format!("dropped replication slot {slot}")), "{report}");
+        assert_eq!(feeds(&db).await, (vec![], vec![]));
+        clean(dir, "main").await;
+        let quiet = simplyload(dir, &["check"], &[]).await;
+        assert!(!quiet.stdout.contains("warning:"), "{}", quiet.stdout);
+
+        // Back to cdc: a new slot, and the copy stays exact.
+        write_config(dir, &db, "main", "cdc");
+        simplyload(dir, &["sync"], &[]).await.ok();
+        db.exec("UPDATE a SET v = 'x' WHERE id < 10; DELETE FROM a WHERE id = 20").await;
+        simplyload(dir, &["sync"], &[]).await.ok();
+        clean(dir, "main").await;
+        let slot = main_slot(&db).await;
+
+        // The pipeline taken out of the config: sync and check warn.
+        write_config(dir, &db, "other", "full_refresh");
+        let run = simplyload(dir, &["sync"], &[]).await;
+        run.ok();
+        assert!(
+            run.stderr.contains(&format!("replication slot {slot}"))
+                && run.stderr.contains("simplyload pipeline drop main"),
+            "{}",
+            run.stderr
+        );
+        let check = simplyload(dir, &["check"], &[]).await;
+        assert!(check.stdout.contains("drop it with `simplyload pipeline drop main`"), "{}", check.stdout);
+
+        // `pipeline drop` asks first; without a terminal it needs --yes.
+        let refused = simplyload(dir, &["pipeline", "drop", "main"], &[]).await;
+        assert_eq!(refused.code, Some(2), "{}", refused.all());
+        assert!(refused.all().contains("add --yes"), "{}", refused.all());
+        assert_eq!(feeds(&db).await.0, vec![slot.clone()]);
+        let dropped = simplyload(dir, &["pipeline", "drop", "main", "--yes"], &[]).await;
+        dropped.ok();
+        assert!(dropped.stdout.contains(&format!("dropped replication slot {slot}")), "{}", dropped.stdout);
+        assert_eq!(feeds(&db).await, (vec![], vec![]));
+        let status = simplyload(dir, &["status", "--json"], &[]).await;
+        assert!(!status.stdout.contains("\"main\""), "{}", status.stdout);
+        let quiet = simplyload(dir, &["check"], &[]).await;
+        assert!(!quiet.stdout.contains("warning:"), "{}", quiet.stdout);
+        let unknown = simplyload(dir, &["pipeline", "drop", "main", "--yes"], &[]).await;
+        assert_eq!(unknown.code, Some(1), "{}", unknown.all());
+        assert!(unknown.all().contains("pipeline main is neither in the config nor in the state"), "{}", unknown.all());
     }
 }

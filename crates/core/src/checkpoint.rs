@@ -171,4 +171,16 @@ pub trait CheckpointStore: Send + Sync {
     async fn feed(&self, pipeline: &str) -> Result<Option<FeedRecord>>;
 
     async fn record_feed(&self, pipeline: &str, feed: &FeedRecord) -> Result<()>;
+
+    /// Every pipeline the store knows, with its change feed if it has one.
+    async fn pipelines(&self) -> Result<Vec<(String, Option<FeedRecord>)>>;
+
+    /// The pipeline's change feed was removed from the source: its record
+    /// goes, and so do the streams' positions on it (a stream that comes
+    /// back as `cdc` starts again on a new feed).
+    async fn forget_feed(&self, pipeline: &str) -> Result<()>;
+
+    /// Removes everything the store knows of a pipeline (its id too: a
+    /// pipeline of that name later is a new one).
+    async fn forget_pipeline(&self, pipeline: &str) -> Result<()>;
 }

@@ -39,6 +39,46 @@ pub struct LoadOutcome {
     pub changes: crate::checkpoint::RowChanges,
 }
 
+/// A stream's last load as the state knows it, checked against the
+/// destination at the start of a sync ([`Destination::missing`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadMark<'a> {
+    pub stream: &'a str,
+    /// The table the stream is loaded into now.
+    pub table: &'a str,
+    /// The stream's last loaded batch (its checkpoint's).
+    pub batch_id: u64,
+}
+
+/// What a destination no longer holds of a stream's loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// The table is gone (dropped, or another database, file or schema).
+    Table,
+    /// The table is there, but `_simplyload_batches` has no record of the
+    /// stream's last batch for this pipeline id: another destination's
+    /// table, or one written by another state.
+    Record,
+}
+
+impl Missing {
+    /// Why the stream is read again, in words.
+    pub fn reason(self, mark: &LoadMark<'_>) -> String {
+        match self {
+            Missing::Table => format!(
+                "read again in full as a new generation: table {} is missing in the destination \
+                 (dropped, or a new destination)",
+                mark.table
+            ),
+            Missing::Record => format!(
+                "read again in full as a new generation: the destination has no record of batch {} \
+                 in _simplyload_batches (a new destination, or one loaded by another state)",
+                mark.batch_id
+            ),
+        }
+    }
+}
+
 /// A warehouse that staged batches are loaded into.
 ///
 /// Contract (exactly-once effect, DESIGN.md §3):
@@ -58,6 +98,12 @@ pub struct LoadOutcome {
 ///   batch is already there, `load` changes nothing.
 /// * `loaded_batches` says which of the given batch ids the destination has
 ///   committed; the runner calls it after a crash to decide what to reload.
+/// * `missing` says which streams' loads the destination no longer holds
+///   (its table or its batch record is gone); the runner asks at the start
+///   of every sync and reads those streams again in full. It must not be
+///   wrong the other way: a stream it calls held is in the destination up to
+///   its last batch (a hand-emptied table aside). It may answer from
+///   metadata to keep an empty sync free (Snowflake).
 /// * Every value in a staged file is stored exactly; `limits` tells sources
 ///   which values the destination could not hold, so they are reported
 ///   before staging instead of bent here.
@@ -89,6 +135,20 @@ pub trait Destination: Send + Sync {
     async fn check(&self) -> Result<CheckReport>;
 
     async fn loaded_batches(&self, pipeline_id: Uuid, stream: &str, batch_ids: &[u64]) -> Result<Vec<u64>>;
+
+    /// Which of `streams` the destination no longer holds, and why. The
+    /// default asks for each stream's table and its last batch's record.
+    async fn missing(&self, pipeline_id: Uuid, streams: &[LoadMark<'_>]) -> Result<Vec<(String, Missing)>> {
+        let mut missing = Vec::new();
+        for m in streams {
+            if self.columns(m.table).await?.is_none() {
+                missing.push((m.stream.to_owned(), Missing::Table));
+            } else if self.loaded_batches(pipeline_id, m.stream, &[m.batch_id]).await?.is_empty() {
+                missing.push((m.stream.to_owned(), Missing::Record));
+            }
+        }
+        Ok(missing)
+    }
 
     async fn load(&self, request: LoadRequest<'_>) -> Result<LoadOutcome>;
 

@@ -154,6 +154,9 @@ pub struct FeedStatus {
     pub confirmed: Option<FeedPosition>,
     /// What the source keeps for the feed beyond the confirmed position.
     pub lag_bytes: Option<u64>,
+    /// All the source keeps for the feed (Postgres: the WAL from the
+    /// slot's restart point), which a feed nobody reads makes grow.
+    pub retained_bytes: Option<u64>,
     /// The source dropped what the feed held: changes were lost.
     pub lost: bool,
 }
@@ -209,4 +212,9 @@ pub trait ChangeFeed: Send + Sync {
 
     /// How an operator removes the feed by hand (the SQL to run).
     fn removal_hint(&self, feed: &str) -> String;
+
+    /// Removes the feed and the source objects made for it, so the source
+    /// keeps nothing more for it. Returns whether anything was there.
+    /// The caller holds the pipeline's lock: nothing reads the feed.
+    async fn remove(&self, feed: &str) -> Result<bool>;
 }

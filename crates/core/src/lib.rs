@@ -49,7 +49,7 @@ pub use checkpoint::{
     BatchRecord, Checkpoint, CheckpointStore, FeedRecord, LoadedStream, RowChanges, StagedBatch, StreamState,
     SyncRecord,
 };
-pub use destination::{Destination, LoadOutcome, LoadRequest};
+pub use destination::{Destination, LoadMark, LoadOutcome, LoadRequest, Missing};
 pub use error::{Error, ErrorKind, Policy, Result};
 pub use feed::{ChangeEvent, ChangeFeed, ChangesRead, ChangesRequest, FeedPosition, FeedStart, FeedStatus};
 pub use naming::StreamName;

@@ -94,6 +94,10 @@ pub struct StreamReport {
     /// How the table's shape changed at this sync, in words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schema_changes: Vec<String>,
+    /// Why the stream was read again in full at this sync, when the
+    /// destination had lost what was loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reread: Option<String>,
     /// The checkpoint position after this sync (incremental: the cursor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<serde_json::Value>,
@@ -123,6 +127,7 @@ impl StreamReport {
             duration_ms: 0,
             unrepresentable: Vec::new(),
             schema_changes: Vec::new(),
+            reread: None,
             position: None,
             renames: Vec::new(),
             recovered_batches: Vec::new(),
@@ -214,6 +219,7 @@ impl SyncReport {
         s.schema_changes.extend(r.schema_changes);
         s.unrepresentable.extend(r.unrepresentable);
         s.recovered_batches.extend(r.recovered_batches);
+        s.reread = s.reread.take().or(r.reread);
         s.table = r.table;
         if r.error.is_some() {
             s.status = r.status;

@@ -86,6 +86,10 @@ impl ChangeFeed for PostgresSource {
             name: s.name,
             confirmed: s.confirmed_flush_lsn.map(feed_position),
             lag_bytes: s.lag_bytes,
+            retained_bytes: match (s.lag_bytes, s.confirmed_flush_lsn, s.restart_lsn) {
+                (Some(lag), Some(confirmed), Some(restart)) => Some(lag + confirmed.saturating_sub(restart)),
+                _ => s.lag_bytes,
+            },
             lost: s.wal_status.as_deref() == Some("lost"),
         }))
     }
@@ -108,6 +112,24 @@ impl ChangeFeed for PostgresSource {
 
     fn describe(&self, position: &FeedPosition) -> String {
         format!("LSN {}", position.token)
+    }
+
+    /// Drops the slot (ending a walsender a crashed sync left holding it)
+    /// and the publication of the same name.
+    async fn remove(&self, feed: &str) -> Result<bool> {
+        let client = self.connect().await?;
+        let slot = replication::slot_info(&client, feed).await?.is_some();
+        replication::drop_slot(&client, feed).await.map_err(|e| e.with_hint(self.removal_hint(feed)))?;
+        let publication = client
+            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&feed])
+            .await
+            .map_err(|e| pg_error(&e, &format!("reading publication {feed}")))?
+            .is_some();
+        client
+            .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(feed)))
+            .await
+            .map_err(|e| pg_error(&e, &format!("cannot drop publication {feed}")).with_hint(self.removal_hint(feed)))?;
+        Ok(slot || publication)
     }
 
     fn removal_hint(&self, feed: &str) -> String {

@@ -33,8 +33,8 @@ use simplyload_core::reconcile::{SCAN_BATCH, ScanRequest, ScanSender, ScannedRow
 use simplyload_core::report::Statement;
 use simplyload_core::schema::meta;
 use simplyload_core::{
-    BatchManifest, CheckReport, Column, Destination, Error, ErrorKind, LoadKind, LoadOutcome, LoadRequest, Result,
-    RowChanges, SqlType, TableSpec, ValueLimits,
+    BatchManifest, CheckReport, Column, Destination, Error, ErrorKind, LoadKind, LoadMark, LoadOutcome, LoadRequest,
+    Missing, Result, RowChanges, SqlType, TableSpec, ValueLimits,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -74,6 +74,13 @@ pub struct SnowflakeDestination {
     state_dir: Option<std::path::PathBuf>,
     /// The pipeline of the sync under way ([`Destination::begin_sync`]).
     pipeline: std::sync::Mutex<Option<String>>,
+    /// Pipelines whose marker table this destination made or found.
+    marked: tokio::sync::Mutex<std::collections::HashSet<Uuid>>,
+}
+
+/// The name of a pipeline's marker table ([`Destination::missing`]).
+pub fn marker_table(pipeline_id: Uuid) -> String {
+    format!("_simplyload_pipeline_{}", pipeline_id.simple())
 }
 
 impl std::fmt::Debug for SnowflakeDestination {
@@ -259,6 +266,7 @@ impl SnowflakeDestination {
             closed_log: std::sync::Mutex::new(Vec::new()),
             state_dir: None,
             pipeline: std::sync::Mutex::new(None),
+            marked: Default::default(),
         }
     }
 
@@ -496,6 +504,51 @@ impl SnowflakeDestination {
                     self.run(&format!("ALTER TABLE {target} ADD COLUMN {} {ty}", ident(name))).await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The tables of the destination's schema (none when it does not exist yet).
+    async fn table_names(&self) -> Result<std::collections::HashSet<String>> {
+        let sql = format!("SHOW TERSE TABLES IN SCHEMA {}.{}", ident(&self.database), ident(&self.schema));
+        match self.run(&sql).await {
+            Ok(r) => {
+                let n = column_index(&r, "name").unwrap_or(1);
+                Ok(result_rows(&r).into_iter().filter_map(|row| row.get(n).cloned().flatten()).collect())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The streams `_simplyload_batches` has any record of for a pipeline.
+    async fn recorded_streams(&self, pipeline_id: Uuid) -> Result<std::collections::HashSet<String>> {
+        let sql = format!(
+            "SELECT DISTINCT STREAM FROM {} WHERE PIPELINE_ID = {}",
+            self.batches_table(),
+            literal(&pipeline_id.to_string())
+        );
+        match self.run(&sql).await {
+            Ok(r) => Ok(result_rows(&r).into_iter().filter_map(|row| row.first().cloned().flatten()).collect()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The pipeline's marker table: it says, in metadata a sync reads
+    /// without the warehouse, that this pipeline's loads are recorded here.
+    async fn ensure_marker(&self, pipeline_id: Uuid) -> Result<()> {
+        let mut marked = self.marked.lock().await;
+        if !marked.contains(&pipeline_id) {
+            self.run(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (PIPELINE_ID VARCHAR) COMMENT = {}",
+                self.qualified(&marker_table(pipeline_id)),
+                literal(&format!(
+                    "SimplyLoad: the loads of pipeline id {pipeline_id} are recorded in _simplyload_batches"
+                ))
+            ))
+            .await?;
+            marked.insert(pipeline_id);
         }
         Ok(())
     }
@@ -784,6 +837,7 @@ impl SnowflakeDestination {
             return Ok(LoadOutcome::default());
         }
         self.ensure_batches_table().await?;
+        self.ensure_marker(request.pipeline_id).await?;
         let ids: Vec<u64> = request.batches.iter().map(|b| b.batch_id).collect();
         let already = self.loaded_ids(request.pipeline_id, &stream, &ids).await?;
         let todo: Vec<&BatchManifest> = request.batches.iter().filter(|b| !already.contains(&b.batch_id)).collect();
@@ -1085,6 +1139,37 @@ impl Destination for SnowflakeDestination {
 
     async fn loaded_batches(&self, pipeline_id: Uuid, stream: &str, batch_ids: &[u64]) -> Result<Vec<u64>> {
         self.loaded_ids(pipeline_id, stream, batch_ids).await
+    }
+
+    /// From metadata, so an empty sync stays off the warehouse: one `SHOW
+    /// TERSE TABLES` finds the tables and the pipeline's marker table
+    /// (made by its first load). Without a marker — a destination this
+    /// pipeline never loaded, or one loaded before markers existed — the
+    /// batch records are asked once (a warehouse statement) and the marker
+    /// made when they are there.
+    async fn missing(&self, pipeline_id: Uuid, streams: &[LoadMark<'_>]) -> Result<Vec<(String, Missing)>> {
+        let tables = self.table_names().await?;
+        let (present, mut missing): (Vec<&LoadMark>, Vec<&LoadMark>) =
+            streams.iter().partition(|m| tables.contains(&sf_name(m.table)));
+        let mut missing: Vec<(String, Missing)> =
+            missing.drain(..).map(|m| (m.stream.to_owned(), Missing::Table)).collect();
+        if tables.contains(&sf_name(&marker_table(pipeline_id))) {
+            self.marked.lock().await.insert(pipeline_id);
+            return Ok(missing);
+        }
+        if present.is_empty() {
+            return Ok(missing);
+        }
+        let recorded = self.recorded_streams(pipeline_id).await?;
+        for m in &present {
+            if !recorded.contains(m.stream) {
+                missing.push((m.stream.to_owned(), Missing::Record));
+            }
+        }
+        if present.iter().any(|m| recorded.contains(m.stream)) {
+            self.ensure_marker(pipeline_id).await?;
+        }
+        Ok(missing)
     }
 
     async fn load(&self, request: LoadRequest<'_>) -> Result<LoadOutcome> {

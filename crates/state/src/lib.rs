@@ -636,6 +636,44 @@ impl CheckpointStore for SqliteStore {
         })
     }
 
+    async fn pipelines(&self) -> Result<Vec<(String, Option<FeedRecord>)>> {
+        let names: Vec<String> = self.with(|c| {
+            let mut st = c.prepare("SELECT name FROM pipelines ORDER BY name")?;
+            let rows = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(rows)
+        })?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let feed = self.feed(&name).await?;
+            out.push((name, feed));
+        }
+        Ok(out)
+    }
+
+    async fn forget_feed(&self, pipeline: &str) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM feeds WHERE pipeline = ?1", [pipeline])?;
+            tx.execute(
+                "UPDATE streams SET checkpoint_position = NULL
+                  WHERE pipeline = ?1 AND json_extract(checkpoint_position, '$.mode') IN ('cdc', 'cdc_snapshot')",
+                [pipeline],
+            )?;
+            tx.commit()
+        })
+    }
+
+    async fn forget_pipeline(&self, pipeline: &str) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for table in ["feeds", "streams", "batches", "syncs"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE pipeline = ?1"), [pipeline])?;
+            }
+            tx.execute("DELETE FROM pipelines WHERE name = ?1", [pipeline])?;
+            tx.commit()
+        })
+    }
+
     async fn syncs(&self, pipeline: &str, limit: usize) -> Result<Vec<SyncRecord>> {
         self.with(|c| {
             let mut st = c.prepare(

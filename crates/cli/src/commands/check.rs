@@ -16,6 +16,9 @@ pub async fn run(config: Option<&Path>, pipeline: Option<&str>) -> Result<u8> {
         ok &= check.ok();
         sql |= check.has_fix_sql();
     }
+    for f in app.idle_feeds().await? {
+        println!("\nwarning: {}", f.message());
+    }
     if ok {
         println!("\nall checks passed");
         Ok(0)

@@ -2,6 +2,7 @@ pub mod bench;
 pub mod check;
 pub mod day2;
 pub mod discover;
+pub mod pipeline;
 pub mod playground;
 pub mod quickstart;
 pub mod reconcile;

@@ -72,7 +72,20 @@ pub async fn run(
     if json {
         println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
     }
+    warn_idle_feeds(&app).await;
     Ok(if ok { 0 } else { crate::EXIT_FAILED })
+}
+
+/// Warns (on stderr) about change feeds no `cdc` stream uses any more.
+pub async fn warn_idle_feeds(app: &simplyload_app::App) {
+    match app.idle_feeds().await {
+        Ok(idle) => {
+            for f in idle {
+                tracing::warn!(pipeline = %f.pipeline, feed = %f.name, "{}", f.message());
+            }
+        }
+        Err(e) => tracing::warn!("cannot look for replication slots left behind: {e}"),
+    }
 }
 
 /// `sync --follow`: syncs the pipelines again and again (see
@@ -150,6 +163,9 @@ pub fn print_report(r: &SyncReport) {
                 "  {}: {n} row(s) have a NULL cursor; later changes to them are not seen by incremental reads",
                 s.stream
             );
+        }
+        if let Some(why) = &s.reread {
+            println!("  {}: {why}", s.stream);
         }
         for c in &s.schema_changes {
             println!("  {}: {c}", s.stream);

@@ -146,6 +146,25 @@ pub async fn unrecorded_feed_name(
     Ok((feed.feed_name(FeedOwner::Pipeline { pipeline, pipeline_id })?, FeedOwnerKind::Pipeline))
 }
 
+/// The name of the feed a pipeline's state made or uses, if any: the one
+/// it recorded, or a feed from before names were recorded that its streams
+/// stand on and that still exists.
+pub async fn existing_feed_name(
+    feed: &dyn ChangeFeed,
+    store: &dyn crate::checkpoint::CheckpointStore,
+    pipeline: &str,
+) -> Result<Option<String>> {
+    if let Some(record) = store.feed(pipeline).await? {
+        return Ok(Some(record.name));
+    }
+    let states = store.streams(pipeline).await?;
+    let id = store.pipeline_id(pipeline).await?;
+    Ok(match unrecorded_feed_name(feed, pipeline, id, &states).await? {
+        (name, FeedOwnerKind::Legacy) => Some(name),
+        (_, FeedOwnerKind::Pipeline) => None,
+    })
+}
+
 /// Whose name [`unrecorded_feed_name`] gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeedOwnerKind {

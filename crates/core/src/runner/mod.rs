@@ -16,8 +16,10 @@
 //!
 //! The modules, each one reason to change, depend on each other one way:
 //! `context` ← `retry` ← `load` ← `parts` ← `stage` ← `snapshot` ←
-//! `table` / `changes` ← `recover` ← this one, which plans the pipeline and
-//! runs its streams: `full_refresh` and `incremental` streams one after the
+//! `table` / `changes` ← `recover` ← this one, which plans the pipeline,
+//! reads again in full the streams the destination lost ([`lost`], which
+//! needs only `context`), runs its streams, and removes a change feed no
+//! stream uses any more ([`retire`]): `full_refresh` and `incremental` streams one after the
 //! other ([`table`]), then the `cdc` streams together through the source's
 //! change feed ([`changes`]), in rounds while a round stops early (a schema
 //! change to plan, `batch_max_rows` reached).
@@ -26,15 +28,17 @@ mod changes;
 mod context;
 mod incremental;
 mod load;
+mod lost;
 mod parts;
 mod recover;
 mod resume;
+mod retire;
 mod retry;
 mod snapshot;
 mod stage;
 mod table;
 
-pub use changes::{FeedOwnerKind, unrecorded_feed_name};
+pub use changes::{FeedOwnerKind, existing_feed_name, unrecorded_feed_name};
 pub use context::{
     CancellationToken, DEFAULT_PARALLEL_MIN_BYTES, DEFAULT_PART_ROWS, SyncContext, SyncOptions,
     default_snapshot_parallelism,
@@ -42,6 +46,7 @@ pub use context::{
 pub use incremental::{OVERLAP_MAX_ROWS, Overlap, checkpoint_cursor, checkpoint_overlap};
 pub use parts::PartSink;
 pub use resume::ResumableSnapshot;
+pub use retire::uses_change_feed;
 pub use stage::{
     FeedSnapshot, MAX_ROWS_PER_BATCH, SnapshotJob, Versions, stage_columns, stage_columns_at, stage_snapshot,
 };
@@ -70,6 +75,9 @@ pub async fn run_sync(ctx: &SyncContext) -> Result<SyncReport> {
     ctx.destination.begin_sync(&ctx.pipeline, sync_id);
     let outcome = run_streams(run, &mut report).await;
     report.statements = ctx.destination.end_sync().await;
+    if outcome.is_ok() {
+        retire::retire_unused_feed(run, &mut report).await;
+    }
     if let Err(e) = outcome {
         match e.kind() {
             ErrorKind::Cancelled => tracing::warn!(pipeline = %ctx.pipeline, sync_id, "sync stopped: {e}"),
@@ -85,10 +93,13 @@ pub async fn run_sync(ctx: &SyncContext) -> Result<SyncReport> {
 }
 
 async fn run_streams(run: Run<'_>, report: &mut SyncReport) -> Result<()> {
-    let mut recovered = recover::recover(run).await?;
     let catalog = discover(run).await?;
+    let planned = plan::plan_pipeline(run.pipeline(), &run.ctx.config, &catalog);
+    // Before settling unfinished batches: those of a lost stream are dropped.
+    let mut lost = lost::reread_lost(run, &planned).await?;
+    let mut recovered = recover::recover(run).await?;
     let mut cdc = Vec::new();
-    for (label, planned) in plan::plan_pipeline(run.pipeline(), &run.ctx.config, &catalog) {
+    for (label, planned) in planned {
         if let Ok(plan) = &planned
             && plan.mode == SyncMode::Cdc
         {
@@ -97,7 +108,8 @@ async fn run_streams(run: Run<'_>, report: &mut SyncReport) -> Result<()> {
         }
         run.check_cancelled()?;
         let recovered_batches = recovered.remove(&label).unwrap_or_default();
-        let r = table_stream(run, &label, planned, recovered_batches).await;
+        let mut r = table_stream(run, &label, planned, recovered_batches).await;
+        r.reread = lost.remove(&label);
         let cancelled = r.error_kind == Some(ErrorKind::Cancelled);
         report.streams.push(r);
         if cancelled {
@@ -107,7 +119,8 @@ async fn run_streams(run: Run<'_>, report: &mut SyncReport) -> Result<()> {
     let mut rounds = 0;
     while !cdc.is_empty() {
         run.check_cancelled()?;
-        if !feed_round(run, cdc, &mut recovered, report).await {
+        let settled = Settled { recovered: &mut recovered, lost: &mut lost };
+        if !feed_round(run, cdc, settled, report).await {
             break;
         }
         // A read that stopped early goes on with a new plan.
@@ -187,12 +200,19 @@ async fn stream_failed(run: Run<'_>, r: &mut StreamReport, e: &Error) {
     }
 }
 
+/// What the start of the sync found, per stream, for the first report of
+/// each: batches settled after a crash, and why a stream is read again.
+struct Settled<'a> {
+    recovered: &'a mut BTreeMap<String, Vec<u64>>,
+    lost: &'a mut BTreeMap<String, String>,
+}
+
 /// Runs one round of the `cdc` streams and adds to their reports. Returns
 /// whether the round stopped early, so the caller plans again and goes on.
 async fn feed_round(
     run: Run<'_>,
     mut plans: Vec<(String, StreamPlan)>,
-    recovered: &mut BTreeMap<String, Vec<u64>>,
+    settled: Settled<'_>,
     report: &mut SyncReport,
 ) -> bool {
     let started = Instant::now();
@@ -207,7 +227,8 @@ async fn feed_round(
     for (label, plan) in &plans {
         let done = round.done.remove(label).unwrap_or_default();
         let mut r = StreamReport::new(label);
-        r.recovered_batches = recovered.remove(label).unwrap_or_default();
+        r.recovered_batches = settled.recovered.remove(label).unwrap_or_default();
+        r.reread = settled.lost.remove(label);
         fill_feed_report(&mut r, plan, done, changes.remove(label).unwrap_or_default());
         if let Err(e) = &result {
             stream_failed(run, &mut r, e).await;
