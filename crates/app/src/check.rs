@@ -5,7 +5,7 @@
 use crate::App;
 use serde::Serialize;
 use simplyload_config::SyncMode;
-use simplyload_core::plan::{self, expand_streams, stream_name};
+use simplyload_core::plan::{self, StreamPlan, stream_name};
 use simplyload_core::{CheckReport, Result, StreamName};
 
 /// One part of a pipeline's check (the source, its change feed, the destination).
@@ -37,7 +37,10 @@ impl PipelineCheck {
 }
 
 impl App {
-    /// Checks one pipeline.
+    /// Checks one pipeline: the source (and its change feed for the `cdc`
+    /// streams, patterns included), every stream as `sync` plans it (so
+    /// `check` refuses what `sync` would: a missing cursor column, a mode the
+    /// table cannot have, an unknown excluded column), and the destination.
     pub async fn check(&self, pipeline: &str) -> Result<PipelineCheck> {
         let p = self.config().pipeline(pipeline)?;
         let source = self.source(&p.source)?;
@@ -46,33 +49,44 @@ impl App {
         for (i, s) in p.streams.iter().enumerate().filter(|(_, s)| !s.is_pattern()) {
             streams.push(stream_name(pipeline, i, s, ns)?);
         }
-        if p.streams.iter().any(|s| s.is_pattern()) {
-            // Patterns are checked for the streams they match now.
-            if let Ok(catalog) = plan::discover(source.as_ref(), &plan::selection(p, ns)).await {
-                for (_, s) in expand_streams(pipeline, p, &catalog) {
-                    if let Ok(n) = StreamName::parse(&s.name).map(|n| n.qualified(ns))
-                        && !streams.contains(&n)
-                    {
-                        streams.push(n);
-                    }
-                }
+        let (planned, plans) = match plan::discover(source.as_ref(), &plan::selection(p, ns)).await {
+            Ok(catalog) => {
+                let plans = plan::plan_pipeline(pipeline, p, &catalog);
+                (plan_report(&plans), plans)
+            }
+            Err(e) => {
+                let mut report = CheckReport::default();
+                report.fail("discovery", described(&e), None);
+                (report, Vec::new())
+            }
+        };
+        // Streams a pattern matches now are checked like named ones.
+        for (_, plan) in plans.iter().filter_map(|(l, p)| Some((l, p.as_ref().ok()?))) {
+            if !streams.contains(&plan.table.stream) {
+                streams.push(plan.table.stream.clone());
             }
         }
         let mut sections =
             vec![CheckSection { title: format!("source {}", p.source), report: source.check(&streams).await? }];
-        let cdc: Vec<StreamName> = p
+        let mut cdc: Vec<StreamName> = p
             .streams
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.is_pattern() && s.mode.unwrap_or(p.mode) == SyncMode::Cdc)
             .filter_map(|(i, s)| stream_name(pipeline, i, s, ns).ok())
             .collect();
+        for plan in plans.iter().filter_map(|(_, p)| p.as_ref().ok()).filter(|p| p.mode == SyncMode::Cdc) {
+            if !cdc.contains(&plan.table.stream) {
+                cdc.push(plan.table.stream.clone());
+            }
+        }
         if !cdc.is_empty()
             && let (Some(feed), Some(name)) = (source.change_feed(), self.feed_name(pipeline).await?)
         {
             let title = format!("source {} (change data capture)", p.source);
             sections.push(CheckSection { title, report: feed.check(&name, &cdc).await? });
         }
+        sections.push(CheckSection { title: "streams, as sync plans them".into(), report: planned });
         let dest = self.destination(&p.destination)?;
         let report = dest.check().await?;
         dest.end_sync().await;
@@ -83,5 +97,25 @@ impl App {
             destination: p.destination.clone(),
             sections,
         })
+    }
+}
+
+/// One item per planned stream: its mode and table, or why sync would refuse it.
+fn plan_report(plans: &[(String, Result<StreamPlan>)]) -> CheckReport {
+    let mut report = CheckReport::default();
+    for (label, planned) in plans {
+        match planned {
+            Ok(plan) => report.pass(label.as_str(), format!("{} into {}", plan.mode, plan.table.name)),
+            Err(e) => report.fail(label.as_str(), described(e), None),
+        }
+    }
+    report
+}
+
+/// An error with its hint, as one line.
+fn described(e: &simplyload_core::Error) -> String {
+    match e.hint() {
+        Some(h) => format!("{} (hint: {h})", e.message()),
+        None => e.message().to_owned(),
     }
 }

@@ -3725,3 +3725,110 @@ mod slots_left_behind {
         assert!(unknown.all().contains("pipeline main is neither in the config nor in the state"), "{}", unknown.all());
     }
 }
+
+/// One table a change feed cannot carry fails alone (issue 15).
+mod one_bad_table {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_without_replica_identity_fails_alone() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE good (id int PRIMARY KEY, v text);
+             CREATE TABLE \"No Key\" (v text, n int);
+             INSERT INTO good SELECT i, 'g' FROM generate_series(1, 20) i;
+             INSERT INTO \"No Key\" SELECT 'x', i FROM generate_series(1, 5) i;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        config(dir, &db.url, &["public.good", "'public.\"No Key\"'"], "    mode: cdc\n");
+        let run = simplyload(dir, &["sync", "--json"], &[]).await;
+        assert_eq!(run.code, Some(1), "{}", run.all());
+        let report = reports(&run);
+        let stream =
+            |name: &str| report[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == name).unwrap().clone();
+        let good = stream("public.good");
+        assert_eq!((good["status"].as_str(), good["rows"].as_u64()), (Some("succeeded"), Some(20)), "{good}");
+        assert!(good["error"].is_null(), "{good}");
+        let bad = stream("public.\"No Key\"");
+        assert_eq!(bad["status"], "failed", "{bad}");
+        let error = bad["error"].as_str().unwrap();
+        assert!(error.contains("cannot replicate \"public\".\"No Key\""), "{error}");
+        assert!(error.contains("ALTER TABLE \"public\".\"No Key\" REPLICA IDENTITY FULL"), "{error}");
+
+        // The rest goes on syncing; once fixed, the table joins exactly.
+        db.exec("INSERT INTO good VALUES (21, 'new')").await;
+        assert_eq!(simplyload(dir, &["sync"], &[]).await.code, Some(1));
+        db.exec("ALTER TABLE \"No Key\" REPLICA IDENTITY FULL").await;
+        simplyload(dir, &["sync"], &[]).await.ok();
+        db.exec("UPDATE \"No Key\" SET v = 'y' WHERE n = 1; DELETE FROM good WHERE id = 3").await;
+        simplyload(dir, &["sync"], &[]).await.ok();
+        let clean = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await;
+        assert!(clean.code == Some(0) && clean.stdout.contains("result: clean"), "{}\n{}", clean.stdout, clean.stderr);
+    }
+}
+
+/// `check` refuses what `sync` would (issue 15).
+mod check_parity {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn check_names_every_mistake_sync_would_refuse() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE t1 (id int PRIMARY KEY, updated_at timestamptz, v text);
+             CREATE TABLE t2 (id int PRIMARY KEY, updated_at timestamptz, v text);
+             CREATE TABLE nokey (v text, updated_at timestamptz);
+             CREATE SCHEMA cdcs;
+             CREATE TABLE cdcs.k (id int PRIMARY KEY);
+             CREATE TABLE cdcs.bare (v text);",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        std::fs::write(
+            dir.join("simplyload.yaml"),
+            format!(
+                "sources:\n  app:\n    type: postgres\n    url: {}\n\
+                 destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
+                 pipelines:\n\
+                 \x20 inc:\n    source: app\n    destination: local\n    mode: incremental\n    streams:\n\
+                 \x20     - {{name: public.t1, cursor: changed_at}}\n\
+                 \x20     - {{name: public.t2, cursor: updated_at, exclude_columns: [nope]}}\n\
+                 \x20     - {{name: public.nokey, cursor: updated_at}}\n\
+                 \x20 feed:\n    source: app\n    destination: local\n    mode: cdc\n    streams:\n\
+                 \x20     - cdcs.*\n",
+                db.url
+            ),
+        )
+        .unwrap();
+        let inc = simplyload(dir, &["check", "inc"], &[]).await;
+        assert_eq!(inc.code, Some(1), "{}", inc.all());
+        for expected in [
+            "table public.t1 has no column `changed_at`",
+            "exclude_columns: table public.t2 has no column `nope`",
+            "table public.nokey has no primary key",
+            "some checks failed; fix what is named above",
+        ] {
+            assert!(inc.stdout.contains(expected), "{expected:?} in\n{}", inc.stdout);
+        }
+        // A pattern's streams get the change-feed checks too.
+        let feed = simplyload(dir, &["check", "feed"], &[]).await;
+        assert_eq!(feed.code, Some(1), "{}", feed.all());
+        for expected in
+            ["ALTER TABLE \"cdcs\".\"bare\" REPLICA IDENTITY FULL;", "run the SQL above as an administrator"]
+        {
+            assert!(feed.stdout.contains(expected), "{expected:?} in\n{}", feed.stdout);
+        }
+        // What check says is what sync does.
+        let sync = simplyload(dir, &["sync", "inc", "--json"], &[]).await;
+        assert_eq!(sync.code, Some(1));
+        let report = reports(&sync);
+        assert!(report[0]["streams"].as_array().unwrap().iter().all(|s| s["status"] == "failed"), "{report}");
+    }
+}

@@ -196,6 +196,15 @@ pub trait ChangeFeed: Send + Sync {
     /// The feed, if it exists.
     async fn status(&self, feed: &str) -> Result<Option<FeedStatus>>;
 
+    /// The streams of `tables` this feed cannot carry, each with its own
+    /// error naming the fix (Postgres: a table without a primary key or
+    /// replica identity). The runner leaves them out of the round and fails
+    /// them alone, so one bad table does not stop the others. The default:
+    /// every stream is fit.
+    async fn unfit(&self, _tables: &[crate::schema::TableSpec]) -> Result<Vec<(StreamName, crate::Error)>> {
+        Ok(Vec::new())
+    }
+
     async fn prepare(&self, request: PrepareFeed<'_>) -> Result<Prepared>;
 
     async fn read(&self, request: ChangesRequest, out: mpsc::Sender<ChangeEvent>) -> Result<ChangesRead>;

@@ -94,6 +94,18 @@ impl ChangeFeed for PostgresSource {
         }))
     }
 
+    async fn unfit(&self, tables: &[TableSpec]) -> Result<Vec<(StreamName, Error)>> {
+        let client = self.connect().await?;
+        let pairs = tables_of(tables);
+        let unfit = replication::without_replica_identity(&client, &pairs).await?;
+        Ok(tables
+            .iter()
+            .zip(&pairs)
+            .filter(|(_, p)| unfit.contains(p))
+            .map(|(t, p)| (t.stream.clone(), replication::no_replica_identity(std::slice::from_ref(p))))
+            .collect())
+    }
+
     async fn prepare(&self, request: PrepareFeed<'_>) -> Result<Prepared> {
         self.cdc_prepare_impl(request).await
     }

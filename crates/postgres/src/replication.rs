@@ -263,7 +263,7 @@ async fn unpublished(client: &Client, publication: &str, tables: &[(String, Stri
 }
 
 /// Tables (of those that exist) without a usable replica identity.
-async fn without_replica_identity(client: &Client, tables: &[(String, String)]) -> Result<Vec<(String, String)>> {
+pub async fn without_replica_identity(client: &Client, tables: &[(String, String)]) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (schema, table) in tables {
         let row = client
@@ -294,6 +294,20 @@ async fn without_replica_identity(client: &Client, tables: &[(String, String)]) 
     Ok(out)
 }
 
+/// The error for tables that cannot be published, with the SQL that fixes it.
+pub fn no_replica_identity(tables: &[(String, String)]) -> Error {
+    let fix: Vec<String> = tables
+        .iter()
+        .map(|(s, t)| format!("ALTER TABLE {}.{} REPLICA IDENTITY FULL;", quote_ident(s), quote_ident(t)))
+        .collect();
+    Error::config(format!(
+        "cannot replicate {}: no primary key or replica identity, so Postgres cannot publish its updates and deletes \
+         (and would refuse them once the table is in a publication)",
+        table_list(tables)
+    ))
+    .with_hint(format!("add a primary key, or run: {}", fix.join(" ")))
+}
+
 /// `CREATE PUBLICATION <name> FOR TABLE …` when it is missing, or `ALTER
 /// PUBLICATION … ADD TABLE` for the tables it lacks. Refuses tables without a
 /// replica identity (publishing them would break the customer's UPDATE and
@@ -301,16 +315,7 @@ async fn without_replica_identity(client: &Client, tables: &[(String, String)]) 
 pub async fn ensure_publication(client: &Client, name: &str, tables: &[(String, String)]) -> Result<()> {
     let no_identity = without_replica_identity(client, tables).await?;
     if !no_identity.is_empty() {
-        let fix: Vec<String> = no_identity
-            .iter()
-            .map(|(s, t)| format!("ALTER TABLE {}.{} REPLICA IDENTITY FULL;", quote_ident(s), quote_ident(t)))
-            .collect();
-        return Err(Error::config(format!(
-            "cannot replicate {}: no primary key or replica identity, so Postgres cannot publish its updates and deletes \
-             (and would refuse them once the table is in a publication)",
-            table_list(&no_identity)
-        ))
-        .with_hint(format!("add a primary key, or run: {}", fix.join(" "))));
+        return Err(no_replica_identity(&no_identity));
     }
     let exists: bool = client
         .query_one("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", &[&name])

@@ -82,8 +82,30 @@ fn change_feed(run: Run<'_>) -> Result<&dyn ChangeFeed> {
     })
 }
 
+/// Takes out of `plans` the streams the feed cannot carry (see
+/// [`ChangeFeed::unfit`]) and returns them with their errors.
+pub(crate) async fn set_aside_unfit(
+    run: Run<'_>,
+    plans: &mut Vec<(String, StreamPlan)>,
+) -> Result<Vec<(String, StreamPlan, Error)>> {
+    let feed = change_feed(run)?;
+    let tables: Vec<TableSpec> = plans.iter().map(|(_, p)| p.table.clone()).collect();
+    let unfit = feed.unfit(&tables).await?;
+    let mut out = Vec::new();
+    for (name, e) in unfit {
+        if let Some(i) = plans.iter().position(|(_, p)| p.table.stream == name) {
+            let (label, plan) = plans.remove(i);
+            out.push((label, plan, e));
+        }
+    }
+    Ok(out)
+}
+
 /// Runs one round of the `cdc` streams.
 pub(crate) async fn run_round(run: Run<'_>, streams: FeedStreams<'_>, round: &mut Round) -> Result<()> {
+    if streams.plans.is_empty() {
+        return Ok(());
+    }
     let feed = change_feed(run)?;
     let states = run.ctx.store.streams(run.pipeline()).await?;
     let position = |label: &str| -> Option<Position> {

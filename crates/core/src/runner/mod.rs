@@ -218,11 +218,26 @@ async fn feed_round(
     let started = Instant::now();
     let mut round = Round::default();
     let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut unfit = Vec::new();
     let evolved = evolve_all(run, &mut plans, &mut changes).await;
     let result = match evolved {
-        Ok(reread) => changes::run_round(run, FeedStreams { plans: &plans, reread: &reread }, &mut round).await,
+        Ok(reread) => match changes::set_aside_unfit(run, &mut plans).await {
+            Ok(set_aside) => {
+                unfit = set_aside;
+                changes::run_round(run, FeedStreams { plans: &plans, reread: &reread }, &mut round).await
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
+    // A stream the feed cannot carry fails alone, with its own error.
+    for (label, plan, e) in unfit {
+        let mut r = StreamReport::new(&label);
+        (r.table, r.mode) = (plan.table.name.clone(), plan.mode.to_string());
+        stream_failed(run, &mut r, &e).await;
+        run.ctx.progress.stream_finished(&r);
+        report.add_round(r);
+    }
     report.warnings.append(&mut round.warnings);
     for (label, plan) in &plans {
         let done = round.done.remove(label).unwrap_or_default();
