@@ -3832,3 +3832,27 @@ mod check_parity {
         assert!(report[0]["streams"].as_array().unwrap().iter().all(|s| s["status"] == "failed"), "{report}");
     }
 }
+
+/// Errors at sync time carry the fix `check` prints (issue 15).
+mod sync_hints {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wal_level_is_named_with_its_fix() {
+        let opts = simplyload_postgres::local::LocalOptions {
+            settings: vec![("wal_level".into(), "replica".into())],
+            ..Default::default()
+        };
+        let pg = TestPg::start_with(&opts);
+        let db = pg.database().await;
+        db.exec("CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1)").await;
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &db.url, &["public.a"], "    mode: cdc\n");
+        let run = simplyload(dir.path(), &["sync"], &[]).await;
+        assert_eq!(run.code, Some(1), "{}", run.all());
+        assert!(run.all().contains("ALTER SYSTEM SET wal_level = logical"), "{}", run.all());
+        let check = simplyload(dir.path(), &["check"], &[]).await;
+        assert!(check.stdout.contains("ALTER SYSTEM SET wal_level = logical"), "{}", check.stdout);
+    }
+}

@@ -299,6 +299,7 @@ impl PostgresSource {
     async fn cdc_prepare_impl(&self, request: PrepareFeed<'_>) -> Result<Prepared> {
         let client = self.connect().await?;
         let slot = request.feed;
+        replication::ensure_server_ready(&client).await?;
         replication::ensure_publication(&client, slot, &tables_of(request.tables)).await?;
         let created = |start: CreatedSlot, remade: bool| Prepared::Created { start: Box::new(PgStart(start)), remade };
         if request.joining {

@@ -148,31 +148,32 @@ pub struct SlotInfo {
     pub database: Option<String>,
 }
 
-/// What the server and role allow for logical replication of `tables` with
-/// slot and publication `slot`.
-pub async fn readiness(client: &Client, slot: &str, tables: &[(String, String)]) -> Result<ReplicationReadiness> {
+/// The server's settings and the role's rights for logical replication.
+struct ServerReadiness {
+    wal_level: String,
+    can_replicate: bool,
+    /// SQL that fixes what is missing, in order.
+    fixes: Vec<String>,
+}
+
+async fn server_readiness(client: &Client) -> Result<ServerReadiness> {
     let row = client
         .query_one(
             "SELECT current_setting('wal_level'),
                     coalesce((SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), false),
                     current_user::text,
                     current_setting('max_replication_slots')::int,
-                    current_setting('max_wal_senders')::int,
-                    EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
-            &[&slot],
+                    current_setting('max_wal_senders')::int",
+            &[],
         )
         .await
         .map_err(|e| pg_error(&e, "reading replication settings"))?;
     let wal_level: String = row.get(0);
     let can_replicate: bool = row.get(1);
     let user: String = row.get(2);
-    let max_slots: i32 = row.get(3);
-    let max_senders: i32 = row.get(4);
-    let publication_exists: bool = row.get(5);
-    let wal_level_logical = wal_level == "logical";
-
+    let (max_slots, max_senders): (i32, i32) = (row.get(3), row.get(4));
     let mut fixes = Vec::new();
-    if !wal_level_logical {
+    if wal_level != "logical" {
         fixes.push("ALTER SYSTEM SET wal_level = logical; -- then restart Postgres".to_owned());
     }
     if max_slots < 1 {
@@ -184,6 +185,45 @@ pub async fn readiness(client: &Client, slot: &str, tables: &[(String, String)])
     if !can_replicate {
         fixes.push(format!("ALTER ROLE {} REPLICATION;", quote_ident(&user)));
     }
+    Ok(ServerReadiness { wal_level, can_replicate, fixes })
+}
+
+/// Refuses, before anything is made, a server or role that cannot
+/// replicate, with the SQL `check` prints for it.
+pub async fn ensure_server_ready(client: &Client) -> Result<()> {
+    let ready = server_readiness(client).await?;
+    if ready.fixes.is_empty() {
+        return Ok(());
+    }
+    let mut why = Vec::new();
+    if ready.wal_level != "logical" {
+        why.push(format!("wal_level is {} (logical decoding needs logical)", ready.wal_level));
+    }
+    if !ready.can_replicate {
+        why.push("the role may not replicate".to_owned());
+    }
+    if why.is_empty() {
+        why.push("the server allows no replication slots or WAL senders".to_owned());
+    }
+    Err(Error::config(format!("this Postgres server cannot stream changes: {}", why.join("; "))).with_hint(format!(
+        "run as an administrator: {} (on RDS and Aurora set rds.logical_replication = 1 in the parameter group instead \
+         of wal_level); `simplyload check` checks it",
+        ready.fixes.join(" ")
+    )))
+}
+
+/// What the server and role allow for logical replication of `tables` with
+/// slot and publication `slot`.
+pub async fn readiness(client: &Client, slot: &str, tables: &[(String, String)]) -> Result<ReplicationReadiness> {
+    let server = server_readiness(client).await?;
+    let publication_exists: bool = client
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", &[&slot])
+        .await
+        .map_err(|e| pg_error(&e, "reading publications"))?
+        .get(0);
+    let wal_level_logical = server.wal_level == "logical";
+    let can_replicate = server.can_replicate;
+    let mut fixes = server.fixes;
 
     let tables_without_replica_identity = without_replica_identity(client, tables).await?;
     for (s, t) in &tables_without_replica_identity {
