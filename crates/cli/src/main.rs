@@ -1,6 +1,7 @@
 //! `simplyload`: the one binary. Thin: parses arguments and calls the crates.
 
 mod commands;
+mod output;
 mod progress;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -118,11 +119,12 @@ enum Command {
     Playground(commands::playground::PlaygroundCommand),
 }
 
-/// Exit codes: 0 success, 1 something asked for failed, 2 bad usage or config.
-pub const EXIT_FAILED: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
+/// Exit codes: see [`output::exit`].
+pub const EXIT_FAILED: u8 = output::exit::FAILED;
+pub const EXIT_USAGE: u8 = output::exit::USAGE;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let bars = match cli.log_format {
         LogFormat::Text => progress::terminal_bars(),
@@ -140,13 +142,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = match e.kind() {
-                simplyload_core::ErrorKind::Config => EXIT_USAGE,
-                _ => EXIT_FAILED,
-            };
             tracing::debug!(error = ?e, "command failed");
-            eprintln!("error: {e}");
-            ExitCode::from(code)
+            output::error(None, &e);
+            ExitCode::from(output::code_of(&e))
         }
     }
 }
@@ -171,6 +169,18 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
         Command::Quickstart { dir } => commands::quickstart::run(&dir, bars).await,
         Command::Bench(b) => commands::bench::run(b).await,
         Command::Playground(p) => commands::playground::run(config, p).await,
+    }
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`simplyload
+/// discover app | head`) would be an error at every `println!` — a panic.
+/// Like other command-line tools, the process instead ends quietly when
+/// its reader has gone.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in `main`, before any thread exists;
+    // setting a signal's disposition to its default has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -212,7 +222,9 @@ fn init_logging(cli: &Cli, bars: Option<indicatif::MultiProgress>) {
         eprintln!("warning: bad --log-level `{spec}` ({e}); using info");
         EnvFilter::new("warn,simplyload=info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(LogWriter(bars));
+    output::set_json(cli.log_format == LogFormat::Json);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(LogWriter(bars)).with_ansi(output::colour());
     match cli.log_format {
         LogFormat::Json => builder.json().with_current_span(false).init(),
         LogFormat::Text => builder.with_target(false).compact().init(),

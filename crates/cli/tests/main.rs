@@ -397,8 +397,9 @@ mod lifecycle {
             .expect("the sync stops instead of reading on")
             .unwrap();
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert_eq!(out.status.code(), Some(130), "stopped by a signal: {stdout}\n{stderr}");
         assert!(stderr.contains("stopping at the next batch boundary"), "{stderr}");
+        assert!(stderr.contains("the next `simplyload sync` goes on from the last loaded batch"), "{stderr}");
         let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(report[0]["error_kind"], "cancelled", "{report}");
         assert_eq!(report[0]["streams"][0]["status"], "cancelled", "{report}");
@@ -1318,7 +1319,7 @@ mod locking {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         let second = simplyload(dir.path(), &["sync"], &[]).await;
-        assert_eq!(second.code, Some(1), "{}", second.all());
+        assert_eq!(second.code, Some(3), "busy, not failed: {}", second.all());
         assert!(
             second.all().contains(&format!("pipeline `main` is being synced by another process (pid {pid}, since")),
             "{}",
@@ -1327,7 +1328,7 @@ mod locking {
         assert!(second.all().contains("--wait"), "{}", second.all());
         let started = std::time::Instant::now();
         let third = simplyload(dir.path(), &["sync", "--wait", "1s"], &[]).await;
-        assert_eq!(third.code, Some(1));
+        assert_eq!(third.code, Some(3));
         assert!(started.elapsed() >= std::time::Duration::from_secs(1));
 
         first.kill().await.unwrap(); // SIGKILL
@@ -3854,5 +3855,61 @@ mod sync_hints {
         assert!(run.all().contains("ALTER SYSTEM SET wal_level = logical"), "{}", run.all());
         let check = simplyload(dir.path(), &["check"], &[]).await;
         assert!(check.stdout.contains("ALTER SYSTEM SET wal_level = logical"), "{}", check.stdout);
+    }
+}
+
+/// What a shell script or a log shipper relies on (issue 15): exit codes,
+/// JSON errors under `--log-format json`, no colour off a terminal, no
+/// `Some(…)` in log fields, no panic on a closed pipe.
+mod scripts {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exit_codes_json_errors_and_plain_logs() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, 'v' FROM generate_series(1, 10) i",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        config(dir, &db.url, &["public.a"], "    mode: full_refresh\n");
+
+        // Off a terminal: no colour, and fields print values, not `Some(…)`.
+        let run = simplyload(dir, &["sync"], &[]).await;
+        run.ok();
+        assert!(!run.stderr.contains('\u{1b}'), "colour off a terminal: {:?}", run.stderr);
+        assert!(run.stderr.contains("destination_rows=10") && !run.stderr.contains("Some("), "{}", run.stderr);
+
+        // A fatal error under --log-format json is a JSON record; bad config exits 2.
+        let bad = simplyload(dir, &["--log-format", "json", "sync", "nope"], &[]).await;
+        assert_eq!(bad.code, Some(2), "{}", bad.all());
+        let last = bad.stderr.lines().last().unwrap_or_default();
+        let record: serde_json::Value =
+            serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {}", bad.stderr));
+        assert_eq!(record["level"], "ERROR", "{record}");
+        assert_eq!(record["fields"]["kind"], "config", "{record}");
+        assert!(record["fields"]["message"].as_str().unwrap().contains("nope"), "{record}");
+        // Every stderr line of a JSON-logged sync is JSON.
+        let logged = simplyload(dir, &["--log-format", "json", "sync"], &[]).await;
+        logged.ok();
+        for line in logged.stderr.lines() {
+            serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        }
+
+        // A reader that goes away early ends the output quietly.
+        let bin = env!("CARGO_BIN_EXE_simplyload");
+        let piped = tokio::process::Command::new("sh")
+            .current_dir(dir)
+            .arg("-c")
+            .arg(format!("'{bin}' discover app | true; '{bin}' discover app | head -c 10 >/dev/null"))
+            .env_remove("SIMPLYLOAD_CONFIG")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&piped.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
     }
 }

@@ -25,10 +25,10 @@ pub fn stop_on_signals() -> CancellationToken {
                 _ = term.recv() => {}
             }
             if n > 0 {
-                eprintln!("stopping now");
-                std::process::exit(130);
+                crate::output::notice("stopping now (a crash: the next sync settles what this one left)");
+                std::process::exit(i32::from(crate::output::exit::STOPPED));
             }
-            eprintln!("stopping at the next batch boundary (signal again to stop at once)");
+            crate::output::notice("stopping at the next batch boundary (signal again to stop at once)");
             token.cancel();
         }
     });
@@ -47,33 +47,70 @@ pub async fn run(
     let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(bars));
     let cancel = stop_on_signals();
     let mut reports = Vec::new();
-    let mut ok = true;
+    let mut outcome = Outcome::default();
     for name in pipelines {
         if cancel.is_cancelled() {
-            ok = false;
-            break;
+            outcome.stopped.push(name);
+            continue;
         }
         let req =
             SyncRequest { wait, cancel: cancel.clone(), ..SyncRequest::new(&name, Trigger::Manual, progress.clone()) };
         match app.sync(&req).await {
             Ok(report) => {
-                ok &= report.succeeded();
+                outcome.add(&report);
                 if !json {
                     print_report(&report);
                 }
                 reports.push(report);
             }
             Err(e) => {
-                ok = false;
-                eprintln!("error: pipeline {name}: {e}");
+                outcome.busy |= e.kind() == simplyload_core::ErrorKind::Busy;
+                outcome.failed |= e.kind() != simplyload_core::ErrorKind::Busy;
+                crate::output::error(Some(&format!("pipeline {name}")), &e);
             }
         }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
     }
+    if !outcome.stopped.is_empty() {
+        crate::output::notice(&format!(
+            "stopped at a batch boundary (not synced: {}); nothing is half done: the next `simplyload sync` \
+             goes on from the last loaded batch",
+            outcome.stopped.join(", ")
+        ));
+    }
     warn_idle_feeds(&app).await;
-    Ok(if ok { 0 } else { crate::EXIT_FAILED })
+    Ok(outcome.code())
+}
+
+/// What the syncs of one `simplyload sync` came to, for its exit code.
+#[derive(Default)]
+struct Outcome {
+    failed: bool,
+    busy: bool,
+    /// Pipelines stopped by a signal (or not started because of one).
+    stopped: Vec<String>,
+}
+
+impl Outcome {
+    fn add(&mut self, report: &SyncReport) {
+        match report.failure() {
+            Some((simplyload_core::ErrorKind::Cancelled, _)) => self.stopped.push(report.pipeline.clone()),
+            _ => self.failed |= !report.succeeded(),
+        }
+    }
+
+    /// Stopped beats failed beats busy (see `output::exit`).
+    fn code(&self) -> u8 {
+        use crate::output::exit;
+        match () {
+            _ if !self.stopped.is_empty() => exit::STOPPED,
+            _ if self.failed => exit::FAILED,
+            _ if self.busy => exit::BUSY,
+            _ => exit::OK,
+        }
+    }
 }
 
 /// Warns (on stderr) about change feeds no `cdc` stream uses any more.
@@ -101,10 +138,10 @@ pub async fn follow(config: Option<&Path>, names: &[String], json: bool, wait: D
             Ok(report) if json => println!("{}", serde_json::to_string(&report).expect("report serializes")),
             Ok(report) if report.rows() > 0 || !report.succeeded() => print_report(&report),
             Ok(_) => {}
-            Err(e) => eprintln!("error: pipeline {name}: {e}"),
+            Err(e) => crate::output::error(Some(&format!("pipeline {name}")), &e),
         })
         .await;
-    eprintln!("stopped following ({failures} failed sync(s))");
+    crate::output::notice(&format!("stopped following ({failures} failed sync(s)); the next sync goes on exactly"));
     Ok(0)
 }
 

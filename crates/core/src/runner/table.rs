@@ -78,7 +78,7 @@ pub(crate) async fn run_table_stream(run: Run<'_>, plan: &StreamPlan) -> Result<
     };
     let done = read_and_load(run, read).await?;
     tracing::info!(pipeline = %run.pipeline(), stream = %stream, table = %plan.table.name,
-        batch_id = done.manifest.batch_id, rows = done.loaded.rows, destination_rows = ?done.loaded.rows_after,
+        batch_id = done.manifest.batch_id, rows = done.loaded.rows, destination_rows = done.loaded.rows_after,
         "stream loaded");
     Ok(StreamDone {
         batch_id: done.manifest.batch_id,
