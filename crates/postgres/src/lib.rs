@@ -52,6 +52,7 @@ pub(crate) fn select_expr(column: &str, read: ReadAs) -> String {
     match read {
         ReadAs::Native => q,
         ReadAs::Text => format!("{q}::text"),
+        ReadAs::Abbrev => format!("abbrev({q})"),
         ReadAs::ToJsonb => format!("to_jsonb({q})"),
         ReadAs::Numeric => format!("{q}::numeric"),
     }

@@ -118,6 +118,7 @@ pub(crate) async fn scan(source: &PostgresSource, request: ScanRequest, out: Sca
         select.push(match pg.plan.read {
             ReadAs::ToJsonb => format!("to_jsonb({q})::text"),
             ReadAs::Numeric => format!("{q}::numeric::text"),
+            ReadAs::Abbrev => format!("abbrev({q})"),
             // `::text` would strip char(n)'s padding, which the staged value keeps.
             ReadAs::Native if pg.base_oid == 1042 => format!("{q}::bpchar"),
             ReadAs::Native | ReadAs::Text => format!("{q}::text"),

@@ -3,8 +3,11 @@
 //! Most types are read in their binary wire form and decoded straight into
 //! Arrow. A few are read through a cast in the `SELECT`, because their
 //! binary form would only be re-implementing Postgres's own text output:
-//! * `::text` for inet/cidr/macaddr, timetz, xml, `"char"` and every type we
+//! * `::text` for cidr/macaddr, timetz, xml, `"char"` and every type we
 //!   do not know (PostGIS, tsvector, bit, …) — exact, as Postgres prints it;
+//! * `abbrev(…)` for inet: its `::text` cast always adds the netmask
+//!   (`10.1.1.1/32`) where Postgres prints a host as `10.1.1.1`; `abbrev`
+//!   is the type's own output (`10.1.0.0/16` keeps its mask);
 //! * `to_jsonb(…)` for arrays, composites, ranges, multiranges and hstore —
 //!   DESIGN.md asks for exactly `to_jsonb()`'s rendering;
 //! * `::numeric` for money, then decoded as decimal(19,2).
@@ -16,6 +19,8 @@ use simplyload_core::SqlType;
 pub enum ReadAs {
     Native,
     Text,
+    /// `abbrev(inet)`: what inet's output function prints.
+    Abbrev,
     ToJsonb,
     Numeric,
 }
@@ -102,6 +107,7 @@ pub fn plan(t: &BaseType<'_>) -> TypePlan {
         1186 => native(SqlType::Text, Decoder::Interval),
         1700 => numeric(t.typmod),
         2950 => native(SqlType::Uuid, Decoder::Uuid),
+        869 => TypePlan { sql_type: SqlType::Text, read: ReadAs::Abbrev, decoder: Decoder::Text },
         _ if t.category == "A" => AS_JSON,
         _ => match t.typtype {
             "e" => native(SqlType::Text, Decoder::Text),
@@ -175,7 +181,7 @@ mod tests {
         let range = BaseType { oid: 3904, name: "int4range", typtype: "r", category: "R", typmod: -1 };
         assert_eq!(plan(&range).sql_type, SqlType::Json);
         let inet = BaseType { oid: 869, name: "inet", typtype: "b", category: "I", typmod: -1 };
-        assert_eq!(plan(&inet).read, ReadAs::Text);
+        assert_eq!(plan(&inet).read, ReadAs::Abbrev);
         let en = BaseType { oid: 99999, name: "mood", typtype: "e", category: "E", typmod: -1 };
         assert_eq!(plan(&en), native(SqlType::Text, Decoder::Text));
     }

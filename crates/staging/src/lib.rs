@@ -178,7 +178,19 @@ impl Staging {
         self.local_root.as_deref()
     }
 
+    /// The object of a staging key. Keys are already safe for every store
+    /// (each segment made by [`simplyload_core::batch::path_part`]), so they
+    /// are taken as they are: `Path::from` would percent-encode their `%`
+    /// again (`%22Sales%22` stored as `%2522Sales%2522`, which an external
+    /// stage reading the key would not find).
     fn object_path(&self, key: &str) -> ObjectPath {
+        let full = if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) };
+        ObjectPath::parse(&full).unwrap_or_else(|_| ObjectPath::from(full.as_str()))
+    }
+
+    /// Where releases before 0.2 put a key (encoded twice), to find files
+    /// they staged and did not load.
+    fn legacy_object_path(&self, key: &str) -> ObjectPath {
         if self.prefix.is_empty() { ObjectPath::from(key) } else { ObjectPath::from(format!("{}/{key}", self.prefix)) }
     }
 
@@ -255,7 +267,13 @@ impl StagingArea for Staging {
         // Streamed to a local temporary file, chunk by chunk.
         use futures::StreamExt;
         use std::io::Write;
-        let mut chunks = self.store.get(&self.object_path(key)).await.map_err(|e| store_error(e, key))?.into_stream();
+        let got = match self.store.get(&self.object_path(key)).await {
+            Err(object_store::Error::NotFound { .. }) if self.legacy_object_path(key) != self.object_path(key) => {
+                self.store.get(&self.legacy_object_path(key)).await
+            }
+            other => other,
+        };
+        let mut chunks = got.map_err(|e| store_error(e, key))?.into_stream();
         let mut tmp = tempfile::Builder::new().suffix(".parquet").tempfile()?;
         while let Some(chunk) = chunks.next().await {
             tmp.write_all(&chunk.map_err(|e| store_error(e, key))?)?;
@@ -277,14 +295,16 @@ impl StagingArea for Staging {
             return Ok(());
         }
         use futures::TryStreamExt;
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&self.object_path(&prefix)))
-            .try_collect()
-            .await
-            .map_err(|e| store_error(e, &prefix))?;
-        for meta in listed {
-            self.store.delete(&meta.location).await.map_err(|e| store_error(e, meta.location.as_ref()))?;
+        let mut places = vec![self.object_path(&prefix)];
+        if self.legacy_object_path(&prefix) != places[0] {
+            places.push(self.legacy_object_path(&prefix));
+        }
+        for place in places {
+            let listed: Vec<_> =
+                self.store.list(Some(&place)).try_collect().await.map_err(|e| store_error(e, &prefix))?;
+            for meta in listed {
+                self.store.delete(&meta.location).await.map_err(|e| store_error(e, meta.location.as_ref()))?;
+            }
         }
         Ok(())
     }

@@ -101,3 +101,27 @@ async fn a_missing_bucket_is_named() {
     let e = w.finish().await.unwrap_err();
     assert!(e.to_string().contains("NoSuchBucket") || e.to_string().contains("nope"), "{e}");
 }
+
+/// A stream name with quotes and spaces is one percent-encoded key segment,
+/// stored as it is (not encoded a second time), so an external stage that
+/// reads the manifest's key finds the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awkward_stream_names_are_encoded_once() {
+    let moto = Moto::start();
+    moto.create_bucket("stage");
+    let staging = Staging::open("s3://stage/c1", std::path::Path::new("."), &options(&moto)).unwrap();
+    let stream = "\"Sales\".\"Order Lines\"";
+    let mut w = staging.writer("p", stream, 3, schema()).await.unwrap();
+    w.write(batch(0, 10)).await.unwrap();
+    let files = w.finish().await.unwrap();
+    assert_eq!(files[0].key, "p/%22Sales%22.%22Order%20Lines%22/000000000003/part-00000.parquet");
+    // The object's key is the manifest's key.
+    let keys = || {
+        let (_, listing) = moto.request("GET", "/stage?list-type=2&prefix=c1/");
+        listing.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(keys(), vec![format!("c1/{}", files[0].key)]);
+    assert!(staging.local_file(&files[0].key).await.is_ok());
+    staging.remove_batch("p", stream, 3).await.unwrap();
+    assert_eq!(keys(), Vec::<String>::new());
+}

@@ -189,7 +189,8 @@ pub const COLUMNS: &[EdgeColumn] = &[
     col("c_range", "to_jsonb({})::text", TEXT, Compare::Exact),
     col("c_tsrange", "to_jsonb({})::text", TEXT, Compare::Exact),
     col("c_hstore", "to_jsonb({})::text", TEXT, Compare::Exact),
-    col("c_inet", "{}::text", TEXT, Compare::Exact),
+    // inet as its output function prints it (a host without `/32`).
+    col("c_inet", "CASE WHEN {} IS NOT NULL THEN format('%s', {}) END", TEXT, Compare::Exact),
     col("c_cidr", "{}::text", TEXT, Compare::Exact),
     col("c_macaddr", "{}::text", TEXT, Compare::Exact),
     col("c_xml", "{}::text", TEXT, Compare::Exact),
