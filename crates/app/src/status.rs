@@ -82,11 +82,14 @@ impl App {
             (true, Some(feed)) => Some(feed_view(feed, feed_name, p).await),
             _ => None,
         };
+        let mut syncs = syncs;
+        self.mark_interrupted(pipeline, &mut syncs).await;
+        let last_sync = syncs.into_iter().next();
         Ok(PipelineStatus {
             pipeline: pipeline.to_owned(),
             source: p.source.clone(),
             destination: p.destination.clone(),
-            last_sync: syncs.into_iter().next(),
+            last_sync,
             streams,
             rows,
             feed,
@@ -186,4 +189,26 @@ fn describe(st: &StreamState, feed: Option<&dyn ChangeFeed>) -> (Option<String>,
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl App {
+    /// A pipeline's syncs, newest first, with one recorded as running
+    /// shown as `interrupted` when nobody holds the pipeline (it was killed;
+    /// the next sync settles what it left).
+    pub async fn history(&self, pipeline: &str, limit: usize) -> Result<Vec<SyncRecord>> {
+        let Some(store) = self.existing_store()? else { return Ok(Vec::new()) };
+        let mut syncs = store.syncs(pipeline, limit).await?;
+        self.mark_interrupted(pipeline, &mut syncs).await;
+        Ok(syncs)
+    }
+
+    async fn mark_interrupted(&self, pipeline: &str, syncs: &mut [SyncRecord]) {
+        if syncs.iter().any(|s| s.status == "running")
+            && self.locks().acquire(pipeline, std::time::Duration::ZERO).await.is_ok()
+        {
+            for s in syncs.iter_mut().filter(|s| s.status == "running") {
+                s.status = "interrupted".into();
+            }
+        }
+    }
 }

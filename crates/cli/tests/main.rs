@@ -3913,3 +3913,62 @@ mod scripts {
         assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
     }
 }
+
+/// Counts that tell the truth (issue 15).
+mod counts {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    fn stream(report: &serde_json::Value, name: &str) -> serde_json::Value {
+        report[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == name).unwrap().clone()
+    }
+
+    async fn sync(dir: &std::path::Path) -> serde_json::Value {
+        let run = simplyload(dir, &["sync", "--json"], &[]).await;
+        run.ok();
+        reports(&run)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_and_status_count_what_happened() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE a (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+             INSERT INTO a (id, v) SELECT i, 'v' FROM generate_series(1, 1000) i;
+             CREATE TABLE c (id int PRIMARY KEY, v text);
+             INSERT INTO c SELECT i, repeat('x', 100) FROM generate_series(1, 500) i;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        config(
+            dir,
+            &db.url,
+            &["{name: public.a, cursor: updated_at, lookback: 1h}", "{name: public.c, mode: cdc}"],
+            "    mode: incremental\n    snapshot_part_rows: 300\n",
+        );
+        // A first read in parts: the report and status count all of it.
+        let first = sync(dir).await;
+        assert!(first[0]["started_at"].as_str().unwrap().ends_with('Z'), "{first}");
+        assert!(first[0]["finished_at"].as_str().unwrap() >= first[0]["started_at"].as_str().unwrap());
+        let a = stream(&first, "public.a");
+        assert_eq!(a["rows"], 1000, "{a}");
+        assert_eq!(a["changes"], serde_json::json!({"inserted": 1000, "updated": 0, "deleted": 0}), "{a}");
+        let c = stream(&first, "public.c");
+        assert!(c["source_bytes"].as_u64().unwrap() > 50_000, "a CDC snapshot reports what it read: {c}");
+        let status = simplyload(dir, &["status", "--json"], &[]).await;
+        let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        let a_state = v[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == "public.a").unwrap().clone();
+        assert_eq!(a_state["last_rows"], 1000, "the whole first read, not its last part: {a_state}");
+        assert_eq!(a_state["last_changes"]["inserted"], 1000, "{a_state}");
+
+        // Rows read again by the lookback and unchanged are not updates.
+        db.exec("UPDATE a SET v = 'w', updated_at = clock_timestamp() WHERE id <= 3; DELETE FROM c WHERE id = 1").await;
+        let second = sync(dir).await;
+        let a = stream(&second, "public.a");
+        assert_eq!(a["changes"], serde_json::json!({"inserted": 0, "updated": 3, "deleted": 0}), "{a}");
+        let c = stream(&second, "public.c");
+        assert_eq!(c["changes"], serde_json::json!({"inserted": 0, "updated": 0, "deleted": 1}), "{c}");
+    }
+}

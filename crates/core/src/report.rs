@@ -94,6 +94,10 @@ pub struct StreamReport {
     /// How the table's shape changed at this sync, in words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schema_changes: Vec<String>,
+    /// Rows this sync inserted, updated (a newer version of a stored row)
+    /// and marked deleted in the destination table, every load together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::checkpoint::RowChanges>,
     /// Why the stream was read again in full at this sync, when the
     /// destination had lost what was loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +131,7 @@ impl StreamReport {
             duration_ms: 0,
             unrepresentable: Vec::new(),
             schema_changes: Vec::new(),
+            changes: None,
             reread: None,
             position: None,
             renames: Vec::new(),
@@ -170,6 +175,16 @@ pub struct SyncReport {
     /// What started the sync (`manual`, `schedule`, `follow`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+    /// When the sync started and ended, UTC (RFC 3339, milliseconds).
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub finished_at: String,
+}
+
+/// Now, UTC, as RFC 3339 with milliseconds (`2026-12-03T15:04:05.123Z`).
+pub fn utc_now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 /// One statement sent to the destination.
@@ -195,6 +210,8 @@ impl SyncReport {
             error_kind: None,
             policy: None,
             trigger: None,
+            started_at: utc_now(),
+            finished_at: String::new(),
         }
     }
 
@@ -214,6 +231,7 @@ impl SyncReport {
         };
         s.rows += r.rows;
         s.staged_bytes += r.staged_bytes;
+        s.source_bytes += r.source_bytes;
         s.batch_id = r.batch_id.or(s.batch_id);
         s.duration_ms += r.duration_ms;
         s.schema_changes.extend(r.schema_changes);

@@ -11,7 +11,7 @@ mod legacy;
 use rusqlite::{Connection, OptionalExtension, params};
 use simplyload_core::batch::{BatchManifest, BatchState};
 use simplyload_core::checkpoint::{
-    BatchRecord, Checkpoint, CheckpointStore, FeedRecord, LoadedStream, StreamState, SyncRecord,
+    BatchRecord, Checkpoint, CheckpointStore, FeedRecord, LoadedStream, RowChanges, StreamState, SyncRecord,
 };
 use simplyload_core::{Error, ErrorKind, Result, StagedBatch, SyncReport};
 use std::path::{Path, PathBuf};
@@ -404,6 +404,26 @@ impl CheckpointStore for SqliteStore {
                    AND (checkpoint_batch_id IS NULL OR checkpoint_batch_id < ?1)",
                 params![l.checkpoint.batch_id as i64, position, l.pipeline, l.stream],
             )?;
+            // The loads of one sync (a first read in parts) add up: the
+            // stream shows what its last sync did, not its last part.
+            let (prev_sync, prev_rows, prev_changes): (Option<i64>, i64, Option<String>) = tx.query_row(
+                "SELECT last_sync_id, last_rows, last_changes FROM streams WHERE pipeline = ?1 AND stream = ?2",
+                params![l.pipeline, l.stream],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let same_sync = prev_sync == Some(l.sync_id);
+            let rows = if same_sync { prev_rows + l.rows as i64 } else { l.rows as i64 };
+            let changes = match (&l.changes, prev_changes.and_then(|p| serde_json::from_str::<RowChanges>(&p).ok())) {
+                (Some(now), Some(before)) if same_sync => Some(
+                    serde_json::to_string(&RowChanges {
+                        inserted: before.inserted + now.inserted,
+                        updated: before.updated + now.updated,
+                        deleted: before.deleted + now.deleted,
+                    })
+                    .expect("changes serialize"),
+                ),
+                _ => changes.clone(),
+            };
             tx.execute(
                 "UPDATE streams SET mode = ?1, table_name = ?2, last_sync_id = ?3, last_loaded_at_ms = ?4,
                         last_rows = ?5, destination_rows = COALESCE(?6, destination_rows), last_error = NULL,
@@ -414,7 +434,7 @@ impl CheckpointStore for SqliteStore {
                     l.table,
                     l.sync_id,
                     now,
-                    l.rows as i64,
+                    rows,
                     l.destination_rows.map(|r| r as i64),
                     l.pipeline,
                     l.stream,

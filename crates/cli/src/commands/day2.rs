@@ -46,10 +46,7 @@ pub async fn resync(config: Option<&Path>, pipeline: &str, stream: &str, wait: D
 pub async fn history(config: Option<&Path>, pipeline: &str, limit: usize, json: bool) -> Result<u8> {
     let app = super::app(config)?;
     app.config().pipeline(pipeline)?;
-    let syncs = match app.existing_store()? {
-        Some(store) => store.syncs(pipeline, limit).await?,
-        None => Vec::new(),
-    };
+    let syncs = app.history(pipeline, limit).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&syncs).expect("history serializes"));
         return Ok(0);

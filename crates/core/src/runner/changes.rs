@@ -43,6 +43,8 @@ use tokio::sync::mpsc;
 pub(crate) struct FeedStreamDone {
     pub rows: u64,
     pub staged_bytes: u64,
+    /// Bytes read from the source by a snapshot (changes are not counted).
+    pub source_bytes: u64,
     pub batch_id: Option<u64>,
     /// Read from a snapshot at a feed's start.
     pub snapshot: bool,
@@ -399,6 +401,7 @@ fn note_snapshot(d: &mut FeedStreamDone, done: ReadDone) {
     d.unrepresentable.extend(done.stats.unrepresentable);
     d.rows += done.loaded.rows;
     d.staged_bytes += done.loaded.staged_bytes;
+    d.source_bytes += done.stats.source_bytes;
     d.batch_id = Some(done.manifest.batch_id);
     d.snapshot = true;
 }

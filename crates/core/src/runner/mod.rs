@@ -85,11 +85,23 @@ pub async fn run_sync(ctx: &SyncContext) -> Result<SyncReport> {
         }
         report.set_error(&e);
     }
+    add_changes(run, &mut report).await;
     report.duration_ms = started.elapsed().as_millis() as u64;
+    report.finished_at = crate::report::utc_now();
     ctx.store.finish_sync(&report).await?;
     tracing::info!(pipeline = %ctx.pipeline, sync_id, rows = report.rows(), duration_ms = report.duration_ms,
         succeeded = report.succeeded(), "sync finished");
     Ok(report)
+}
+
+/// What each stream's loads of this sync did to its table, as the store
+/// added them up ([`crate::checkpoint::CheckpointStore::mark_loaded`]).
+async fn add_changes(run: Run<'_>, report: &mut SyncReport) {
+    let Ok(states) = run.ctx.store.streams(run.pipeline()).await else { return };
+    for s in &mut report.streams {
+        let state = states.iter().find(|st| st.stream == s.stream && st.last_sync_id == Some(run.sync_id));
+        s.changes = state.and_then(|st| st.last_changes);
+    }
 }
 
 async fn run_streams(run: Run<'_>, report: &mut SyncReport) -> Result<()> {
@@ -285,6 +297,7 @@ fn fill_feed_report(r: &mut StreamReport, plan: &StreamPlan, done: FeedStreamDon
     succeeded(r, plan);
     r.rows = done.rows;
     r.staged_bytes = done.staged_bytes;
+    r.source_bytes = done.source_bytes;
     r.batch_id = done.batch_id;
     r.unrepresentable = done.unrepresentable;
     r.schema_changes = changes;
