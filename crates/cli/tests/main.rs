@@ -1331,7 +1331,14 @@ mod locking {
         assert_eq!(third.code, Some(3));
         assert!(started.elapsed() >= std::time::Duration::from_secs(1));
 
+        let during = simplyload(dir.path(), &["status", "--json"], &[]).await;
+        assert!(during.stdout.contains("\"status\": \"running\""), "{}", during.stdout);
         first.kill().await.unwrap(); // SIGKILL
+        first.wait().await.unwrap();
+        let after_kill = simplyload(dir.path(), &["status", "--json"], &[]).await;
+        assert!(after_kill.stdout.contains("\"status\": \"interrupted\""), "{}", after_kill.stdout);
+        let history = simplyload(dir.path(), &["history", "main"], &[]).await;
+        assert!(history.stdout.contains("interrupted"), "{}", history.stdout);
         blocker.batch_execute("ROLLBACK").await.unwrap();
         let after = simplyload(dir.path(), &["sync", "--json"], &[]).await;
         after.ok();
