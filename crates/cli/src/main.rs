@@ -12,7 +12,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(
     name = "simplyload",
-    version,
+    version = VERSION,
     about = "Exact, fast, cheap replication from Postgres into DuckDB and Snowflake",
     after_help = "Start with `simplyload quickstart`. Docs: README.md and docs/ in the repository."
 )]
@@ -117,7 +117,22 @@ enum Command {
     /// The playground: demo schema, realistic data and load, validation, reconciliation
     #[command(subcommand)]
     Playground(commands::playground::PlaygroundCommand),
+    /// Print a shell completion script: `simplyload completions bash > /etc/bash_completion.d/simplyload`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
+
+/// `simplyload --version`: the release, the commit it was built from and the build date.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SIMPLYLOAD_COMMIT"),
+    ", built ",
+    env!("SIMPLYLOAD_BUILD_DATE"),
+    ")"
+);
 
 /// Exit codes: see [`output::exit`].
 pub const EXIT_FAILED: u8 = output::exit::FAILED;
@@ -169,6 +184,11 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
         Command::Quickstart { dir } => commands::quickstart::run(&dir, bars).await,
         Command::Bench(b) => commands::bench::run(b).await,
         Command::Playground(p) => commands::playground::run(config, p).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "simplyload", &mut std::io::stdout());
+            Ok(0)
+        }
     }
 }
 

@@ -77,9 +77,11 @@ fn snowflake(
         "-- SimplyLoad setup for Snowflake. Run once as ACCOUNTADMIN (or a role that may create
 -- warehouses, roles, users and databases). Re-running it is harmless.
 --
--- Key pair for the user (no password needed):
+-- Key pair for the user (no password needed; openssl asks for the key's passphrase, which
+-- goes into the destination's private_key_passphrase):
 --   openssl genrsa 2048 | openssl pkcs8 -topk8 -v2 aes256 -inform PEM -out rsa_key.p8
 --   openssl rsa -in rsa_key.p8 -pubout -out rsa_key.pub
+--   chmod 600 rsa_key.p8
 USE ROLE ACCOUNTADMIN;
 
 -- The smallest warehouse, suspended after 60 s idle: SimplyLoad resumes it only when a sync
@@ -112,6 +114,20 @@ GRANT USAGE, CREATE TABLE, CREATE STAGE ON SCHEMA {db}.{sc} TO ROLE {role};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/snowflake.md tells a user to run the same key commands as the script.
+    #[test]
+    fn the_docs_and_the_script_make_the_same_key() {
+        let docs = include_str!("../../../docs/snowflake.md");
+        let script = snowflake("U", "R", "W", "D", "S", None).unwrap();
+        let commands: Vec<&str> =
+            script.lines().filter_map(|l| l.trim_start_matches("--").trim().strip_prefix("openssl ")).collect();
+        assert_eq!(commands.len(), 2, "{script}");
+        for c in commands {
+            assert!(docs.contains(&format!("openssl {c}")), "docs/snowflake.md lacks `openssl {c}`");
+        }
+        assert!(docs.contains("chmod 600 rsa_key.p8") && script.contains("chmod 600 rsa_key.p8"));
+    }
 
     #[test]
     fn snowflake_script_has_the_cheap_warehouse_and_the_key() {
