@@ -6,7 +6,7 @@ use crate::App;
 use serde::Serialize;
 use simplyload_config::SyncMode;
 use simplyload_core::plan::{self, StreamPlan, stream_name};
-use simplyload_core::{CheckReport, Result, StreamName};
+use simplyload_core::{CheckReport, Error, Result, StreamName};
 
 /// One part of a pipeline's check (the source, its change feed, the destination).
 #[derive(Debug, Clone, Serialize)]
@@ -42,16 +42,33 @@ impl App {
     /// `check` refuses what `sync` would: a missing cursor column, a mode the
     /// table cannot have, an unknown excluded column), and the destination.
     pub async fn check(&self, pipeline: &str) -> Result<PipelineCheck> {
+        self.check_streams(pipeline, &[]).await
+    }
+
+    /// [`App::check`] of some streams only (`public.orders`; empty: all).
+    pub async fn check_streams(&self, pipeline: &str, select: &[String]) -> Result<PipelineCheck> {
         let p = self.config().pipeline(pipeline)?;
         let source = self.source(&p.source)?;
         let ns = source.default_namespace();
+        let mut wanted = Vec::new();
+        for s in select {
+            let name = StreamName::parse(s).map_err(|m| Error::config(format!("--select {s}: {m}")))?;
+            wanted.push(name.qualified(ns));
+        }
+        let keep = |n: &StreamName| wanted.is_empty() || wanted.contains(n);
         let mut streams = Vec::new();
         for (i, s) in p.streams.iter().enumerate().filter(|(_, s)| !s.is_pattern()) {
             streams.push(stream_name(pipeline, i, s, ns)?);
         }
         let (planned, plans) = match plan::discover(source.as_ref(), &plan::selection(p, ns)).await {
             Ok(catalog) => {
-                let plans = plan::plan_pipeline(pipeline, p, &catalog);
+                let mut plans = plan::plan_pipeline(pipeline, p, &catalog);
+                if let Some(unknown) = wanted.iter().find(|w| !plans.iter().any(|(l, _)| *l == w.to_string())) {
+                    let labels: Vec<&str> = plans.iter().map(|(l, _)| l.as_str()).collect();
+                    return Err(Error::config(format!("pipeline {pipeline} has no stream {unknown}"))
+                        .with_hint(format!("its streams are: {}", labels.join(", "))));
+                }
+                plans.retain(|(l, _)| StreamName::parse(l).is_ok_and(|n| keep(&n.qualified(ns))));
                 (plan_report(&plans), plans)
             }
             Err(e) => {
@@ -66,6 +83,7 @@ impl App {
                 streams.push(plan.table.stream.clone());
             }
         }
+        streams.retain(|n| keep(n));
         let mut sections =
             vec![CheckSection { title: format!("source {}", p.source), report: source.check(&streams).await? }];
         let mut cdc: Vec<StreamName> = p
@@ -80,6 +98,7 @@ impl App {
                 cdc.push(plan.table.stream.clone());
             }
         }
+        cdc.retain(|n| keep(n));
         if !cdc.is_empty()
             && let (Some(feed), Some(name)) = (source.change_feed(), self.feed_name(pipeline).await?)
         {

@@ -21,6 +21,7 @@ pub mod format;
 pub mod lock;
 pub mod reconcile;
 pub mod registry;
+pub mod staging;
 pub mod status;
 pub mod sync;
 

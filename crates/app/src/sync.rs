@@ -38,6 +38,8 @@ pub struct SyncRequest {
     /// Cancelled: the sync stops at the next batch boundary (see
     /// [`SyncContext::cancel`]); the next sync goes on exactly.
     pub cancel: CancellationToken,
+    /// Only these streams (see [`SyncContext::select`]); empty: all.
+    pub select: Vec<String>,
 }
 
 impl SyncRequest {
@@ -48,6 +50,7 @@ impl SyncRequest {
             wait: Duration::ZERO,
             progress,
             cancel: CancellationToken::new(),
+            select: Vec::new(),
         }
     }
 }
@@ -72,9 +75,19 @@ impl App {
             progress: req.progress.clone(),
             options: SyncOptions::from_config(p),
             cancel: req.cancel.clone(),
+            select: req.select.clone(),
         };
         let mut report = run_sync(&ctx).await?;
         report.trigger = Some(req.trigger.as_str().to_owned());
+        if report.succeeded() {
+            // Retention, applied where it is due: files older than it go.
+            match self.clean_staging(&req.pipeline, self.staging_retention(), false).await {
+                Ok(c) if c.batches > 0 => tracing::info!(pipeline = %req.pipeline, batches = c.batches,
+                    bytes = c.bytes, "removed staged files older than the retention"),
+                Ok(_) => {}
+                Err(e) => report.warnings.push(format!("removing staged files older than the retention: {e}")),
+            }
+        }
         Ok(report)
     }
 

@@ -46,6 +46,9 @@ enum Command {
     Check {
         /// Only this pipeline [default: all]
         pipeline: Option<String>,
+        /// Only these streams of the one pipeline named
+        #[arg(long, value_name = "STREAM", num_args = 1.., requires = "pipeline")]
+        select: Vec<String>,
     },
     /// List a source's tables, columns, types, primary keys and estimated rows
     Discover {
@@ -68,6 +71,10 @@ enum Command {
         /// (every `batch_max_seconds`, or sooner after `batch_max_rows` changes)
         #[arg(long)]
         follow: bool,
+        /// Only these streams of the one pipeline named (`--select public.orders public.users`);
+        /// `cdc` streams go all together or not at all (they share the replication slot)
+        #[arg(long, value_name = "STREAM", num_args = 1..)]
+        select: Vec<String>,
     },
     /// Show each stream's mode, last sync, rows and checkpoint
     Status {
@@ -167,13 +174,14 @@ fn main() -> ExitCode {
 async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_core::Result<u8> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Check { pipeline } => commands::check::run(config, pipeline.as_deref()).await,
+        Command::Check { pipeline, select } => commands::check::run(config, pipeline.as_deref(), &select).await,
         Command::Discover { source, json } => commands::discover::run(config, &source, json).await,
-        Command::Sync { pipelines, json, wait, follow: false } => {
-            commands::sync::run(config, &pipelines, json, wait, bars).await
-        }
-        Command::Sync { pipelines, json, wait, follow: true } => {
-            commands::sync::follow(config, &pipelines, json, wait).await
+        Command::Sync { pipelines, json, wait, follow, select } => {
+            let args = commands::sync::SyncArgs { pipelines, json, wait, select };
+            match follow {
+                false => commands::sync::run(config, args, bars).await,
+                true => commands::sync::follow(config, args).await,
+            }
         }
         Command::Status { pipeline, json } => commands::status::run(config, pipeline.as_deref(), json).await,
         Command::Resync { pipeline, stream, wait } => commands::day2::resync(config, &pipeline, &stream, wait).await,

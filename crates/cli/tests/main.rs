@@ -3979,3 +3979,90 @@ mod counts {
         assert_eq!(c["changes"], serde_json::json!({"inserted": 0, "updated": 0, "deleted": 1}), "{c}");
     }
 }
+
+/// What users of the peers expect (issue 15): `--select`, staging
+/// retention after each sync, completions, `--version`.
+mod peers_expect {
+    use super::support::*;
+    use simplyload_testkit::TestPg;
+
+    fn staged_files(dir: &std::path::Path) -> usize {
+        fn walk(d: &std::path::Path) -> usize {
+            std::fs::read_dir(d)
+                .map(|rd| rd.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
+                .unwrap_or(0)
+        }
+        walk(&dir.join(".simplyload/staging"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn select_some_streams_and_retention_applies_itself() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, 'a' FROM generate_series(1, 10) i;
+             CREATE TABLE b (id int PRIMARY KEY, v text); INSERT INTO b SELECT i, 'b' FROM generate_series(1, 20) i;
+             CREATE TABLE c1 (id int PRIMARY KEY); INSERT INTO c1 SELECT generate_series(1, 5);
+             CREATE TABLE c2 (id int PRIMARY KEY); INSERT INTO c2 SELECT generate_series(1, 6);",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        config(
+            dir,
+            &db.url,
+            &["public.a", "b", "{name: public.c1, mode: cdc}", "{name: public.c2, mode: cdc}"],
+            "    mode: full_refresh\n",
+        );
+        // Only b (named without its schema, as in the config).
+        let run = simplyload(dir, &["sync", "main", "--select", "b", "--json"], &[]).await;
+        run.ok();
+        let synced: Vec<String> = reports(&run)[0]["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stream"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(synced, vec!["public.b"]);
+        // cdc streams share the slot: all or none.
+        let half = simplyload(dir, &["sync", "main", "--select", "public.c1"], &[]).await;
+        assert_eq!(half.code, Some(2), "{}", half.all());
+        assert!(half.all().contains("select all of them (public.c1, public.c2) or none"), "{}", half.all());
+        let unknown = simplyload(dir, &["sync", "main", "--select", "public.nope"], &[]).await;
+        assert_eq!(unknown.code, Some(2), "{}", unknown.all());
+        assert!(unknown.all().contains("pipeline main has no stream public.nope"), "{}", unknown.all());
+        // The config's only pipeline need not be named.
+        simplyload(dir, &["sync", "--select", "b"], &[]).await.ok();
+        simplyload(dir, &["sync", "main", "--select", "public.c1", "public.c2"], &[]).await.ok();
+        let check = simplyload(dir, &["check", "main", "--select", "public.a"], &[]).await;
+        check.ok();
+        assert!(check.stdout.contains("public.a") && !check.stdout.contains("public.b"), "{}", check.stdout);
+
+        // Default retention (7 days) keeps the files; a zero retention removes
+        // them after each successful sync.
+        assert!(staged_files(dir) > 0);
+        let yaml = std::fs::read_to_string(dir.join("simplyload.yaml")).unwrap();
+        std::fs::write(dir.join("simplyload.yaml"), format!("staging_retention: 0s\n{yaml}")).unwrap();
+        simplyload(dir, &["sync"], &[]).await.ok();
+        assert_eq!(staged_files(dir), 0);
+        simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn version_and_completions() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = simplyload(dir.path(), &["--version"], &[]).await;
+        v.ok();
+        let line = v.stdout.trim();
+        assert!(line.starts_with(&format!("simplyload {} (commit ", env!("CARGO_PKG_VERSION"))), "{line}");
+        assert!(line.contains(", built 20") && line.ends_with(')'), "{line}");
+        for (shell, marker) in
+            [("bash", "_simplyload()"), ("zsh", "#compdef simplyload"), ("fish", "complete -c simplyload")]
+        {
+            let out = simplyload(dir.path(), &["completions", shell], &[]).await;
+            out.ok();
+            assert!(out.stdout.contains(marker), "{shell}: {}", &out.stdout[..200.min(out.stdout.len())]);
+            assert!(out.stdout.contains("pipeline"), "{shell} completes subcommands");
+        }
+    }
+}

@@ -50,6 +50,9 @@ impl ConfigError {
     }
 }
 
+/// Default [`Config::staging_retention`]: a week, as an S3 lifecycle rule would.
+pub const DEFAULT_STAGING_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The whole file, after substitution and validation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +63,11 @@ pub struct Config {
     /// Where batches are staged as Parquet (default [`DEFAULT_STAGING`]).
     #[serde(default)]
     pub staging: Option<StagingConfig>,
+    /// How long the staged files of a loaded batch are kept (default
+    /// [`DEFAULT_STAGING_RETENTION`]); older ones are removed after each
+    /// successful sync of their pipeline.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub staging_retention: Option<std::time::Duration>,
     #[serde(default)]
     pub sources: IndexMap<String, SourceConfig>,
     #[serde(default)]

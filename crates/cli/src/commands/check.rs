@@ -3,12 +3,12 @@
 use simplyload_core::{CheckReport, Result};
 use std::path::Path;
 
-pub async fn run(config: Option<&Path>, pipeline: Option<&str>) -> Result<u8> {
+pub async fn run(config: Option<&Path>, pipeline: Option<&str>, select: &[String]) -> Result<u8> {
     let app = super::app(config)?;
     let names: Vec<String> = pipeline.map(|p| vec![p.to_owned()]).unwrap_or_default();
     let (mut ok, mut sql) = (true, false);
     for name in app.select_pipelines(&names)? {
-        let check = app.check(&name).await?;
+        let check = app.check_streams(&name, select).await?;
         println!("pipeline {name}: {} → {}", check.source, check.destination);
         for section in &check.sections {
             print_report(&section.title, &section.report);

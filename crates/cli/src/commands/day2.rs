@@ -2,7 +2,7 @@
 
 use crate::progress::{bytes, count};
 use clap::Subcommand;
-use simplyload_core::{CheckpointStore, Error, Result, StagingArea, StreamName};
+use simplyload_core::{CheckpointStore, Error, Result, StreamName};
 use std::path::Path;
 use std::time::Duration;
 
@@ -83,9 +83,9 @@ pub enum StagingCommand {
     Gc {
         /// Pipelines to clean [default: all]
         pipelines: Vec<String>,
-        /// Keep files of batches loaded less than this long ago
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "7d")]
-        older_than: Duration,
+        /// Keep files of batches loaded less than this long ago [default: `staging_retention`, 7d]
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Option<Duration>,
         /// Only say what would be removed
         #[arg(long)]
         dry_run: bool,
@@ -96,24 +96,16 @@ pub async fn staging(config: Option<&Path>, cmd: StagingCommand) -> Result<u8> {
     let StagingCommand::Gc { pipelines, older_than, dry_run } = cmd;
     let app = super::app(config)?;
     let names = app.select_pipelines(&pipelines)?;
-    let Some(store) = app.existing_store()? else {
+    if app.existing_store()?.is_none() {
         println!("nothing has been synced yet; nothing to remove");
         return Ok(0);
-    };
-    let staging = app.staging()?;
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let cutoff = now - older_than.as_millis().min(i64::MAX as u128) as i64;
+    }
+    let older_than = older_than.unwrap_or_else(|| app.staging_retention());
     let (mut batches, mut total) = (0u64, 0u64);
     for name in &names {
-        for b in store.batches_to_clean(name, cutoff).await? {
-            if !dry_run {
-                staging.remove_batch(name, &b.stream, b.batch_id).await?;
-                store.mark_files_removed(name, &b.stream, b.batch_id).await?;
-            }
-            batches += 1;
-            total += b.byte_count;
-        }
+        let cleaned = app.clean_staging(name, older_than, dry_run).await?;
+        batches += cleaned.batches;
+        total += cleaned.bytes;
     }
     let verb = if dry_run { "would remove" } else { "removed" };
     println!(

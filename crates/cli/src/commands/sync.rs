@@ -35,15 +35,34 @@ pub fn stop_on_signals() -> CancellationToken {
     cancel
 }
 
-pub async fn run(
-    config: Option<&Path>,
-    names: &[String],
-    json: bool,
-    wait: Duration,
-    bars: Option<indicatif::MultiProgress>,
-) -> Result<u8> {
+/// What `simplyload sync` was asked.
+pub struct SyncArgs {
+    pub pipelines: Vec<String>,
+    pub json: bool,
+    pub wait: Duration,
+    pub select: Vec<String>,
+}
+
+impl SyncArgs {
+    /// The pipelines to sync; a stream selection needs exactly one.
+    fn pipelines(&self, app: &simplyload_app::App) -> Result<Vec<String>> {
+        let pipelines = app.select_pipelines(&self.pipelines)?;
+        if !self.select.is_empty() && pipelines.len() != 1 {
+            return Err(simplyload_core::Error::config("--select picks streams of one pipeline")
+                .with_hint("name it: `simplyload sync PIPELINE --select STREAM…`"));
+        }
+        Ok(pipelines)
+    }
+
+    fn request(&self, pipeline: &str, trigger: Trigger, progress: Arc<dyn Progress>) -> SyncRequest {
+        SyncRequest { wait: self.wait, select: self.select.clone(), ..SyncRequest::new(pipeline, trigger, progress) }
+    }
+}
+
+pub async fn run(config: Option<&Path>, args: SyncArgs, bars: Option<indicatif::MultiProgress>) -> Result<u8> {
+    let json = args.json;
     let app = super::app(config)?;
-    let pipelines = app.select_pipelines(names)?;
+    let pipelines = args.pipelines(&app)?;
     let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(bars));
     let cancel = stop_on_signals();
     let mut reports = Vec::new();
@@ -53,8 +72,7 @@ pub async fn run(
             outcome.stopped.push(name);
             continue;
         }
-        let req =
-            SyncRequest { wait, cancel: cancel.clone(), ..SyncRequest::new(&name, Trigger::Manual, progress.clone()) };
+        let req = SyncRequest { cancel: cancel.clone(), ..args.request(&name, Trigger::Manual, progress.clone()) };
         match app.sync(&req).await {
             Ok(report) => {
                 outcome.add(&report);
@@ -88,6 +106,7 @@ pub async fn run(
 #[derive(Default)]
 struct Outcome {
     failed: bool,
+    usage: bool,
     busy: bool,
     /// Pipelines stopped by a signal (or not started because of one).
     stopped: Vec<String>,
@@ -95,17 +114,21 @@ struct Outcome {
 
 impl Outcome {
     fn add(&mut self, report: &SyncReport) {
-        match report.failure() {
-            Some((simplyload_core::ErrorKind::Cancelled, _)) => self.stopped.push(report.pipeline.clone()),
+        use simplyload_core::ErrorKind;
+        match report.error_kind {
+            Some(ErrorKind::Cancelled) => self.stopped.push(report.pipeline.clone()),
+            // The sync itself refused its request (e.g. an unknown --select stream).
+            Some(ErrorKind::Config) => self.usage = true,
             _ => self.failed |= !report.succeeded(),
         }
     }
 
-    /// Stopped beats failed beats busy (see `output::exit`).
+    /// Stopped beats bad usage beats failed beats busy (see `output::exit`).
     fn code(&self) -> u8 {
         use crate::output::exit;
         match () {
             _ if !self.stopped.is_empty() => exit::STOPPED,
+            _ if self.usage => exit::USAGE,
             _ if self.failed => exit::FAILED,
             _ if self.busy => exit::BUSY,
             _ => exit::OK,
@@ -128,11 +151,12 @@ pub async fn warn_idle_feeds(app: &simplyload_app::App) {
 /// `sync --follow`: syncs the pipelines again and again (see
 /// [`simplyload_app::App::follow`]) until Ctrl+C or SIGTERM, which stop the
 /// sync under way at a batch boundary.
-pub async fn follow(config: Option<&Path>, names: &[String], json: bool, wait: Duration) -> Result<u8> {
+pub async fn follow(config: Option<&Path>, args: SyncArgs) -> Result<u8> {
+    let json = args.json;
     let app = super::app(config)?;
-    let pipelines = app.select_pipelines(names)?;
+    let pipelines = args.pipelines(&app)?;
     let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(None));
-    let template = SyncRequest { wait, cancel: stop_on_signals(), ..SyncRequest::new("", Trigger::Follow, progress) };
+    let template = SyncRequest { cancel: stop_on_signals(), ..args.request("", Trigger::Follow, progress) };
     let failures = app
         .follow(&pipelines, &template, |name, outcome| match outcome {
             Ok(report) if json => println!("{}", serde_json::to_string(&report).expect("report serializes")),

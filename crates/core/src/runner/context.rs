@@ -102,6 +102,10 @@ pub struct SyncContext {
     /// reports [`crate::ErrorKind::Cancelled`], and the next sync goes on
     /// exactly from the last loaded batch.
     pub cancel: CancellationToken,
+    /// Only these streams (`public.orders`; empty: every stream). A
+    /// selection that takes some `cdc` streams must take all of them: they
+    /// share the pipeline's change feed, whose position moves for all.
+    pub select: Vec<String>,
 }
 
 /// One sync under way: its context and the ids the store gave it.
