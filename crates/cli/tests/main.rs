@@ -4048,6 +4048,42 @@ mod peers_expect {
         simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
     }
 
+    /// `columns:` keeps only the listed columns, in every mode (CDC too).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_column_allow_list_in_cdc() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE p (id int PRIMARY KEY, email text, secret text, note text);
+             INSERT INTO p SELECT i, 'u' || i || '@x', 'pw' || i, 'n' FROM generate_series(1, 30) i;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        config(dir, &db.url, &["{name: public.p, columns: [id, email]}"], "    mode: cdc\n");
+        simplyload(dir, &["sync"], &[]).await.ok();
+        db.exec(
+            "UPDATE p SET email = 'changed', secret = 'new' WHERE id <= 5; INSERT INTO p VALUES (31, 'e', 's', 'n')",
+        )
+        .await;
+        simplyload(dir, &["sync"], &[]).await.ok();
+        let table = format!("app_{}_p", db.name);
+        let cols = duck(
+            dir,
+            &format!(
+                "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = '{table}'"
+            ),
+        );
+        let cols = cols[0][0].clone().unwrap();
+        assert!(
+            cols.starts_with("id,email,_simplyload") && !cols.contains("secret") && !cols.contains("note"),
+            "{cols}"
+        );
+        let changed = duck(dir, &format!("SELECT count(*)::VARCHAR FROM simplyload.{table} WHERE email = 'changed'"));
+        assert_eq!(changed[0][0].as_deref(), Some("5"));
+        simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn version_and_completions() {
         let dir = tempfile::tempdir().unwrap();

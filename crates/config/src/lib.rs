@@ -338,6 +338,8 @@ pub struct StreamConfig {
     pub lookback: Option<Lookback>,
     pub soft_delete: Option<String>,
     pub exclude_columns: Vec<String>,
+    /// Only these columns (an allow-list); `exclude_columns` still applies.
+    pub columns: Option<Vec<String>>,
     pub primary_key: Option<Vec<String>>,
     /// For a pattern stream (`public.*`): tables (or patterns) to leave out.
     pub exclude: Vec<String>,
@@ -372,6 +374,8 @@ struct StreamMap {
     soft_delete: Option<String>,
     #[serde(default)]
     exclude_columns: Vec<String>,
+    #[serde(default)]
+    columns: Option<Vec<String>>,
     #[serde(default)]
     primary_key: Option<Vec<String>>,
     #[serde(default)]
@@ -416,6 +420,7 @@ impl<'de> Deserialize<'de> for StreamConfig {
                     lookback,
                     soft_delete: m.soft_delete,
                     exclude_columns: m.exclude_columns,
+                    columns: m.columns,
                     primary_key: m.primary_key,
                     exclude: m.exclude,
                 })

@@ -149,6 +149,30 @@ impl StreamPlan {
     }
 }
 
+/// The stream's excluded columns with its `columns:` allow-list applied:
+/// every column not listed is excluded too. A listed column must exist,
+/// and the key, cursor and soft-delete columns must be listed.
+fn allowed_columns(key: &str, stream: &StreamConfig, info: &TableInfo) -> Result<Vec<String>> {
+    let Some(allow) = &stream.columns else { return Ok(stream.exclude_columns.clone()) };
+    if let Some(c) = allow.iter().find(|c| !info.columns.iter().any(|x| &x.name == *c)) {
+        return Err(unknown_column(key, "columns", c, info));
+    }
+    let pk = stream.primary_key.as_ref().unwrap_or(&info.primary_key);
+    let needed = pk.iter().map(|c| ("primary key", c)).chain(
+        [("cursor", &stream.cursor), ("soft_delete", &stream.soft_delete)]
+            .into_iter()
+            .filter_map(|(what, c)| c.as_ref().map(|c| (what, c))),
+    );
+    for (what, c) in needed {
+        if !allow.contains(c) {
+            return Err(Error::config(format!("{key}.columns: the {what} column `{c}` must be listed")));
+        }
+    }
+    let mut excluded = stream.exclude_columns.clone();
+    excluded.extend(info.columns.iter().filter(|c| !allow.contains(&c.name)).map(|c| c.name.clone()));
+    Ok(excluded)
+}
+
 /// Parses a stream's configured name (in the source's default namespace
 /// when it names none), naming the key on error.
 pub fn stream_name(
@@ -339,6 +363,8 @@ fn plan_stream(
             "{key}: `cursor` and `soft_delete` are for `mode: incremental`; `mode: cdc` sees every change and delete itself"
         )));
     }
+    let allowed = allowed_columns(&key, stream, info)?;
+    let stream = &StreamConfig { exclude_columns: allowed, ..stream.clone() };
     for (field, col) in [("cursor", &stream.cursor), ("soft_delete", &stream.soft_delete)] {
         if let Some(c) = col {
             if !info.columns.iter().any(|x| &x.name == c) {
@@ -586,6 +612,21 @@ pipelines:
             e.message().contains("pipelines.p.streams[0].primary_key: table sales.orders has no column `idd`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_column_allow_list_keeps_only_its_columns() {
+        let plan = |stream: &str| {
+            let cfg = config(&format!("    streams:\n      - {stream}\n"));
+            plan_pipeline("p", &cfg.pipelines["p"], &catalog()).remove(0).1
+        };
+        let kept = plan("{name: public.orders, columns: [id, amount, secret], exclude_columns: [secret]}").unwrap();
+        let kept: Vec<&str> = kept.table.columns.iter().map(|c| c.source_name.as_str()).collect();
+        assert_eq!(kept, vec!["id", "amount"], "listed, minus excluded, in table order");
+        let e = plan("{name: orders, columns: [Amount]}").unwrap_err();
+        assert!(e.message().contains("columns: the primary key column `id` must be listed"), "{e}");
+        let e = plan("{name: orders, columns: [id, nope]}").unwrap_err();
+        assert!(e.message().contains("columns: table public.orders has no column `nope`"), "{e}");
     }
 
     #[test]
