@@ -1,7 +1,7 @@
 //! Running syncs: one sync of a pipeline under its lock, and the follow loop.
 
 use crate::App;
-use simplyload_core::runner::{CancellationToken, SyncContext, SyncOptions, run_sync};
+use simplyload_core::runner::{CancellationToken, PlannedStream, SyncContext, SyncOptions, dry_run, run_sync};
 use simplyload_core::{Progress, Result, SyncReport};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,21 +62,8 @@ impl App {
     /// could not start (unknown pipeline, lock held, state unreadable);
     /// otherwise every failure is in the report.
     pub async fn sync(&self, req: &SyncRequest) -> Result<SyncReport> {
-        let cfg = self.config();
-        let p = cfg.pipeline(&req.pipeline)?;
         let _lock = self.locks().acquire(&req.pipeline, req.wait).await?;
-        let ctx = SyncContext {
-            pipeline: req.pipeline.clone(),
-            config: p.clone(),
-            source: self.source(&p.source)?,
-            destination: self.destination(&p.destination)?,
-            store: self.store()?,
-            staging: self.staging()?,
-            progress: req.progress.clone(),
-            options: SyncOptions::from_config(p),
-            cancel: req.cancel.clone(),
-            select: req.select.clone(),
-        };
+        let ctx = self.sync_context(req)?;
         let mut report = run_sync(&ctx).await?;
         report.trigger = Some(req.trigger.as_str().to_owned());
         if report.succeeded() {
@@ -89,6 +76,31 @@ impl App {
             }
         }
         Ok(report)
+    }
+
+    /// What a sync of `req` would do, stream by stream, without running it
+    /// (see [`simplyload_core::runner::dry_run`]).
+    pub async fn dry_run(&self, req: &SyncRequest) -> Result<Vec<PlannedStream>> {
+        let ctx = self.sync_context(req)?;
+        let planned = dry_run(&ctx).await;
+        ctx.destination.end_sync().await;
+        planned
+    }
+
+    fn sync_context(&self, req: &SyncRequest) -> Result<SyncContext> {
+        let p = self.config().pipeline(&req.pipeline)?;
+        Ok(SyncContext {
+            pipeline: req.pipeline.clone(),
+            config: p.clone(),
+            source: self.source(&p.source)?,
+            destination: self.destination(&p.destination)?,
+            store: self.store()?,
+            staging: self.staging()?,
+            progress: req.progress.clone(),
+            options: SyncOptions::from_config(p),
+            cancel: req.cancel.clone(),
+            select: req.select.clone(),
+        })
     }
 
     /// Syncs the pipelines again and again — each sync reads what committed

@@ -75,6 +75,10 @@ enum Command {
         /// `cdc` streams go all together or not at all (they share the replication slot)
         #[arg(long, value_name = "STREAM", num_args = 1..)]
         select: Vec<String>,
+        /// Say what the sync would do (streams, modes, schema changes, what is read again)
+        /// without reading or loading anything
+        #[arg(long, conflicts_with = "follow")]
+        dry_run: bool,
     },
     /// Show each stream's mode, last sync, rows and checkpoint
     Status {
@@ -176,11 +180,12 @@ async fn run(cli: Cli, bars: Option<indicatif::MultiProgress>) -> simplyload_cor
     match cli.command {
         Command::Check { pipeline, select } => commands::check::run(config, pipeline.as_deref(), &select).await,
         Command::Discover { source, json } => commands::discover::run(config, &source, json).await,
-        Command::Sync { pipelines, json, wait, follow, select } => {
+        Command::Sync { pipelines, json, wait, follow, select, dry_run } => {
             let args = commands::sync::SyncArgs { pipelines, json, wait, select };
-            match follow {
-                false => commands::sync::run(config, args, bars).await,
-                true => commands::sync::follow(config, args).await,
+            match (follow, dry_run) {
+                (_, true) => commands::sync::dry_run(config, args).await,
+                (false, false) => commands::sync::run(config, args, bars).await,
+                (true, false) => commands::sync::follow(config, args).await,
             }
         }
         Command::Status { pipeline, json } => commands::status::run(config, pipeline.as_deref(), json).await,

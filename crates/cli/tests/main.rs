@@ -4084,6 +4084,81 @@ mod peers_expect {
         simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
     }
 
+    /// `sync --dry-run` says what a sync would do and changes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dry_run_plans_without_touching_anything() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE a (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+             INSERT INTO a (id, v) SELECT i, 'a' FROM generate_series(1, 10) i;
+             CREATE TABLE c (id int PRIMARY KEY, v text); INSERT INTO c SELECT i, 'c' FROM generate_series(1, 5) i;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        config(
+            dir,
+            &db.url,
+            &["{name: public.a, cursor: updated_at}", "{name: public.c, mode: cdc}"],
+            "    mode: incremental\n",
+        );
+        let plan = |run: &Run| -> Vec<(String, String)> {
+            reports(run)[0]["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (s["stream"].as_str().unwrap().to_owned(), s["action"].as_str().unwrap_or_default().to_owned())
+                })
+                .collect()
+        };
+        let slots = || async {
+            let n: i64 = db
+                .client
+                .query_one("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()", &[])
+                .await
+                .unwrap()
+                .get(0);
+            n
+        };
+        let first = simplyload(dir, &["sync", "--dry-run", "--json"], &[]).await;
+        first.ok();
+        assert_eq!(
+            plan(&first),
+            vec![
+                ("public.a".to_owned(), "first read: every row".to_owned()),
+                (
+                    "public.c".to_owned(),
+                    "first read: a snapshot at the change feed's start, then its changes".to_owned()
+                )
+            ]
+        );
+        assert_eq!(slots().await, 0, "a dry run makes no slot");
+        assert!(!dir.join("warehouse.duckdb").exists(), "nor a destination");
+        simplyload(dir, &["sync"], &[]).await.ok();
+
+        db.exec("ALTER TABLE a ADD COLUMN flag int NOT NULL DEFAULT 7").await;
+        duck(dir, &format!("DROP TABLE simplyload.app_{}_c", db.name));
+        let text = simplyload(dir, &["sync", "--dry-run"], &[]).await;
+        text.ok();
+        assert!(text.stdout.contains("dry run: nothing is read or loaded"), "{}", text.stdout);
+        assert!(text.stdout.contains("read again in full, merged: a schema change"), "{}", text.stdout);
+        assert!(text.stdout.contains("public.a: schema change: column flag added"), "{}", text.stdout);
+        assert!(text.stdout.contains(&format!("table app_{}_c is missing", db.name)), "{}", text.stdout);
+        let history = simplyload(dir, &["history", "main", "--json"], &[]).await;
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&history.stdout).unwrap().as_array().unwrap().len(), 1);
+        simplyload(dir, &["sync"], &[]).await.ok();
+        let settled = simplyload(dir, &["sync", "--dry-run", "--json"], &[]).await;
+        let actions = plan(&settled);
+        assert!(actions[0].1.starts_with("read rows with updated_at ≥ "), "{actions:?}");
+        assert!(actions[1].1.starts_with("read the changes since LSN "), "{actions:?}");
+        config(dir, &db.url, &["{name: public.a, cursor: nope}"], "    mode: incremental\n");
+        let refused = simplyload(dir, &["sync", "--dry-run"], &[]).await;
+        assert_eq!(refused.code, Some(1), "{}", refused.all());
+        assert!(refused.stdout.contains("REFUSED: pipelines.main.streams[0].cursor"), "{}", refused.stdout);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn version_and_completions() {
         let dir = tempfile::tempdir().unwrap();

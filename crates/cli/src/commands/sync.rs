@@ -148,6 +148,52 @@ pub async fn warn_idle_feeds(app: &simplyload_app::App) {
     }
 }
 
+/// `sync --dry-run`: what each pipeline's sync would do, read from the
+/// source's catalog, the state and the destination; nothing is read,
+/// staged or loaded.
+pub async fn dry_run(config: Option<&Path>, args: SyncArgs) -> Result<u8> {
+    let app = super::app(config)?;
+    let progress: Arc<dyn Progress> = Arc::new(SyncProgress::new(None));
+    let mut out = Vec::new();
+    let mut refused = false;
+    for name in args.pipelines(&app)? {
+        let planned = app.dry_run(&args.request(&name, Trigger::Manual, progress.clone())).await?;
+        refused |= planned.iter().any(|p| p.error.is_some());
+        if !args.json {
+            print_dry_run(&name, &planned);
+        }
+        out.push(serde_json::json!({ "pipeline": name, "streams": planned }));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("plans serialize"));
+    }
+    Ok(if refused { crate::EXIT_FAILED } else { 0 })
+}
+
+fn print_dry_run(pipeline: &str, planned: &[simplyload_core::runner::PlannedStream]) {
+    println!("pipeline {pipeline} (dry run: nothing is read or loaded)");
+    let rows: Vec<Vec<String>> = planned
+        .iter()
+        .map(|p| {
+            let action =
+                p.error.as_ref().map(|e| format!("REFUSED: {}", e.replace('\n', " "))).unwrap_or(p.action.clone());
+            vec![format!("  {}", p.stream), p.mode.clone(), p.table.clone(), action]
+        })
+        .collect();
+    super::print_table(&["  stream", "mode", "table", "what the sync would do"], &rows);
+    for p in planned {
+        for c in &p.schema_changes {
+            println!("  {}: schema change: {c}", p.stream);
+        }
+        if !p.unfinished_batches.is_empty() {
+            println!(
+                "  {}: batches {:?} left by an interrupted sync are settled first",
+                p.stream, p.unfinished_batches
+            );
+        }
+    }
+}
+
 /// `sync --follow`: syncs the pipelines again and again (see
 /// [`simplyload_app::App::follow`]) until Ctrl+C or SIGTERM, which stop the
 /// sync under way at a batch boundary.

@@ -24,6 +24,22 @@ pub(crate) async fn reread_lost(
     planned: &[(String, Result<StreamPlan>)],
 ) -> Result<BTreeMap<String, String>> {
     let ctx = run.ctx;
+    let lost = find_lost(run, planned).await?;
+    for (stream, reason) in &lost {
+        tracing::warn!(pipeline = %ctx.pipeline, stream = %stream, "{reason}");
+        abandon_unfinished(run, stream).await?;
+        ctx.store.request_resync(&ctx.pipeline, stream).await?;
+    }
+    Ok(lost)
+}
+
+/// The planned streams with a checkpoint that the destination no longer
+/// holds, and why (changes nothing).
+pub(crate) async fn find_lost(
+    run: Run<'_>,
+    planned: &[(String, Result<StreamPlan>)],
+) -> Result<BTreeMap<String, String>> {
+    let ctx = run.ctx;
     let states = ctx.store.streams(run.pipeline()).await?;
     let marks: Vec<LoadMark<'_>> = planned
         .iter()
@@ -37,16 +53,13 @@ pub(crate) async fn reread_lost(
         return Ok(BTreeMap::new());
     }
     let missing = ctx.destination.missing(run.pipeline_id, &marks).await?;
-    let mut reasons = BTreeMap::new();
-    for (stream, why) in missing {
-        let Some(mark) = marks.iter().find(|m| m.stream == stream) else { continue };
-        let reason = why.reason(mark);
-        tracing::warn!(pipeline = %ctx.pipeline, stream = %stream, table = %mark.table, "{reason}");
-        abandon_unfinished(run, &stream).await?;
-        ctx.store.request_resync(&ctx.pipeline, &stream).await?;
-        reasons.insert(stream, reason);
-    }
-    Ok(reasons)
+    Ok(missing
+        .into_iter()
+        .filter_map(|(stream, why)| {
+            let mark = marks.iter().find(|m| m.stream == stream)?;
+            Some((stream, why.reason(mark)))
+        })
+        .collect())
 }
 
 /// Batches of a lost stream not yet loaded belong to the old generation:

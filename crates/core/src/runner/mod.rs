@@ -26,6 +26,7 @@
 
 mod changes;
 mod context;
+mod dry_run;
 mod incremental;
 mod load;
 mod lost;
@@ -34,6 +35,7 @@ mod recover;
 mod resume;
 mod retire;
 mod retry;
+mod select;
 mod snapshot;
 mod stage;
 mod table;
@@ -43,6 +45,7 @@ pub use context::{
     CancellationToken, DEFAULT_PARALLEL_MIN_BYTES, DEFAULT_PART_ROWS, SyncContext, SyncOptions,
     default_snapshot_parallelism,
 };
+pub use dry_run::{PlannedStream, dry_run};
 pub use incremental::{OVERLAP_MAX_ROWS, Overlap, checkpoint_cursor, checkpoint_overlap};
 pub use parts::PartSink;
 pub use resume::ResumableSnapshot;
@@ -106,7 +109,7 @@ async fn add_changes(run: Run<'_>, report: &mut SyncReport) {
 
 async fn run_streams(run: Run<'_>, report: &mut SyncReport) -> Result<()> {
     let catalog = discover(run).await?;
-    let planned = select_streams(run, plan::plan_pipeline(run.pipeline(), &run.ctx.config, &catalog))?;
+    let planned = select::select_streams(run, plan::plan_pipeline(run.pipeline(), &run.ctx.config, &catalog))?;
     // Before settling unfinished batches: those of a lost stream are dropped.
     let mut lost = lost::reread_lost(run, &planned).await?;
     let mut recovered = recover::recover(run).await?;
@@ -147,43 +150,6 @@ async fn run_streams(run: Run<'_>, report: &mut SyncReport) -> Result<()> {
             .collect();
     }
     Ok(())
-}
-
-/// The planned streams [`SyncContext::select`] asks for (all when it is empty).
-fn select_streams(
-    run: Run<'_>,
-    planned: Vec<(String, Result<StreamPlan>)>,
-) -> Result<Vec<(String, Result<StreamPlan>)>> {
-    let ctx = run.ctx;
-    if ctx.select.is_empty() {
-        return Ok(planned);
-    }
-    let ns = ctx.source.default_namespace();
-    let mut wanted = Vec::new();
-    for s in &ctx.select {
-        let name = crate::naming::StreamName::parse(s).map_err(|m| Error::config(format!("--select {s}: {m}")))?;
-        wanted.push(name.qualified(ns).to_string());
-    }
-    let labels: Vec<&str> = planned.iter().map(|(l, _)| l.as_str()).collect();
-    if let Some(unknown) = wanted.iter().find(|w| !labels.contains(&w.as_str())) {
-        return Err(Error::config(format!("pipeline {} has no stream {unknown}", ctx.pipeline))
-            .with_hint(format!("its streams are: {}", labels.join(", "))));
-    }
-    let cdc: Vec<&str> = planned
-        .iter()
-        .filter(|(_, p)| p.as_ref().is_ok_and(|p| p.mode == SyncMode::Cdc))
-        .map(|(l, _)| l.as_str())
-        .collect();
-    let chosen = cdc.iter().filter(|l| wanted.iter().any(|w| w == *l)).count();
-    if chosen > 0 && chosen < cdc.len() {
-        return Err(Error::config(format!(
-            "the `cdc` streams of pipeline {} share one change feed, whose position moves for all of them: \
-             select all of them ({}) or none",
-            ctx.pipeline,
-            cdc.join(", ")
-        )));
-    }
-    Ok(planned.into_iter().filter(|(l, _)| wanted.contains(l)).collect())
 }
 
 /// The catalog of the streams the pipeline selects.
