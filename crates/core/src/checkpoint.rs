@@ -49,13 +49,7 @@ pub struct StreamState {
     pub last_changes: Option<RowChanges>,
 }
 
-/// Rows a load inserted, updated and marked deleted in the destination.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RowChanges {
-    pub inserted: u64,
-    pub updated: u64,
-    pub deleted: u64,
-}
+pub use crate::report::RowChanges;
 
 /// A loaded batch whose staged files may be removed.
 #[derive(Debug, Clone, PartialEq, Eq)]

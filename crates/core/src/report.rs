@@ -77,6 +77,14 @@ impl UnrepresentableTally {
     }
 }
 
+/// Rows a load inserted, updated and marked deleted in the destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowChanges {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
 /// The outcome of one stream in one sync.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamReport {
@@ -97,7 +105,7 @@ pub struct StreamReport {
     /// Rows this sync inserted, updated (a newer version of a stored row)
     /// and marked deleted in the destination table, every load together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changes: Option<crate::checkpoint::RowChanges>,
+    pub changes: Option<RowChanges>,
     /// Why the stream was read again in full at this sync, when the
     /// destination had lost what was loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
