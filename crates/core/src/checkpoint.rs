@@ -112,7 +112,10 @@ pub struct LoadedStream<'a> {
 ///   crash `unfinished_batches` returns it.
 /// * `mark_loaded` marks the batches loaded and moves the stream's
 ///   checkpoint in one atomic write; a checkpoint never moves backwards (a
-///   call with an older batch id leaves it as it is).
+///   call with an older batch id leaves it as it is). The stream's
+///   `last_rows` and `last_changes` add up the loads of one sync (a first
+///   read in parts counts whole); a call for batches already loaded
+///   changes nothing.
 /// * `record_feed` replaces the pipeline's feed record; `feed` returns the
 ///   last one recorded.
 /// * Every write is durable when the call returns.

@@ -390,10 +390,11 @@ impl CheckpointStore for SqliteStore {
             ensure_pipeline(&tx, l.pipeline)?;
             ensure_stream(&tx, l.pipeline, l.stream)?;
             let now = now_ms();
+            let mut newly_loaded = 0;
             for id in l.batch_ids {
-                tx.execute(
+                newly_loaded += tx.execute(
                     "UPDATE batches SET state = 'loaded', loaded_at_ms = ?1
-                     WHERE pipeline = ?2 AND stream = ?3 AND batch_id = ?4",
+                     WHERE pipeline = ?2 AND stream = ?3 AND batch_id = ?4 AND state <> 'loaded'",
                     params![now, l.pipeline, l.stream, *id as i64],
                 )?;
             }
@@ -404,6 +405,10 @@ impl CheckpointStore for SqliteStore {
                    AND (checkpoint_batch_id IS NULL OR checkpoint_batch_id < ?1)",
                 params![l.checkpoint.batch_id as i64, position, l.pipeline, l.stream],
             )?;
+            if newly_loaded == 0 && !l.batch_ids.is_empty() {
+                // Marked loaded before: its counts were added the first time.
+                return tx.commit();
+            }
             // The loads of one sync (a first read in parts) add up: the
             // stream shows what its last sync did, not its last part.
             let (prev_sync, prev_rows, prev_changes): (Option<i64>, i64, Option<String>) = tx.query_row(

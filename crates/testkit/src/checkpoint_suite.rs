@@ -109,9 +109,14 @@ pub async fn run<S: CheckpointStore>(open: impl Fn() -> S) {
     let streams = store.streams("p").await.unwrap();
     assert_eq!(streams.iter().find(|s| s.stream == "public.b").unwrap().last_error.as_deref(), Some("boom"));
     let a_state = streams.iter().find(|s| s.stream == "public.a").unwrap();
-    assert_eq!(a_state.last_rows, 10);
+    // The two loads of sync 1 add up.
+    assert_eq!(a_state.last_rows, 20);
     assert!(a_state.last_error.is_none());
-    assert_eq!(a_state.last_changes, Some(RowChanges { inserted: 7, updated: 2, deleted: 1 }));
+    assert_eq!(a_state.last_changes, Some(RowChanges { inserted: 14, updated: 4, deleted: 2 }));
+    // Marking a loaded batch loaded again counts nothing twice.
+    store.mark_loaded(loaded("public.a", &[b2], b2)).await.unwrap();
+    let again = store.streams("p").await.unwrap().into_iter().find(|s| s.stream == "public.a").unwrap();
+    assert_eq!((again.last_rows, again.last_changes), (20, a_state.last_changes));
 
     // The last loaded table shape; staged files to clean; resync.
     assert_eq!(store.last_loaded_table("p", "public.a").await.unwrap(), Some(m.table.clone()));
