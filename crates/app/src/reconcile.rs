@@ -44,7 +44,13 @@ impl App {
             s.mode = None;
         }
         let catalog = plan::discover(source.as_ref(), &plan::selection(&shape, ns)).await?;
-        let plans = plan::plan_pipeline(pipeline, &shape, &catalog);
+        let mut plans = plan::plan_pipeline(pipeline, &shape, &catalog);
+        if let Some(store) = self.existing_store()? {
+            let states = simplyload_core::checkpoint::CheckpointStore::streams(&store, pipeline).await?;
+            let loaded =
+                |s: &str| states.iter().find(|x| x.stream == s).map(|x| x.table.clone()).filter(|t| !t.is_empty());
+            plan::keep_loaded_tables(&shape, &catalog.database, &mut plans, loaded);
+        }
         for want in &wanted {
             if !plans.iter().any(|(label, _)| *label == want.to_string()) {
                 return Err(Error::config(format!("--stream {want}: not a stream of pipeline {pipeline}")));

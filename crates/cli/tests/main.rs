@@ -652,7 +652,8 @@ mod quickstart {
         assert!(run.stdout.contains("source vs destination"), "{}", run.stdout);
         assert_eq!(run.stdout.matches(" ok\n").count(), 3, "{}", run.stdout);
         assert!(run.stdout.contains("stopped"), "{}", run.stdout);
-        let n = duck(&demo, "SELECT CAST(count(*) AS VARCHAR) FROM simplyload.playground_playground_events");
+        // Source and database are both `playground`: the name says it once.
+        let n = duck(&demo, "SELECT CAST(count(*) AS VARCHAR) FROM simplyload.playground_events");
         assert_eq!(n[0][0].as_deref(), Some("5000"));
         // The server is gone: its port no longer answers.
         let port: u16 = run
@@ -4157,6 +4158,50 @@ mod peers_expect {
         let refused = simplyload(dir, &["sync", "--dry-run"], &[]).await;
         assert_eq!(refused.code, Some(1), "{}", refused.all());
         assert!(refused.stdout.contains("REFUSED: pipelines.main.streams[0].cursor"), "{}", refused.stdout);
+    }
+
+    /// A source named like its database: the default table name says it
+    /// once; a stream loaded under the name 0.1 gave it stays there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn table_names_say_a_repeated_name_once_and_loaded_tables_stay() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a SELECT generate_series(1, 4);
+             CREATE TABLE b (id int PRIMARY KEY); INSERT INTO b SELECT generate_series(1, 3);",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let write = |streams: &str, template: &str| {
+            std::fs::write(
+                dir.join("simplyload.yaml"),
+                format!(
+                    "sources:\n  {name}:\n    type: postgres\n    url: {url}\n\
+                     destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
+                     pipelines:\n  main:\n    source: {name}\n    destination: local\n{template}    streams: [{streams}]\n",
+                    name = db.name,
+                    url = db.url
+                ),
+            )
+            .unwrap();
+        };
+        // As 0.1 named it.
+        write("public.a", "    table_name: \"{source}_{database}_{table}\"\n");
+        simplyload(dir, &["sync"], &[]).await.ok();
+        let twice = format!("{0}_{0}_a", db.name);
+        write("public.a, public.b", "");
+        db.exec("INSERT INTO a VALUES (5)").await;
+        let run = simplyload(dir, &["sync", "--json"], &[]).await;
+        run.ok();
+        let report = reports(&run);
+        let table = |s: &str| {
+            report[0]["streams"].as_array().unwrap().iter().find(|x| x["stream"] == s).unwrap()["table"].clone()
+        };
+        assert_eq!(table("public.a"), twice.as_str(), "a loaded stream stays in its table");
+        assert_eq!(table("public.b"), format!("{}_b", db.name).as_str(), "a new one says the name once");
+        assert_eq!(duck_count(dir, &twice), 5);
+        simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

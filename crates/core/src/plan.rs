@@ -193,10 +193,47 @@ fn parse_qualified(name: &str, default_namespace: Option<&str>) -> Option<Stream
 
 /// The destination table a stream maps to.
 pub fn destination_table(pipeline: &PipelineConfig, source: &str, database: &str, stream: &StreamName) -> String {
-    naming::table_name(
-        pipeline.table_name_template(),
-        &TableNameParts { source, database, schema: stream.namespace_or_empty(), table: &stream.name },
-    )
+    let parts = TableNameParts { source, database, schema: stream.namespace_or_empty(), table: &stream.name };
+    // The default `{source}_{database}_{table}` says a name once when the
+    // source is named like its database (`playground_orders`, not
+    // `playground_playground_orders`).
+    let template = match &pipeline.table_name {
+        None if naming::normalize(source) == naming::normalize(database) => DEFAULT_TABLE_NAME_ONCE,
+        _ => pipeline.table_name_template(),
+    };
+    naming::table_name(template, &parts)
+}
+
+/// The default table name when the source's name is its database's.
+const DEFAULT_TABLE_NAME_ONCE: &str = "{source}_{table}";
+
+/// Streams already loaded under the default name of releases before 0.2
+/// (`{source}_{database}_{table}` even when source and database share a
+/// name) keep the table they are in, so an upgrade never moves them.
+/// `loaded_table` gives the table a stream was last loaded into.
+pub fn keep_loaded_tables(
+    pipeline: &PipelineConfig,
+    database: &str,
+    planned: &mut [(String, Result<StreamPlan>)],
+    loaded_table: impl Fn(&str) -> Option<String>,
+) {
+    if pipeline.table_name.is_some() {
+        return;
+    }
+    for (label, plan) in planned.iter_mut() {
+        let Ok(plan) = plan else { continue };
+        let stream = &plan.table.stream;
+        let parts = TableNameParts {
+            source: &pipeline.source,
+            database,
+            schema: stream.namespace_or_empty(),
+            table: &stream.name,
+        };
+        let before = naming::table_name(simplyload_config::DEFAULT_TABLE_NAME, &parts);
+        if before != plan.table.name && loaded_table(label).as_deref() == Some(before.as_str()) {
+            plan.table.name = before;
+        }
+    }
 }
 
 /// What a `discover` for this pipeline must describe: its streams' names

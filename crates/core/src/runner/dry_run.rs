@@ -40,7 +40,7 @@ pub async fn dry_run(ctx: &SyncContext) -> Result<Vec<PlannedStream>> {
     let run = Run { ctx, pipeline_id, sync_id: 0 };
     let source = ctx.source.as_ref();
     let catalog = plan::discover(source, &plan::selection(&ctx.config, source.default_namespace())).await?;
-    let planned = super::select::select_streams(run, plan::plan_pipeline(&ctx.pipeline, &ctx.config, &catalog))?;
+    let planned = super::select::plan_streams(run, &catalog).await?;
     let lost = find_lost(run, &planned).await?;
     let mut unfinished: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for b in ctx.store.unfinished_batches(&ctx.pipeline).await? {

@@ -109,7 +109,7 @@ async fn add_changes(run: Run<'_>, report: &mut SyncReport) {
 
 async fn run_streams(run: Run<'_>, report: &mut SyncReport) -> Result<()> {
     let catalog = discover(run).await?;
-    let planned = select::select_streams(run, plan::plan_pipeline(run.pipeline(), &run.ctx.config, &catalog))?;
+    let planned = select::plan_streams(run, &catalog).await?;
     // Before settling unfinished batches: those of a lost stream are dropped.
     let mut lost = lost::reread_lost(run, &planned).await?;
     let mut recovered = recover::recover(run).await?;
@@ -144,7 +144,8 @@ async fn run_streams(run: Run<'_>, report: &mut SyncReport) -> Result<()> {
             break;
         }
         let catalog = discover(run).await?;
-        cdc = plan::plan_pipeline(run.pipeline(), &run.ctx.config, &catalog)
+        cdc = select::plan_streams(run, &catalog)
+            .await?
             .into_iter()
             .filter_map(|(label, p)| p.ok().filter(|p| p.mode == SyncMode::Cdc).map(|p| (label, p)))
             .collect();
