@@ -3937,6 +3937,28 @@ mod counts {
         reports(&run)
     }
 
+    /// More rows within the lookback than the checkpoint remembers: they are
+    /// read and merged again, and only the ones that changed are updates.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_read_again_unchanged_are_not_updates() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE big (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+             INSERT INTO big (id, v) SELECT i, 'v' FROM generate_series(1, 6000) i;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        config(dir, &db.url, &["{name: public.big, cursor: updated_at, lookback: 1h}"], "    mode: incremental\n");
+        sync(dir).await;
+        db.exec("UPDATE big SET v = 'w', updated_at = clock_timestamp() WHERE id <= 3").await;
+        let second = sync(dir).await;
+        let big = stream(&second, "public.big");
+        assert!(big["rows"].as_u64().unwrap() > 5000, "the window was read again: {big}");
+        assert_eq!(big["changes"], serde_json::json!({"inserted": 0, "updated": 3, "deleted": 0}), "{big}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reports_and_status_count_what_happened() {
         let pg = TestPg::shared();

@@ -841,16 +841,29 @@ fn merge(
         simplyload_core::cdc::latest_per_key_sql(table, stage, with_unchanged, ident, literal)
     ))
     .map_err(|e| db_error(e, &format!("reducing the staged rows of {}", table.name)))?;
-    // What the MERGE below will do, counted before it runs.
+    // What the MERGE below will do, counted before it runs. A row read
+    // again with the values it has (an incremental lookback) is applied but
+    // is not an update.
+    let differs: Vec<String> = std::iter::once(format!("t.{d}"))
+        .chain(
+            table
+                .columns
+                .iter()
+                .zip(casts)
+                .filter(|(c, _)| !table.key.contains(&c.name))
+                .map(|(c, e)| format!("t.{} IS DISTINCT FROM {e}", ident(&c.name))),
+        )
+        .collect();
     // Whether a stored row matched: its version is never NULL (a key column may be).
     let first_key = &v;
     let (inserted, updated, deleted): (i64, i64, i64) = tx
         .query_row(
             &format!(
                 "SELECT count(*) FILTER (WHERE t.{first_key} IS NULL AND NOT s.{d}),
-                        count(*) FILTER (WHERE t.{first_key} IS NOT NULL AND s.{v} >= t.{v} AND NOT s.{d}),
+                        count(*) FILTER (WHERE t.{first_key} IS NOT NULL AND s.{v} >= t.{v} AND NOT s.{d} AND ({})),
                         count(*) FILTER (WHERE s.{d} AND (t.{first_key} IS NULL OR (s.{v} >= t.{v} AND NOT t.{d})))
                  FROM {latest} s LEFT JOIN {target} t ON ({})",
+                differs.join(" OR "),
                 on.join(" AND ")
             ),
             [],

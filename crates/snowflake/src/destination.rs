@@ -761,13 +761,25 @@ impl SnowflakeDestination {
                 };
                 // Whether a stored row matched: its version is never NULL (a key column may be).
                 let first_key = ident(&sf_name(meta::VERSION));
+                // A row read again with the values it has (an incremental
+                // lookback) is applied but is not an update.
+                let differs: Vec<String> = std::iter::once(format!("COALESCE(t.{d}, FALSE)"))
+                    .chain(
+                        table
+                            .columns
+                            .iter()
+                            .filter(|c| !table.key.contains(&c.name))
+                            .map(|c| format!("t.{} IS DISTINCT FROM {}", ident(&sf_name(&c.name)), value(c))),
+                    )
+                    .collect();
                 let r = self
                     .run(&format!(
                         "SELECT COUNT_IF(t.{first_key} IS NULL AND NOT s.{d}), \
-                                COUNT_IF(t.{first_key} IS NOT NULL AND s.{v} >= t.{v} AND NOT s.{d}), \
+                                COUNT_IF(t.{first_key} IS NOT NULL AND s.{v} >= t.{v} AND NOT s.{d} AND ({})), \
                                 COUNT_IF(s.{d} AND (t.{first_key} IS NULL OR (s.{v} >= t.{v} AND NOT COALESCE(t.{d}, FALSE)))), \
                                 COUNT_IF(t.{first_key} IS NOT NULL AND s.{v} >= t.{v}) \
                          FROM {latest} s LEFT JOIN {target} t ON {}",
+                        differs.join(" OR "),
                         key_eq("t", "s")
                     ))
                     .await?;

@@ -605,6 +605,22 @@ pub async fn merge_applies_newest_version_and_tombstones(h: &dyn DestinationHarn
     assert_eq!(rows[4], vec![Value::Int(9), Value::Null, Value::Bool(true)]);
 }
 
+/// A row merged again with the values it has (an incremental lookback
+/// reading it again) is applied but not counted as an update.
+pub async fn a_row_merged_again_unchanged_is_not_an_update(h: &dyn DestinationHarness) {
+    let bench = Bench::new();
+    let dest = h.destination();
+    let (t, b1) = id_name(&[1, 2, 3], &[Some("a"), Some("b"), None]);
+    let m1 = bench.stage_changes(&t, 1, b1, &[10, 10, 10], &[false, false, false]).await;
+    bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m1]).await.unwrap();
+    let (_, b2) = id_name(&[1, 2, 3, 4], &[Some("a"), Some("B"), None, Some("d")]);
+    let m2 = bench.stage_changes(&t, 2, b2, &[20, 20, 20, 20], &[false, false, false, false]).await;
+    let out = bench.load(dest.as_ref(), &t, LoadKind::Merge, &[m2]).await.unwrap();
+    assert_eq!(out.changes, simplyload_core::RowChanges { inserted: 1, updated: 1, deleted: 0 }, "only id 2 changed");
+    let rows = h.rows("people", &["id", "name", meta::VERSION], &["id"]).await;
+    assert_eq!(rows[1], vec![Value::Int(2), text("B"), Value::Decimal("20".into())]);
+}
+
 pub async fn several_batches_load_in_one_call(h: &dyn DestinationHarness) {
     let bench = Bench::new();
     let dest = h.destination();
@@ -915,6 +931,7 @@ macro_rules! destination_conformance {
             empty_replace_empties_the_table,
             table_without_key_keeps_duplicates,
             merge_applies_newest_version_and_tombstones,
+            a_row_merged_again_unchanged_is_not_an_update,
             several_batches_load_in_one_call,
             new_source_column_is_added,
             changed_column_type_is_never_cast,
