@@ -106,7 +106,7 @@ impl App {
             sections.push(CheckSection { title, report: feed.check(&name, &cdc).await? });
         }
         sections.push(CheckSection { title: "streams, as sync plans them".into(), report: planned });
-        let dest = self.destination(&p.destination)?;
+        let dest = self.pipeline_destination(pipeline)?;
         let report = dest.check().await?;
         dest.end_sync().await;
         sections.push(CheckSection { title: format!("destination {}", p.destination), report });

@@ -81,6 +81,11 @@ impl App {
         registry::destination(&self.config, name)
     }
 
+    /// A pipeline's destination, in the pipeline's `schema:` when it names one.
+    pub fn pipeline_destination(&self, pipeline: &str) -> Result<Arc<dyn Destination>> {
+        registry::pipeline_destination(&self.config, pipeline)
+    }
+
     pub fn staging(&self) -> Result<Arc<Staging>> {
         registry::staging(&self.config)
     }

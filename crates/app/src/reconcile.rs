@@ -56,7 +56,7 @@ impl App {
                 return Err(Error::config(format!("--stream {want}: not a stream of pipeline {pipeline}")));
             }
         }
-        let destination = self.destination(&p.destination)?;
+        let destination = self.pipeline_destination(pipeline)?;
         let mut out = Reconciled { tables: Vec::new(), errors: Vec::new() };
         for (label, plan) in plans {
             if !wanted.is_empty() && !wanted.iter().any(|w| w.to_string() == label) {

@@ -54,6 +54,22 @@ pub fn destination(cfg: &Config, name: &str) -> Result<Arc<dyn Destination>> {
     }
 }
 
+/// A pipeline's destination: the configured one, with its tables in the
+/// pipeline's `schema:` when it names one.
+pub fn pipeline_destination(cfg: &Config, pipeline: &str) -> Result<Arc<dyn Destination>> {
+    let p = cfg.pipeline(pipeline)?;
+    let Some(schema) = &p.schema else { return destination(cfg, &p.destination) };
+    match cfg.destination(&p.destination)? {
+        DestinationConfig::Duckdb(d) => {
+            Ok(Arc::new(DuckdbDestination::from_config(d, &cfg.base_dir).with_schema(schema)))
+        }
+        DestinationConfig::Snowflake(s) => {
+            let s = simplyload_config::SnowflakeDestinationConfig { schema: Some(schema.clone()), ..(**s).clone() };
+            Ok(Arc::new(SnowflakeDestination::from_config(&s, &cfg.base_dir)?.with_state_dir(&state_dir(cfg))))
+        }
+    }
+}
+
 /// The folder the state file is in (pipeline locks live beside it).
 pub fn state_dir(cfg: &Config) -> PathBuf {
     cfg.state_path().parent().map(Path::to_path_buf).unwrap_or_default()

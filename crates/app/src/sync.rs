@@ -93,7 +93,7 @@ impl App {
             pipeline: req.pipeline.clone(),
             config: p.clone(),
             source: self.source(&p.source)?,
-            destination: self.destination(&p.destination)?,
+            destination: self.pipeline_destination(&req.pipeline)?,
             store: self.store()?,
             staging: self.staging()?,
             progress: req.progress.clone(),

@@ -4226,6 +4226,47 @@ mod peers_expect {
         simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
     }
 
+    /// `schema:` on a DuckDB destination or on a pipeline: two pipelines
+    /// of one source land side by side in one file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_schema_per_pipeline() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, 'v' FROM generate_series(1, 7) i;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        std::fs::write(
+            dir.join("simplyload.yaml"),
+            format!(
+                "sources:\n  app:\n    type: postgres\n    url: {}\n\
+                 destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n    schema: raw\n\
+                 pipelines:\n\
+                 \x20 one:\n    source: app\n    destination: local\n    mode: full_refresh\n    streams: [public.a]\n\
+                 \x20 two:\n    source: app\n    destination: local\n    schema: Sales Copy\n    mode: full_refresh\n    streams: [public.a]\n",
+                db.url
+            ),
+        )
+        .unwrap();
+        simplyload(dir, &["sync"], &[]).await.ok();
+        let table = format!("app_{}_a", db.name);
+        for schema in ["raw", "Sales Copy"] {
+            let n = duck(dir, &format!("SELECT count(*)::VARCHAR FROM \"{schema}\".{table}"));
+            assert_eq!(n[0][0].as_deref(), Some("7"), "{schema}");
+            let b = duck(dir, &format!("SELECT count(*)::VARCHAR FROM \"{schema}\"._simplyload_batches"));
+            assert_eq!(b[0][0].as_deref(), Some("1"), "{schema}");
+        }
+        for p in ["one", "two"] {
+            simplyload(dir, &["playground", "reconcile", "--pipeline", p], &[]).await.ok();
+        }
+        // Nothing lost: the second sync of each finds its own tables.
+        let again = simplyload(dir, &["sync", "--json"], &[]).await;
+        again.ok();
+        assert!(!again.stdout.contains("\"reread\""), "{}", again.stdout);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn version_and_completions() {
         let dir = tempfile::tempdir().unwrap();

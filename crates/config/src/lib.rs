@@ -188,6 +188,9 @@ pub struct DuckdbDestinationConfig {
     /// DuckDB's `threads` (default: DuckDB's own choice).
     #[serde(default)]
     pub threads: Option<u32>,
+    /// The schema tables land in (default `simplyload`).
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 /// A Snowflake account (DESIGN.md §7, §9). Secrets come from `${ENV}`.
@@ -276,6 +279,10 @@ pub struct PipelineConfig {
     pub schedule: Option<std::time::Duration>,
     #[serde(default)]
     pub table_name: Option<String>,
+    /// The destination schema of this pipeline's tables, instead of the
+    /// destination's (DuckDB: `simplyload`; Snowflake: its `schema`).
+    #[serde(default)]
+    pub schema: Option<String>,
     #[serde(default)]
     pub on_unrepresentable: OnUnrepresentable,
     pub streams: Vec<StreamConfig>,

@@ -263,15 +263,16 @@ pub struct SourceNaming {
 /// pipeline or across pipelines writing to the same destination.
 /// `database` gives each source's database name.
 pub fn check_table_names(config: &Config, naming: impl Fn(&str) -> Option<SourceNaming>) -> Result<()> {
-    // (destination, table) → "pipelines.p.streams[i] (schema.table)"
-    let mut seen: HashMap<(String, String), String> = HashMap::new();
+    // (destination, pipeline schema, table) → "pipelines.p.streams[i] (schema.table)"
+    let mut seen: HashMap<(String, String, String), String> = HashMap::new();
     for (pname, p) in &config.pipelines {
         let Some(names) = naming(&p.source) else { continue };
         for (i, s) in p.streams.iter().enumerate().filter(|(_, s)| !s.is_pattern()) {
             let name = stream_name(pname, i, s, names.default_namespace.as_deref())?;
             let table = destination_table(p, &p.source, &names.database, &name);
             let here = format!("pipelines.{pname}.streams[{i}] ({name})");
-            if let Some(first) = seen.insert((p.destination.clone(), table.clone()), here.clone()) {
+            let place = (p.destination.clone(), p.schema.clone().unwrap_or_default(), table.clone());
+            if let Some(first) = seen.insert(place, here.clone()) {
                 return Err(Error::config(format!(
                     "{first} and {here} both map to table `{table}` in destination `{}`",
                     p.destination

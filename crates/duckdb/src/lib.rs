@@ -23,7 +23,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The schema every table is created in (DESIGN.md §4).
-pub const SCHEMA: &str = "simplyload";
+/// The schema tables land in unless the destination or pipeline names another.
+pub const DEFAULT_SCHEMA: &str = "simplyload";
 /// DuckDB's default takes 80% of RAM; a loader should not. Appending a
 /// part of a full refresh took the same time at 128MB as at 1GB, and the
 /// process's peak memory fell by 60 MB (docs/benchmarks.md); merges spill
@@ -53,11 +54,18 @@ pub struct DuckdbDestination {
     path: PathBuf,
     memory_limit: String,
     threads: Option<u32>,
+    /// Where its tables (and `_simplyload_batches`) are.
+    schema: String,
 }
 
 impl DuckdbDestination {
     pub fn new(path: &Path) -> DuckdbDestination {
-        DuckdbDestination { path: path.to_path_buf(), memory_limit: DEFAULT_MEMORY_LIMIT.into(), threads: None }
+        DuckdbDestination {
+            path: path.to_path_buf(),
+            memory_limit: DEFAULT_MEMORY_LIMIT.into(),
+            threads: None,
+            schema: DEFAULT_SCHEMA.into(),
+        }
     }
 
     pub fn from_config(cfg: &simplyload_core::config::DuckdbDestinationConfig, base_dir: &Path) -> DuckdbDestination {
@@ -67,7 +75,17 @@ impl DuckdbDestination {
             path,
             memory_limit: cfg.memory_limit.clone().unwrap_or_else(|| DEFAULT_MEMORY_LIMIT.into()),
             threads: cfg.threads,
+            schema: cfg.schema.clone().unwrap_or_else(|| DEFAULT_SCHEMA.into()),
         }
+    }
+
+    /// The same file with its tables in `schema`.
+    pub fn with_schema(self, schema: &str) -> DuckdbDestination {
+        DuckdbDestination { schema: schema.to_owned(), ..self }
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
     }
 
     pub fn path(&self) -> &Path {
@@ -122,7 +140,7 @@ impl DuckdbDestination {
     async fn with_table<T: Send + 'static>(
         &self,
         table: &str,
-        f: impl FnOnce(&Connection, &str) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&Connection, &str, &str) -> Result<T> + Send + 'static,
     ) -> Result<Option<T>> {
         if !self.path.exists() {
             return Ok(None);
@@ -130,10 +148,10 @@ impl DuckdbDestination {
         let table = table.to_owned();
         self.blocking(move |me| {
             let conn = me.open()?;
-            if !table_exists(&conn, &table)? {
+            if !table_exists(&conn, &me.schema, &table)? {
                 return Ok(None);
             }
-            f(&conn, &table).map(Some)
+            f(&conn, &me.schema, &table).map(Some)
         })
         .await
     }
@@ -169,8 +187,8 @@ pub fn literal(s: &str) -> String {
 }
 
 /// `"simplyload"."table"`.
-pub fn qualified(table: &str) -> String {
-    format!("{}.{}", ident(SCHEMA), ident(table))
+pub fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", ident(schema), ident(table))
 }
 
 /// DuckDB's column type for a logical type (DESIGN.md §5).
@@ -236,20 +254,25 @@ fn meta_columns(table: &TableSpec) -> Vec<(&'static str, &'static str)> {
 }
 
 /// `CREATE TABLE` for a table spec.
-pub fn create_table_sql(table: &TableSpec) -> String {
+pub fn create_table_sql(schema: &str, table: &TableSpec) -> String {
     let mut cols: Vec<String> =
         table.columns.iter().map(|c| format!("{} {}", ident(&c.name), duck_type(&c.sql_type))).collect();
     cols.extend(meta_columns(table).into_iter().map(|(n, t)| format!("{} {t}", ident(n))));
-    format!("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)", qualified(&table.name), cols.join(",\n  "))
+    format!("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)", qualified(schema, &table.name), cols.join(",\n  "))
 }
 
-const BATCHES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"simplyload\".\"_simplyload_batches\" (
+fn batches_ddl(schema: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (
   pipeline_id VARCHAR NOT NULL,
   stream VARCHAR NOT NULL,
   batch_id BIGINT NOT NULL,
   row_count BIGINT NOT NULL,
   loaded_at TIMESTAMPTZ NOT NULL
-)";
+)",
+        qualified(schema, meta::BATCHES_TABLE)
+    )
+}
 
 /// The expression that turns a staged column into the target column's type.
 fn cast(c: &Column) -> String {
@@ -279,7 +302,7 @@ impl Destination for DuckdbDestination {
             match me.open() {
                 Ok(conn) => {
                     let r = conn
-                        .execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {};", ident(SCHEMA)))
+                        .execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {};", ident(&me.schema)))
                         .map_err(|e| db_error(e, "creating the schema"));
                     match r {
                         Ok(()) => report.pass("open", format!("DuckDB file {} is writable", me.path.display())),
@@ -301,7 +324,7 @@ impl Destination for DuckdbDestination {
         let ids = batch_ids.to_vec();
         self.blocking(move |me| {
             let conn = me.open()?;
-            loaded_ids(&conn, pipeline_id, &stream, &ids)
+            loaded_ids(&conn, &me.schema, pipeline_id, &stream, &ids)
         })
         .await
     }
@@ -323,7 +346,7 @@ impl Destination for DuckdbDestination {
         let outcome = self
             .blocking(move |me| {
                 let mut conn = me.open_with_threads(threads)?;
-                load_sync(&mut conn, pipeline_id, &table, kind, &batches, &paths)
+                load_sync(&mut conn, &me.schema, pipeline_id, &table, kind, &batches, &paths)
             })
             .await;
         drop(files);
@@ -335,8 +358,8 @@ impl Destination for DuckdbDestination {
     }
 
     async fn columns(&self, table: &str) -> Result<Option<Vec<String>>> {
-        self.with_table(table, |conn, table| {
-            Ok(existing_columns(conn, table)?.into_iter().map(|(name, _)| name).collect())
+        self.with_table(table, |conn, schema, table| {
+            Ok(existing_columns(conn, schema, table)?.into_iter().map(|(name, _)| name).collect())
         })
         .await
     }
@@ -347,7 +370,7 @@ impl Destination for DuckdbDestination {
         }
         self.blocking(move |me| {
             let conn = me.open()?;
-            scan_table(&conn, &request, &out)
+            scan_table(&conn, &me.schema, &request, &out)
         })
         .await
     }
@@ -386,12 +409,12 @@ fn key_greater(keys: &[(String, SqlType)], bound: &[Canon]) -> Result<String> {
     Ok(format!("({})", ors.join(" OR ")))
 }
 
-fn scan_table(conn: &Connection, request: &ScanRequest, out: &ScanSender) -> Result<()> {
+fn scan_table(conn: &Connection, schema: &str, request: &ScanRequest, out: &ScanSender) -> Result<()> {
     let table = &request.table;
-    if !table_exists(conn, &table.name)? {
+    if !table_exists(conn, schema, &table.name)? {
         return Ok(());
     }
-    let existing: Vec<String> = existing_columns(conn, &table.name)?.into_iter().map(|(n, _)| n).collect();
+    let existing: Vec<String> = existing_columns(conn, schema, &table.name)?.into_iter().map(|(n, _)| n).collect();
     let mut select: Vec<String> = table
         .columns
         .iter()
@@ -423,7 +446,7 @@ fn scan_table(conn: &Connection, request: &ScanRequest, out: &ScanSender) -> Res
     if let Some(upto) = &request.range.upto {
         predicates.push(format!("NOT {}", key_greater(&keys, upto)?));
     }
-    let mut sql = format!("SELECT {} FROM {}", select.join(", "), qualified(&table.name));
+    let mut sql = format!("SELECT {} FROM {}", select.join(", "), qualified(schema, &table.name));
     if !predicates.is_empty() {
         sql.push_str(&format!(" WHERE {}", predicates.join(" AND ")));
     }
@@ -462,35 +485,37 @@ fn scan_table(conn: &Connection, request: &ScanRequest, out: &ScanSender) -> Res
     Ok(())
 }
 
-fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
+fn table_exists(conn: &Connection, schema: &str, table: &str) -> Result<bool> {
     let n: i64 = conn
         .query_row(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            params![SCHEMA, table],
+            params![schema, table],
             |r| r.get(0),
         )
         .map_err(|e| db_error(e, "reading information_schema"))?;
     Ok(n > 0)
 }
 
-fn live_rows(conn: &Connection, table: &str) -> Result<u64> {
+fn live_rows(conn: &Connection, schema: &str, table: &str) -> Result<u64> {
     let n: i64 = conn
-        .query_row(&format!("SELECT count(*) FROM {} WHERE NOT {}", qualified(table), ident(meta::DELETED)), [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            &format!("SELECT count(*) FROM {} WHERE NOT {}", qualified(schema, table), ident(meta::DELETED)),
+            [],
+            |r| r.get(0),
+        )
         .map_err(|e| db_error(e, &format!("counting rows of {table}")))?;
     Ok(n as u64)
 }
 
-fn loaded_ids(conn: &Connection, pipeline_id: Uuid, stream: &str, ids: &[u64]) -> Result<Vec<u64>> {
-    if !table_exists(conn, meta::BATCHES_TABLE)? || ids.is_empty() {
+fn loaded_ids(conn: &Connection, schema: &str, pipeline_id: Uuid, stream: &str, ids: &[u64]) -> Result<Vec<u64>> {
+    if !table_exists(conn, schema, meta::BATCHES_TABLE)? || ids.is_empty() {
         return Ok(Vec::new());
     }
     let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     let mut st = conn
         .prepare(&format!(
             "SELECT DISTINCT batch_id FROM {} WHERE pipeline_id = ? AND stream = ? AND batch_id IN ({}) ORDER BY 1",
-            qualified(meta::BATCHES_TABLE),
+            qualified(schema, meta::BATCHES_TABLE),
             list.join(", ")
         ))
         .map_err(|e| db_error(e, "reading _simplyload_batches"))?;
@@ -505,7 +530,7 @@ fn loaded_ids(conn: &Connection, pipeline_id: Uuid, stream: &str, ids: &[u64]) -
 }
 
 /// Existing columns of a table: name → type.
-fn existing_columns(conn: &Connection, table: &str) -> Result<Vec<(String, String)>> {
+fn existing_columns(conn: &Connection, schema: &str, table: &str) -> Result<Vec<(String, String)>> {
     let mut st = conn
         .prepare(
             "SELECT column_name, data_type FROM information_schema.columns
@@ -513,13 +538,14 @@ fn existing_columns(conn: &Connection, table: &str) -> Result<Vec<(String, Strin
         )
         .map_err(|e| db_error(e, "reading columns"))?;
     let rows = st
-        .query_map(params![SCHEMA, table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .query_map(params![schema, table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
         .map_err(|e| db_error(e, "reading columns"))?;
     rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| db_error(e, "reading columns"))
 }
 
 fn load_sync(
     conn: &mut Connection,
+    schema: &str,
     pipeline_id: Uuid,
     table: &TableSpec,
     kind: LoadKind,
@@ -529,13 +555,14 @@ fn load_sync(
     let stream = batches.first().map(|b| b.stream.clone()).unwrap_or_default();
     let tx = conn.transaction().map_err(|e| db_error(e, "BEGIN"))?;
     tx.execute_batch(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {};\n{BATCHES_DDL};\n{};",
-        ident(SCHEMA),
-        create_table_sql(table)
+        "CREATE SCHEMA IF NOT EXISTS {};\n{};\n{};",
+        ident(schema),
+        batches_ddl(schema),
+        create_table_sql(schema, table)
     ))
     .map_err(|e| db_error(e, &format!("creating {}", table.name)))?;
     // Columns added in the source since the table was created.
-    let existing = existing_columns(&tx, &table.name)?;
+    let existing = existing_columns(&tx, schema, &table.name)?;
     let mut wanted: Vec<(String, String)> =
         table.columns.iter().map(|c| (c.name.clone(), duck_type(&c.sql_type))).collect();
     wanted.extend(meta_columns(table).into_iter().map(|(n, t)| (n.to_owned(), t.to_owned())));
@@ -544,8 +571,12 @@ fn load_sync(
     for (name, ty) in &wanted {
         match existing.iter().find(|(n, _)| n == name) {
             None => {
-                tx.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {} {ty};", qualified(&table.name), ident(name)))
-                    .map_err(|e| db_error(e, &format!("adding column {name} to {}", table.name)))?;
+                tx.execute_batch(&format!(
+                    "ALTER TABLE {} ADD COLUMN {} {ty};",
+                    qualified(schema, &table.name),
+                    ident(name)
+                ))
+                .map_err(|e| db_error(e, &format!("adding column {name} to {}", table.name)))?;
             }
             Some((_, have)) if !same_type(have, ty) => changed.push((name.clone(), have.clone(), ty.clone())),
             Some(_) => {}
@@ -566,7 +597,7 @@ fn load_sync(
     for (name, ty) in &widened {
         tx.execute_batch(&format!(
             "ALTER TABLE {} ALTER COLUMN {} SET DATA TYPE {ty};",
-            qualified(&table.name),
+            qualified(schema, &table.name),
             ident(name)
         ))
         .map_err(|e| db_error(e, &format!("widening column {name} of {}", table.name)))?;
@@ -584,12 +615,12 @@ fn load_sync(
             )
             .with_hint("run a full refresh of this stream"));
         }
-        tx.execute_batch(&format!("DELETE FROM {};", qualified(&table.name)))
+        tx.execute_batch(&format!("DELETE FROM {};", qualified(schema, &table.name)))
             .map_err(|e| db_error(e, &format!("emptying {}", table.name)))?;
         for (name, _, ty) in &changed {
             tx.execute_batch(&format!(
                 "ALTER TABLE {} ALTER COLUMN {} SET DATA TYPE {ty};",
-                qualified(&table.name),
+                qualified(schema, &table.name),
                 ident(name)
             ))
             .map_err(|e| db_error(e, &format!("changing the type of {name} in {}", table.name)))?;
@@ -597,10 +628,10 @@ fn load_sync(
     }
 
     let ids: Vec<u64> = batches.iter().map(|b| b.batch_id).collect();
-    let already = loaded_ids(&tx, pipeline_id, &stream, &ids)?;
+    let already = loaded_ids(&tx, schema, pipeline_id, &stream, &ids)?;
     let todo: Vec<&BatchManifest> = batches.iter().filter(|b| !already.contains(&b.batch_id)).collect();
     if todo.is_empty() {
-        let rows_after = live_rows(&tx, &table.name)?;
+        let rows_after = live_rows(&tx, schema, &table.name)?;
         tx.rollback().map_err(|e| db_error(e, "ROLLBACK"))?;
         return Ok(LoadOutcome {
             rows_staged: 0,
@@ -624,7 +655,7 @@ fn load_sync(
         out
     };
 
-    let target = qualified(&table.name);
+    let target = qualified(schema, &table.name);
     // The stage is a view over exactly the manifests' files: DuckDB streams
     // them into the target instead of materialising the batch in memory.
     let stage = ident("_simplyload_stage");
@@ -730,14 +761,14 @@ fn load_sync(
         tx.execute(
             &format!(
                 "INSERT INTO {} (pipeline_id, stream, batch_id, row_count, loaded_at) VALUES (?, ?, ?, ?, now())",
-                qualified(meta::BATCHES_TABLE)
+                qualified(schema, meta::BATCHES_TABLE)
             ),
             params![pipeline_id.to_string(), b.stream, b.batch_id as i64, b.row_count as i64],
         )
         .map_err(|e| db_error(e, "recording the batch"))?;
     }
     tx.execute_batch(&format!("DROP VIEW {stage};")).map_err(|e| db_error(e, "dropping the stage view"))?;
-    let rows_after = live_rows(&tx, &table.name)?;
+    let rows_after = live_rows(&tx, schema, &table.name)?;
     simplyload_core::failpoint::failpoint("during_load");
     tx.commit().map_err(|e| db_error(e, "COMMIT"))?;
     Ok(LoadOutcome { rows_staged: rows_staged as u64, rows_after: Some(rows_after), already_loaded: already, changes })

@@ -20,7 +20,7 @@ fn spec(key: &[&str]) -> TableSpec {
 #[test]
 fn create_table_quotes_every_identifier() {
     assert_eq!(
-        create_table_sql(&spec(&["id"])),
+        create_table_sql(DEFAULT_SCHEMA, &spec(&["id"])),
         "CREATE TABLE IF NOT EXISTS \"simplyload\".\"app_db_t\" (\n  \"id\" BIGINT,\n  \"we\"\"ird\" DECIMAL(12,2),\n  \
          \"_simplyload_synced_at\" TIMESTAMPTZ,\n  \"_simplyload_deleted\" BOOLEAN,\n  \"_simplyload_version\" DECIMAL(38,0)\n)"
     );
@@ -28,7 +28,7 @@ fn create_table_quotes_every_identifier() {
 
 #[test]
 fn keyless_tables_get_id_and_index() {
-    let sql = create_table_sql(&spec(&[]));
+    let sql = create_table_sql(DEFAULT_SCHEMA, &spec(&[]));
     assert!(sql.contains("\"_simplyload_id\" VARCHAR"));
     assert!(sql.contains("\"_simplyload_index\" BIGINT"));
 }
