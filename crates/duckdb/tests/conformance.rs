@@ -74,7 +74,12 @@ impl DestinationHarness for Duck {
             kinds.push(t);
         }
         let order: Vec<String> = order_by.iter().map(|o| format!("{} NULLS LAST", ident(o))).collect();
-        let sql = format!("SELECT {} FROM {} ORDER BY {}", exprs.join(", "), qualified(table), order.join(", "));
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            exprs.join(", "),
+            qualified(simplyload_duckdb::DEFAULT_SCHEMA, table),
+            order.join(", ")
+        );
         let mut st = conn.prepare(&sql).unwrap();
         let mut rows = st.query([]).unwrap();
         let mut out = Vec::new();
