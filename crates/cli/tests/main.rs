@@ -4267,6 +4267,95 @@ mod peers_expect {
         assert!(!again.stdout.contains("\"reread\""), "{}", again.stdout);
     }
 
+    /// `hash_columns:` stores salted SHA-256 pseudonyms, in snapshots and
+    /// changes, and reconcile still compares exactly.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hash_columns_store_pseudonyms() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE p (id int PRIMARY KEY, email text, age int, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+             INSERT INTO p (id, email, age) SELECT i, CASE WHEN i = 3 THEN NULL ELSE 'user' || i || '@example.com' END, i
+               FROM generate_series(1, 20) i;
+             CREATE TABLE q (id int PRIMARY KEY, email text);
+             INSERT INTO q SELECT i, 'q' || i || '@example.com' FROM generate_series(1, 10) i;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        config(
+            dir,
+            &db.url,
+            &[
+                "{name: public.p, cursor: updated_at, hash_columns: [email]}",
+                "{name: public.q, mode: cdc, hash_columns: [email]}",
+            ],
+            "    mode: incremental\n",
+        );
+        const SALT: &str = "s3cret-salt-never-printed";
+        let env = [("SIMPLYLOAD_HASH_SALT", SALT)];
+        // No salt: refused, naming the variable.
+        let bare = simplyload(dir, &["sync"], &[]).await;
+        assert_eq!(bare.code, Some(1), "{}", bare.all());
+        assert!(bare.all().contains("SIMPLYLOAD_HASH_SALT is not set"), "{}", bare.all());
+        let check = simplyload(dir, &["check"], &[]).await;
+        assert!(check.stdout.contains("SIMPLYLOAD_HASH_SALT is not set"), "{}", check.stdout);
+
+        let expected = |table: &'static str| {
+            let db = &db;
+            async move {
+                let rows = db
+                    .client
+                    .query(
+                        &format!(
+                            "SELECT id::text, encode(sha256(convert_to($1 || email, 'UTF8')), 'hex') FROM {table} t ORDER BY t.id"
+                        ),
+                        &[&SALT],
+                    )
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|r| vec![r.get::<_, Option<String>>(0), r.get::<_, Option<String>>(1)])
+                    .collect::<Vec<_>>()
+            }
+        };
+        let stored = |table: &str| {
+            duck(
+                dir,
+                &format!(
+                    "SELECT id::VARCHAR, email FROM simplyload.app_{}_{table} WHERE NOT _simplyload_deleted ORDER BY id",
+                    db.name
+                ),
+            )
+        };
+        let run = simplyload(dir, &["sync"], &env).await;
+        run.ok();
+        assert_eq!(stored("p"), expected("p").await);
+        assert_eq!(stored("q"), expected("q").await);
+        assert_eq!(stored("p")[2][1], None, "NULL stays NULL");
+        db.exec("UPDATE p SET email = 'new@x', updated_at = clock_timestamp() WHERE id = 1; UPDATE q SET email = 'changed@x' WHERE id = 2; INSERT INTO q VALUES (11, 'e@x')").await;
+        let run = simplyload(dir, &["sync"], &env).await;
+        run.ok();
+        assert!(!run.all().contains(SALT), "{}", run.all());
+        assert_eq!(stored("p"), expected("p").await);
+        assert_eq!(stored("q"), expected("q").await);
+        let clean = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &env).await;
+        assert!(clean.code == Some(0) && clean.stdout.contains("result: clean"), "{}\n{}", clean.stdout, clean.stderr);
+        // Only text columns, and never the key.
+        config(
+            dir,
+            &db.url,
+            &["{name: public.p, cursor: updated_at, hash_columns: [age, id]}"],
+            "    mode: incremental\n",
+        );
+        let bad = simplyload(dir, &["check"], &env).await;
+        assert!(
+            bad.stdout.contains("column `age` is integer (int32); only text columns can be hashed"),
+            "{}",
+            bad.stdout
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn version_and_completions() {
         let dir = tempfile::tempdir().unwrap();

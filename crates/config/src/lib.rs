@@ -347,6 +347,8 @@ pub struct StreamConfig {
     pub exclude_columns: Vec<String>,
     /// Only these columns (an allow-list); `exclude_columns` still applies.
     pub columns: Option<Vec<String>>,
+    /// Text columns stored as salted SHA-256 pseudonyms (personal data).
+    pub hash_columns: Vec<String>,
     pub primary_key: Option<Vec<String>>,
     /// For a pattern stream (`public.*`): tables (or patterns) to leave out.
     pub exclude: Vec<String>,
@@ -383,6 +385,8 @@ struct StreamMap {
     exclude_columns: Vec<String>,
     #[serde(default)]
     columns: Option<Vec<String>>,
+    #[serde(default)]
+    hash_columns: Vec<String>,
     #[serde(default)]
     primary_key: Option<Vec<String>>,
     #[serde(default)]
@@ -428,6 +432,7 @@ impl<'de> Deserialize<'de> for StreamConfig {
                     soft_delete: m.soft_delete,
                     exclude_columns: m.exclude_columns,
                     columns: m.columns,
+                    hash_columns: m.hash_columns,
                     primary_key: m.primary_key,
                     exclude: m.exclude,
                 })

@@ -23,6 +23,7 @@ pub fn stage_changes(
     deleted: &[bool],
     unchanged: &[Vec<String>],
 ) -> Result<RecordBatch> {
+    let data = crate::pseudonym::apply(table, data)?;
     let n = data.num_rows();
     if versions.len() != n || deleted.len() != n || !(unchanged.is_empty() || unchanged.len() == n) {
         return Err(Error::internal(format!(

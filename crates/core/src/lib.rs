@@ -22,6 +22,7 @@ pub mod naming;
 pub mod plan;
 pub mod position;
 pub mod progress;
+pub mod pseudonym;
 pub mod reconcile;
 pub mod report;
 pub mod row_id;

@@ -173,6 +173,52 @@ fn allowed_columns(key: &str, stream: &StreamConfig, info: &TableInfo) -> Result
     Ok(excluded)
 }
 
+/// The destination names of a stream's `hash_columns`: kept text columns
+/// that are not its key, cursor or soft-delete column, with the salt set.
+fn hashed_columns(
+    key: &str,
+    stream: &StreamConfig,
+    source_key: &[String],
+    columns: &[Column],
+    info: &TableInfo,
+) -> Result<Vec<String>> {
+    if stream.hash_columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::pseudonym::salt().map_err(|e| e.context(format!("{key}.hash_columns")))?;
+    let mut out = Vec::new();
+    for c in &stream.hash_columns {
+        let Some(col) = columns.iter().find(|x| &x.source_name == c) else {
+            if info.columns.iter().any(|x| &x.name == c) {
+                return Err(Error::config(format!("{key}.hash_columns: column `{c}` is not copied (excluded)")));
+            }
+            return Err(unknown_column(key, "hash_columns", c, info));
+        };
+        let role = if source_key.contains(c) {
+            Some("the key")
+        } else if stream.cursor.as_ref() == Some(c) {
+            Some("the cursor")
+        } else if stream.soft_delete.as_ref() == Some(c) {
+            Some("the soft-delete column")
+        } else {
+            None
+        };
+        if let Some(role) = role {
+            return Err(Error::config(format!("{key}.hash_columns: column `{c}` is {role} and cannot be hashed")));
+        }
+        if col.sql_type != SqlType::Text {
+            return Err(Error::config(format!(
+                "{key}.hash_columns: column `{c}` is {} ({}); only text columns can be hashed",
+                col.source_type,
+                col.sql_type.name()
+            ))
+            .with_hint("exclude it (exclude_columns) if it must not be copied"));
+        }
+        out.push(col.name.clone());
+    }
+    Ok(out)
+}
+
 /// Parses a stream's configured name (in the source's default namespace
 /// when it names none), naming the key on error.
 pub fn stream_name(
@@ -459,11 +505,13 @@ fn plan_stream(
         .iter()
         .map(|k| columns.iter().find(|c| &c.source_name == k).map(|c| c.name.clone()).expect("checked above"))
         .collect();
+    let hashed = hashed_columns(&key, stream, &source_key, &columns, info)?;
     let table = TableSpec {
         name: destination_table(pipeline, &pipeline.source, &catalog.database, &name),
         stream: name,
         columns,
         key: key_cols,
+        hashed,
     };
     let index_of = |c: &str| table.columns.iter().position(|x| x.source_name == c).expect("checked above");
     let cursor = match (mode, &stream.cursor) {
@@ -681,6 +729,7 @@ pipelines:
             name: "t".into(),
             columns: cols,
             key: vec!["id".into()],
+            hashed: Vec::new(),
         };
         let previous = spec(vec![
             col("id", SqlType::Int32),

@@ -493,6 +493,7 @@ mod tests {
             name: "t".into(),
             columns: vec![col("id"), col("v")],
             key: vec!["id".into()],
+            hashed: Vec::new(),
         }
     }
 

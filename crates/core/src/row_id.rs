@@ -125,6 +125,7 @@ mod tests {
                 })
                 .collect(),
             key: vec![],
+            hashed: Vec::new(),
         }
     }
 

@@ -155,6 +155,10 @@ pub struct TableSpec {
     /// Destination names of the key columns; empty for a table without a
     /// primary key, which is keyed by [`meta::ID`] and [`meta::INDEX`].
     pub key: Vec<String>,
+    /// Destination names of the text columns stored as pseudonyms
+    /// (`hash_columns:`, see [`crate::pseudonym`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashed: Vec<String>,
 }
 
 impl TableSpec {

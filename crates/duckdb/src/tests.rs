@@ -14,6 +14,7 @@ fn spec(key: &[&str]) -> TableSpec {
         name: "app_db_t".into(),
         columns: vec![col("id", SqlType::Int64), col("we\"ird", SqlType::Decimal { precision: 12, scale: 2 })],
         key: key.iter().map(|s| s.to_string()).collect(),
+        hashed: Vec::new(),
     }
 }
 

@@ -854,6 +854,7 @@ mod tests {
             name: "t".into(),
             columns: Vec::new(),
             key: Vec::new(),
+            hashed: Vec::new(),
         };
         let read = RangeRead {
             source: source.clone(),

@@ -190,6 +190,9 @@ pub(crate) async fn scan(source: &PostgresSource, request: ScanRequest, out: Sca
     futures::pin_mut!(rows);
     let mut batch = Vec::with_capacity(SCAN_BATCH);
     let closed = || Error::internal("reconcile stopped reading");
+    let hashed: Vec<bool> = table.columns.iter().map(|c| table.hashed.contains(&c.name)).collect();
+    let salt = if table.hashed.is_empty() { String::new() } else { simplyload_core::pseudonym::salt()? };
+    let pseudonym = simplyload_core::pseudonym::pseudonym;
     while let Some(row) = rows.next().await {
         let row = row.map_err(|e| read_error(&e, stream, &source.opts.user()))?;
         let mut hashes = Vec::with_capacity(types.len());
@@ -198,6 +201,8 @@ pub(crate) async fn scan(source: &PostgresSource, request: ScanRequest, out: Sca
             let text: Option<&str> = row.get(i);
             let v = match text {
                 None => Canon::Null,
+                // Stored as a pseudonym: compared as one.
+                Some(s) if hashed[i] => Canon::Text(pseudonym(&salt, s)),
                 Some(s) => canon_from_pg_text(s, *t, &request.limits)
                     .map_err(|e| e.context(format!("{stream}, column {}", table.columns[i].source_name)))?,
             };

@@ -1295,6 +1295,7 @@ mod tests {
             name: "orders".into(),
             columns: vec![],
             key: vec![],
+            hashed: Vec::new(),
         };
         let file = |n: u32| StagedFile {
             key: simplyload_core::batch::file_key("main", "public.orders", 7, n),

@@ -221,6 +221,7 @@ pub fn table(name: &str, columns: &[(&str, SqlType)], key: &[&str]) -> TableSpec
         name: name.into(),
         columns: columns.iter().map(|(n, t)| column(n, *t)).collect(),
         key: key.iter().map(|k| k.to_string()).collect(),
+        hashed: Vec::new(),
     }
 }
 

@@ -330,6 +330,7 @@ pub fn stage_columns_at(
     versions: Versions,
     soft_delete: Option<usize>,
 ) -> Result<RecordBatch> {
+    let batch = crate::pseudonym::apply(table, batch)?;
     let n = batch.num_rows() as u64;
     let versions = match versions {
         Versions::Batch { batch_id, first_ordinal } => {
