@@ -95,6 +95,22 @@ mod support {
             .get(0)
     }
 
+    /// `playground reconcile` of a pipeline exits 0 and finds it clean.
+    pub async fn reconcile_clean(dir: &Path, pipeline: &str, env: &[(&str, &str)]) {
+        let run = simplyload(dir, &["playground", "reconcile", "--pipeline", pipeline], env).await;
+        assert!(run.code == Some(0) && run.stdout.contains("result: clean"), "{}\n{}", run.stdout, run.stderr);
+    }
+
+    /// Files under the local staging folder.
+    pub fn staged_files(dir: &Path) -> usize {
+        fn walk(d: &Path) -> usize {
+            std::fs::read_dir(d)
+                .map(|rd| rd.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
+                .unwrap_or(0)
+        }
+        walk(&dir.join(".simplyload/staging"))
+    }
+
     pub fn reports(run: &Run) -> serde_json::Value {
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", run.stdout, run.stderr))
     }
@@ -1580,15 +1596,6 @@ mod day2 {
     use super::support::*;
     use simplyload_testkit::TestPg;
 
-    fn files(dir: &std::path::Path) -> usize {
-        fn walk(d: &std::path::Path) -> usize {
-            std::fs::read_dir(d)
-                .map(|rd| rd.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
-                .unwrap_or(0)
-        }
-        walk(&dir.join(".simplyload/staging"))
-    }
-
     /// status (changes, cursor, lag), history, resync of one stream, staging gc.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn status_history_resync_and_staging_gc() {
@@ -1664,7 +1671,7 @@ mod day2 {
         simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
 
         // staging gc: nothing is old enough by default; everything loaded with 0s.
-        let before = files(dir.path());
+        let before = staged_files(dir.path());
         assert!(before >= 4, "{before} staged files (a batch with no rows has none)");
         let keep = simplyload(dir.path(), &["staging", "gc"], &[]).await;
         keep.ok();
@@ -1672,11 +1679,11 @@ mod day2 {
         let dry = simplyload(dir.path(), &["staging", "gc", "--older-than", "0s", "--dry-run"], &[]).await;
         dry.ok();
         assert!(dry.stdout.contains("would remove the staged files of 6 loaded batch(es)"), "{}", dry.stdout);
-        assert_eq!(files(dir.path()), before);
+        assert_eq!(staged_files(dir.path()), before);
         let gc = simplyload(dir.path(), &["staging", "gc", "--older-than", "0s"], &[]).await;
         gc.ok();
         assert!(gc.stdout.contains("removed the staged files of 6 loaded batch(es)"), "{}", gc.stdout);
-        assert_eq!(files(dir.path()), 0);
+        assert_eq!(staged_files(dir.path()), 0);
         // The next sync does not need them.
         simplyload(dir.path(), &["sync"], &[]).await.ok();
         simplyload(dir.path(), &["playground", "reconcile", "--pipeline", "main"], &[]).await.ok();
@@ -2099,11 +2106,6 @@ mod snowflake {
         (report, why)
     }
 
-    async fn clean(dir: &Path) {
-        let run = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &ENV).await;
-        assert!(run.code == Some(0) && run.stdout.contains("result: clean"), "{}\n{}", run.stdout, run.stderr);
-    }
-
     /// The destination lost what was loaded (issue 15): a table dropped by
     /// hand, then a new schema, are read again in full and end exact; the
     /// check stays off the warehouse (a marker table per pipeline), and a
@@ -2130,7 +2132,7 @@ mod snowflake {
         assert!(of("public.orders").is_some_and(|w| w.contains("is missing")), "{why:?}");
         assert_eq!(of("public.users"), None);
         assert_eq!(count(&admin, &orders, "WHERE NOT _SIMPLYLOAD_DELETED").await, Some(150));
-        clean(dir).await;
+        reconcile_clean(dir, "main", &ENV).await;
 
         // Nothing lost: the check sends no warehouse statement.
         let (idle, why) = sync_rereads(dir).await;
@@ -2158,7 +2160,7 @@ mod snowflake {
         assert!(why.iter().all(|(_, w)| w.as_deref().is_some_and(|w| w.contains("is missing"))), "{why:?}");
         let moved = admin.query(&format!("SELECT COUNT(*) FROM RAW_DATA.MOVED.\"{orders}\""), &[]).await.unwrap();
         assert_eq!(result_rows(&moved)[0][0].as_deref(), Some("150"));
-        clean(dir).await;
+        reconcile_clean(dir, "main", &ENV).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -3528,8 +3530,7 @@ mod lost_destination {
 
     /// Reconcile clean, and the live rows of `a` are exactly the source's.
     async fn exact(dir: &Path, db: &TestDb, file: &str) {
-        let run = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await;
-        assert!(run.code == Some(0) && run.stdout.contains("result: clean"), "{}\n{}", run.stdout, run.stderr);
+        reconcile_clean(dir, "main", &[]).await;
         let conn = simplyload_duckdb::duckdb::Connection::open(dir.join(file)).unwrap();
         let live: i64 = conn
             .query_row(
@@ -3649,11 +3650,6 @@ mod slots_left_behind {
         (names(slots), names(pubs))
     }
 
-    async fn clean(dir: &Path, pipeline: &str) {
-        let run = simplyload(dir, &["playground", "reconcile", "--pipeline", pipeline], &[]).await;
-        assert!(run.code == Some(0) && run.stdout.contains("result: clean"), "{}\n{}", run.stdout, run.stderr);
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unused_slots_are_warned_about_and_dropped() {
         let pg = TestPg::shared();
@@ -3691,7 +3687,7 @@ mod slots_left_behind {
         let report = reports(&run);
         assert!(report[0]["warnings"].to_string().contains(&format!("dropped replication slot {slot}")), "{report}");
         assert_eq!(feeds(&db).await, (vec![], vec![]));
-        clean(dir, "main").await;
+        reconcile_clean(dir, "main", &[]).await;
         let quiet = simplyload(dir, &["check"], &[]).await;
         assert!(!quiet.stdout.contains("warning:"), "{}", quiet.stdout);
 
@@ -3700,7 +3696,7 @@ mod slots_left_behind {
         simplyload(dir, &["sync"], &[]).await.ok();
         db.exec("UPDATE a SET v = 'x' WHERE id < 10; DELETE FROM a WHERE id = 20").await;
         simplyload(dir, &["sync"], &[]).await.ok();
-        clean(dir, "main").await;
+        reconcile_clean(dir, "main", &[]).await;
         let slot = main_slot(&db).await;
 
         // The pipeline taken out of the config: sync and check warn.
@@ -3775,8 +3771,7 @@ mod one_bad_table {
         simplyload(dir, &["sync"], &[]).await.ok();
         db.exec("UPDATE \"No Key\" SET v = 'y' WHERE n = 1; DELETE FROM good WHERE id = 3").await;
         simplyload(dir, &["sync"], &[]).await.ok();
-        let clean = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &[]).await;
-        assert!(clean.code == Some(0) && clean.stdout.contains("result: clean"), "{}\n{}", clean.stdout, clean.stderr);
+        reconcile_clean(dir, "main", &[]).await;
     }
 }
 
@@ -4008,15 +4003,6 @@ mod counts {
 mod peers_expect {
     use super::support::*;
     use simplyload_testkit::TestPg;
-
-    fn staged_files(dir: &std::path::Path) -> usize {
-        fn walk(d: &std::path::Path) -> usize {
-            std::fs::read_dir(d)
-                .map(|rd| rd.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
-                .unwrap_or(0)
-        }
-        walk(&dir.join(".simplyload/staging"))
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn select_some_streams_and_retention_applies_itself() {
@@ -4339,8 +4325,7 @@ mod peers_expect {
         assert!(!run.all().contains(SALT), "{}", run.all());
         assert_eq!(stored("p"), expected("p").await);
         assert_eq!(stored("q"), expected("q").await);
-        let clean = simplyload(dir, &["playground", "reconcile", "--pipeline", "main"], &env).await;
-        assert!(clean.code == Some(0) && clean.stdout.contains("result: clean"), "{}\n{}", clean.stdout, clean.stderr);
+        reconcile_clean(dir, "main", &env).await;
         // Only text columns, and never the key.
         config(
             dir,
