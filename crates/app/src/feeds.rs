@@ -138,9 +138,9 @@ impl App {
             }
             None => {
                 if let Some(record) = store.feed(pipeline).await? {
+                    let by_hand = self.removal_hint(&record.name);
                     dropped.feed_not_found = Some(format!(
-                        "change feed {} was not found on any configured source; if it still exists, remove it by hand \
-                         (Postgres: SELECT pg_drop_replication_slot('{0}'); DROP PUBLICATION IF EXISTS \"{0}\";)",
+                        "change feed {} was not found on any configured source; if it still exists, remove it by hand{by_hand}",
                         record.name
                     ));
                 }
@@ -148,6 +148,22 @@ impl App {
         }
         store.forget_pipeline(pipeline).await?;
         Ok(dropped)
+    }
+
+    /// How to remove a feed by hand, as the configured sources with a change
+    /// feed say (` (SQL)`), or nothing when none is configured.
+    fn removal_hint(&self, feed_name: &str) -> String {
+        let hints: Vec<String> = self
+            .config()
+            .sources
+            .keys()
+            .filter_map(|name| self.source(name).ok())
+            .filter_map(|s| s.change_feed().map(|f| f.removal_hint(feed_name)))
+            .collect();
+        match hints.first() {
+            Some(h) => format!(" ({h})"),
+            None => String::new(),
+        }
     }
 
     /// The pipeline's feed on the source that has it: the pipeline's own

@@ -3729,6 +3729,34 @@ mod slots_left_behind {
         assert_eq!(unknown.code, Some(1), "{}", unknown.all());
         assert!(unknown.all().contains("pipeline main is neither in the config nor in the state"), "{}", unknown.all());
     }
+
+    /// A slot removed by hand: `pipeline drop` says so, with the SQL for
+    /// wherever it may still be, and forgets the pipeline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_a_pipeline_whose_slot_is_gone() {
+        let pg = TestPg::shared();
+        let db = pg.database().await;
+        db.exec(
+            "CREATE TABLE a (id int PRIMARY KEY, v text, updated_at timestamptz); INSERT INTO a VALUES (1, 'x', now())",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        write_config(dir, &db, "main", "cdc");
+        simplyload(dir, &["sync"], &[]).await.ok();
+        let slot = main_slot(&db).await;
+        db.exec(&format!("SELECT pg_drop_replication_slot('{slot}')")).await;
+        write_config(dir, &db, "other", "full_refresh");
+        let dropped = simplyload(dir, &["pipeline", "drop", "main", "--yes"], &[]).await;
+        dropped.ok();
+        assert!(
+            dropped.stdout.contains(&format!("change feed {slot} was not found on any configured source")),
+            "{}",
+            dropped.stdout
+        );
+        assert!(dropped.stdout.contains("pg_drop_replication_slot"), "{}", dropped.stdout);
+        assert!(dropped.stdout.contains("forgot pipeline main's state"), "{}", dropped.stdout);
+    }
 }
 
 /// One table a change feed cannot carry fails alone (issue 15).
