@@ -50,25 +50,9 @@ impl App {
         let p = self.config().pipeline(pipeline)?;
         let source = self.source(&p.source)?;
         let ns = source.default_namespace();
-        let mut wanted = Vec::new();
-        for s in select {
-            let name = StreamName::parse(s).map_err(|m| Error::config(format!("--select {s}: {m}")))?;
-            wanted.push(name.qualified(ns));
-        }
-        let keep = |n: &StreamName| wanted.is_empty() || wanted.contains(n);
-        let mut streams = Vec::new();
-        for (i, s) in p.streams.iter().enumerate().filter(|(_, s)| !s.is_pattern()) {
-            streams.push(stream_name(pipeline, i, s, ns)?);
-        }
         let (planned, plans) = match plan::discover(source.as_ref(), &plan::selection(p, ns)).await {
             Ok(catalog) => {
-                let mut plans = plan::plan_pipeline(pipeline, p, &catalog);
-                if let Some(unknown) = wanted.iter().find(|w| !plans.iter().any(|(l, _)| *l == w.to_string())) {
-                    let labels: Vec<&str> = plans.iter().map(|(l, _)| l.as_str()).collect();
-                    return Err(Error::config(format!("pipeline {pipeline} has no stream {unknown}"))
-                        .with_hint(format!("its streams are: {}", labels.join(", "))));
-                }
-                plans.retain(|(l, _)| StreamName::parse(l).is_ok_and(|n| keep(&n.qualified(ns))));
+                let plans = plan::select_planned(pipeline, select, ns, plan::plan_pipeline(pipeline, p, &catalog))?;
                 (plan_report(&plans), plans)
             }
             Err(e) => {
@@ -77,28 +61,9 @@ impl App {
                 (report, Vec::new())
             }
         };
-        // Streams a pattern matches now are checked like named ones.
-        for (_, plan) in plans.iter().filter_map(|(l, p)| Some((l, p.as_ref().ok()?))) {
-            if !streams.contains(&plan.table.stream) {
-                streams.push(plan.table.stream.clone());
-            }
-        }
-        streams.retain(|n| keep(n));
+        let (streams, cdc) = checked_streams(pipeline, p, ns, select, &plans)?;
         let mut sections =
             vec![CheckSection { title: format!("source {}", p.source), report: source.check(&streams).await? }];
-        let mut cdc: Vec<StreamName> = p
-            .streams
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.is_pattern() && s.mode.unwrap_or(p.mode) == SyncMode::Cdc)
-            .filter_map(|(i, s)| stream_name(pipeline, i, s, ns).ok())
-            .collect();
-        for plan in plans.iter().filter_map(|(_, p)| p.as_ref().ok()).filter(|p| p.mode == SyncMode::Cdc) {
-            if !cdc.contains(&plan.table.stream) {
-                cdc.push(plan.table.stream.clone());
-            }
-        }
-        cdc.retain(|n| keep(n));
         if !cdc.is_empty()
             && let (Some(feed), Some(name)) = (source.change_feed(), self.feed_name(pipeline).await?)
         {
@@ -117,6 +82,44 @@ impl App {
             sections,
         })
     }
+}
+
+/// The streams the source is checked for, and those of them read through
+/// the change feed: the configured names and what patterns match now (from
+/// the plans), narrowed to `select`.
+fn checked_streams(
+    pipeline: &str,
+    p: &simplyload_config::PipelineConfig,
+    ns: Option<&str>,
+    select: &[String],
+    plans: &[(String, Result<StreamPlan>)],
+) -> Result<(Vec<StreamName>, Vec<StreamName>)> {
+    let mut streams = Vec::new();
+    let mut cdc = Vec::new();
+    for (i, s) in p.streams.iter().enumerate().filter(|(_, s)| !s.is_pattern()) {
+        let name = stream_name(pipeline, i, s, ns)?;
+        if s.mode.unwrap_or(p.mode) == SyncMode::Cdc {
+            cdc.push(name.clone());
+        }
+        streams.push(name);
+    }
+    for plan in plans.iter().filter_map(|(_, p)| p.as_ref().ok()) {
+        let name = &plan.table.stream;
+        if !streams.contains(name) {
+            streams.push(name.clone());
+        }
+        if plan.mode == SyncMode::Cdc && !cdc.contains(name) {
+            cdc.push(name.clone());
+        }
+    }
+    let mut wanted = Vec::new();
+    for s in select {
+        wanted.push(StreamName::parse(s).map_err(|m| Error::config(format!("--select {s}: {m}")))?.qualified(ns));
+    }
+    let keep = |n: &StreamName| wanted.is_empty() || wanted.contains(n);
+    streams.retain(|n| keep(n));
+    cdc.retain(|n| keep(n));
+    Ok((streams, cdc))
 }
 
 /// One item per planned stream: its mode and table, or why sync would refuse it.

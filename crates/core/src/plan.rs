@@ -250,6 +250,31 @@ pub fn destination_table(pipeline: &PipelineConfig, source: &str, database: &str
     naming::table_name(template, &parts)
 }
 
+/// The planned streams named in `select` (`public.orders`, or `orders` in
+/// the source's default namespace); all of them when it is empty. A name
+/// the pipeline does not have is a config error listing the ones it has.
+pub fn select_planned(
+    pipeline: &str,
+    select: &[String],
+    default_namespace: Option<&str>,
+    planned: Vec<(String, Result<StreamPlan>)>,
+) -> Result<Vec<(String, Result<StreamPlan>)>> {
+    if select.is_empty() {
+        return Ok(planned);
+    }
+    let mut wanted = Vec::new();
+    for s in select {
+        let name = StreamName::parse(s).map_err(|m| Error::config(format!("--select {s}: {m}")))?;
+        wanted.push(name.qualified(default_namespace).to_string());
+    }
+    let labels: Vec<&str> = planned.iter().map(|(l, _)| l.as_str()).collect();
+    if let Some(unknown) = wanted.iter().find(|w| !labels.contains(&w.as_str())) {
+        return Err(Error::config(format!("pipeline {pipeline} has no stream {unknown}"))
+            .with_hint(format!("its streams are: {}", labels.join(", "))));
+    }
+    Ok(planned.into_iter().filter(|(l, _)| wanted.contains(l)).collect())
+}
+
 /// The default table name when the source's name is its database's.
 const DEFAULT_TABLE_NAME_ONCE: &str = "{source}_{table}";
 

@@ -17,32 +17,21 @@ pub(crate) async fn plan_streams(run: Run<'_>, catalog: &Catalog) -> Result<Vec<
     select_streams(run, planned)
 }
 
-/// The planned streams [`crate::runner::SyncContext::select`] asks for (all when it is empty).
+/// The planned streams [`crate::runner::SyncContext::select`] asks for (all
+/// when it is empty); a pipeline's `cdc` streams go all together or not at
+/// all, since they share the change feed's position.
 pub(crate) fn select_streams(
     run: Run<'_>,
     planned: Vec<(String, Result<StreamPlan>)>,
 ) -> Result<Vec<(String, Result<StreamPlan>)>> {
     let ctx = run.ctx;
-    if ctx.select.is_empty() {
-        return Ok(planned);
-    }
-    let ns = ctx.source.default_namespace();
-    let mut wanted = Vec::new();
-    for s in &ctx.select {
-        let name = crate::naming::StreamName::parse(s).map_err(|m| Error::config(format!("--select {s}: {m}")))?;
-        wanted.push(name.qualified(ns).to_string());
-    }
-    let labels: Vec<&str> = planned.iter().map(|(l, _)| l.as_str()).collect();
-    if let Some(unknown) = wanted.iter().find(|w| !labels.contains(&w.as_str())) {
-        return Err(Error::config(format!("pipeline {} has no stream {unknown}", ctx.pipeline))
-            .with_hint(format!("its streams are: {}", labels.join(", "))));
-    }
-    let cdc: Vec<&str> = planned
+    let cdc: Vec<String> = planned
         .iter()
         .filter(|(_, p)| p.as_ref().is_ok_and(|p| p.mode == SyncMode::Cdc))
-        .map(|(l, _)| l.as_str())
+        .map(|(l, _)| l.clone())
         .collect();
-    let chosen = cdc.iter().filter(|l| wanted.iter().any(|w| w == *l)).count();
+    let selected = plan::select_planned(&ctx.pipeline, &ctx.select, ctx.source.default_namespace(), planned)?;
+    let chosen = selected.iter().filter(|(l, _)| cdc.contains(l)).count();
     if chosen > 0 && chosen < cdc.len() {
         return Err(Error::config(format!(
             "the `cdc` streams of pipeline {} share one change feed, whose position moves for all of them: \
@@ -51,5 +40,5 @@ pub(crate) fn select_streams(
             cdc.join(", ")
         )));
     }
-    Ok(planned.into_iter().filter(|(l, _)| wanted.contains(l)).collect())
+    Ok(selected)
 }
