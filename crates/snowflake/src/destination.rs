@@ -1161,10 +1161,9 @@ impl Destination for SnowflakeDestination {
     /// made when they are there.
     async fn missing(&self, pipeline_id: Uuid, streams: &[LoadMark<'_>]) -> Result<Vec<(String, Missing)>> {
         let tables = self.table_names().await?;
-        let (present, mut missing): (Vec<&LoadMark>, Vec<&LoadMark>) =
+        let (present, gone): (Vec<&LoadMark>, Vec<&LoadMark>) =
             streams.iter().partition(|m| tables.contains(&sf_name(m.table)));
-        let mut missing: Vec<(String, Missing)> =
-            missing.drain(..).map(|m| (m.stream.to_owned(), Missing::Table)).collect();
+        let mut missing: Vec<(String, Missing)> = gone.iter().map(|m| (m.stream.to_owned(), Missing::Table)).collect();
         if tables.contains(&sf_name(&marker_table(pipeline_id))) {
             self.marked.lock().await.insert(pipeline_id);
             return Ok(missing);

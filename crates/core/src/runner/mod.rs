@@ -235,17 +235,12 @@ async fn feed_round(
     let mut round = Round::default();
     let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut unfit = Vec::new();
-    let evolved = evolve_all(run, &mut plans, &mut changes).await;
-    let result = match evolved {
-        Ok(reread) => match changes::set_aside_unfit(run, &mut plans).await {
-            Ok(set_aside) => {
-                unfit = set_aside;
-                changes::run_round(run, FeedStreams { plans: &plans, reread: &reread }, &mut round).await
-            }
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let reread = evolve_all(run, &mut plans, &mut changes).await?;
+        unfit = changes::set_aside_unfit(run, &mut plans).await?;
+        changes::run_round(run, FeedStreams { plans: &plans, reread: &reread }, &mut round).await
+    }
+    .await;
     // A stream the feed cannot carry fails alone, with its own error.
     for (label, plan, e) in unfit {
         let mut r = StreamReport::new(&label);
