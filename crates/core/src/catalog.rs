@@ -104,6 +104,11 @@ pub struct ColumnInfo {
     /// them values without touching their `updated_at`.
     #[serde(default)]
     pub has_default: bool,
+    /// A column the source adds of its own (Stripe's `_raw`): its name is
+    /// kept exactly as the source spells it, like SimplyLoad's
+    /// `_simplyload_*` columns, instead of being normalised.
+    #[serde(default)]
+    pub verbatim: bool,
 }
 
 /// The outcome of a connection and permission check, one line per thing checked.

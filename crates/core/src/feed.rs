@@ -73,6 +73,10 @@ pub struct PrepareFeed<'a> {
     /// A feed that was lost (the source dropped what it held) is made
     /// again (`on_slot_lost: resnapshot`) instead of failing.
     pub remake_lost: bool,
+    /// The position the pipeline's state recorded for this feed, if any. A
+    /// source that keeps nothing for a reader (an API's events endpoint)
+    /// knows from it whether the feed exists and whether it can still go on.
+    pub recorded: Option<&'a FeedPosition>,
 }
 
 /// What `prepare` found or made.
@@ -104,6 +108,10 @@ pub trait FeedStart: Send + Sync {
 pub struct ChangesRequest {
     /// The feed's name.
     pub feed: String,
+    /// The position the state recorded last (the last one confirmed). A
+    /// source that keeps its readers' positions itself (Postgres: the slot)
+    /// reads from its own; one that keeps nothing reads from this.
+    pub from: Option<FeedPosition>,
     /// The streams read from the feed; changes of others are skipped.
     pub tables: Vec<TableSpec>,
     pub limits: ValueLimits,
@@ -143,6 +151,9 @@ pub struct ChangesRead {
     pub lag_bytes: Option<u64>,
     /// Things the user should know (a feed holding more than `max_lag_bytes`, …).
     pub warnings: Vec<String>,
+    /// Changes the feed carried but no stream could take, counted by reason
+    /// (`invoice.upcoming: its invoice has no id`): reported, never failing.
+    pub skipped: std::collections::BTreeMap<String, u64>,
 }
 
 /// A feed as the source shows it, for `status` and `check`.

@@ -1,7 +1,7 @@
 //! From configuration and a source's catalog to the exact shape of every
 //! destination table.
 
-use crate::catalog::{Catalog, Selection, TableInfo};
+use crate::catalog::{Catalog, ColumnInfo, Selection, TableInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::naming::{self, Rename, StreamName, TableNameParts, pattern_matches};
 use crate::schema::{Column, SqlType, TableSpec};
@@ -235,6 +235,16 @@ pub fn stream_name(
 /// A configured name or pattern, in the source's default namespace when it names none.
 fn parse_qualified(name: &str, default_namespace: Option<&str>) -> Option<StreamName> {
     StreamName::parse(name).ok().map(|n| n.qualified(default_namespace))
+}
+
+/// Destination names for the kept columns: normalised, except the
+/// source's own `verbatim` columns, which keep their spelling.
+fn destination_columns(kept: &[&ColumnInfo]) -> (Vec<String>, Vec<Rename>) {
+    let plain = kept.iter().filter(|c| !c.verbatim).map(|c| c.name.as_str());
+    let (names, renames) = naming::column_names(plain);
+    let mut names = names.into_iter();
+    let all = kept.iter().map(|c| if c.verbatim { c.name.clone() } else { names.next().unwrap_or_default() }).collect();
+    (all, renames)
 }
 
 /// The destination table a stream maps to.
@@ -514,7 +524,7 @@ fn plan_stream(
             info.primary_key.clone()
         }
     };
-    let (dest_names, renames) = naming::column_names(kept.iter().map(|c| c.name.as_str()));
+    let (dest_names, renames) = destination_columns(&kept);
     let columns: Vec<Column> = kept
         .iter()
         .zip(dest_names)
@@ -659,6 +669,7 @@ pipelines:
             sql_type: t,
             nullable: true,
             has_default: false,
+            verbatim: false,
         };
         Catalog {
             database: "shop".into(),
@@ -700,6 +711,25 @@ pipelines:
         assert_eq!(names, vec!["id", "amount", "amount_2"]);
         assert_eq!(plan.table.key, vec!["id"]);
         assert_eq!(plan.renames.len(), 1);
+    }
+
+    #[test]
+    fn a_sources_own_columns_keep_their_spelling() {
+        let mut cat = catalog();
+        let raw = ColumnInfo {
+            name: "_raw".into(),
+            type_name: "object".into(),
+            sql_type: SqlType::Json,
+            nullable: false,
+            has_default: false,
+            verbatim: true,
+        };
+        cat.tables[0].columns.push(raw);
+        let cfg = config("    streams: [public.orders]\n");
+        let plans = plan_pipeline("p", &cfg.pipelines["p"], &cat);
+        let plan = plans[0].1.as_ref().unwrap();
+        let names: Vec<_> = plan.table.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec!["id", "amount", "amount_2", "secret", "_raw"]);
     }
 
     #[test]

@@ -175,6 +175,10 @@ pub struct SyncReport {
     /// Things to look at that did not fail the sync (a change feed's lag, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Changes a feed carried that no stream could take, counted by reason
+    /// (events without an object id, of object types not synced).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub skipped_changes: std::collections::BTreeMap<String, u64>,
     /// The sync error's kind and what follows it ([`Error::policy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<ErrorKind>,
@@ -215,6 +219,7 @@ impl SyncReport {
             duration_ms: 0,
             statements: Vec::new(),
             warnings: Vec::new(),
+            skipped_changes: Default::default(),
             error_kind: None,
             policy: None,
             trigger: None,

@@ -178,6 +178,7 @@ pub async fn discover(client: &Client, scope: Scope<'_>) -> Result<Vec<PgTable>>
             sql_type: plan.sql_type,
             nullable: !r.get::<_, bool>(8),
             has_default: r.get(10),
+            verbatim: false,
         };
         let t = tables.last_mut().expect("pushed above");
         t.info.columns.push(info.clone());

@@ -472,6 +472,7 @@ struct Change {
 fn changes_request(feed: &str, table: &TableSpec) -> ChangesRequest {
     ChangesRequest {
         feed: feed.to_owned(),
+        from: None,
         tables: vec![table.clone()],
         limits: ValueLimits::STAGING,
         on_unrepresentable: OnUnrepresentable::Report,
@@ -527,7 +528,7 @@ async fn read_changes(feed: &dyn ChangeFeed, name: &str, table: &TableSpec) -> (
 }
 
 fn prepare_request<'a>(feed: &'a str, tables: &'a [TableSpec]) -> PrepareFeed<'a> {
-    PrepareFeed { feed, tables, joining: false, remake_lost: false }
+    PrepareFeed { feed, tables, joining: false, remake_lost: false, recorded: None }
 }
 
 /// The name of the feed of a new pipeline.

@@ -58,6 +58,8 @@ pub(crate) struct Round {
     /// Stopped early (schema change, `batch_max_rows`): run another round.
     pub again: bool,
     pub warnings: Vec<String>,
+    /// Changes no stream could take, by reason ([`ChangesRead::skipped`]).
+    pub skipped: BTreeMap<String, u64>,
 }
 
 /// The `cdc` streams of one round: `plans` already evolved; `reread` are
@@ -213,7 +215,7 @@ async fn open_feed(
         None => claim_feed(run, feed, states).await?,
     };
     let recorded = record.and_then(|r| r.confirmed);
-    match prepare(run, feed, &name, tables).await? {
+    match prepare(run, feed, &name, tables, recorded.as_ref()).await? {
         Prepared::Created { start, .. } => {
             if any_started {
                 lost_feed_warning(run, feed, &name, warnings);
@@ -230,9 +232,15 @@ async fn open_feed(
 }
 
 /// Makes the feed if missing and records where a new one starts.
-async fn prepare(run: Run<'_>, feed: &dyn ChangeFeed, name: &str, tables: &[TableSpec]) -> Result<Prepared> {
+async fn prepare(
+    run: Run<'_>,
+    feed: &dyn ChangeFeed,
+    name: &str,
+    tables: &[TableSpec],
+    recorded: Option<&FeedPosition>,
+) -> Result<Prepared> {
     let remake_lost = run.ctx.config.on_slot_lost == simplyload_config::OnSlotLost::Resnapshot;
-    let prepared = feed.prepare(PrepareFeed { feed: name, tables, joining: false, remake_lost }).await?;
+    let prepared = feed.prepare(PrepareFeed { feed: name, tables, joining: false, remake_lost, recorded }).await?;
     if let Prepared::Created { start, .. } = &prepared {
         let record = FeedRecord { name: name.to_owned(), confirmed: Some(start.position()) };
         run.ctx.store.record_feed(run.pipeline(), &record).await?;
@@ -311,7 +319,7 @@ async fn read_by_another(
     tracing::warn!("{w}");
     warnings.push(w);
     run.ctx.store.record_feed(pipeline, &FeedRecord { name: own.clone(), confirmed: None }).await?;
-    match prepare(run, feed, &own, tables).await? {
+    match prepare(run, feed, &own, tables, None).await? {
         Prepared::Created { start, .. } => Ok(OpenFeed { name: own, start: Some(start), confirmed: None }),
         Prepared::Existing { .. } => Err(Error::internal(format!("{what} {own} existed before this state made it"))),
     }
@@ -319,7 +327,7 @@ async fn read_by_another(
 
 /// A short-lived feed for streams joining a running pipeline.
 async fn joining_start(feed: &dyn ChangeFeed, name: &str, tables: &[TableSpec]) -> Result<Box<dyn FeedStart>> {
-    match feed.prepare(PrepareFeed { feed: name, tables, joining: true, remake_lost: false }).await? {
+    match feed.prepare(PrepareFeed { feed: name, tables, joining: true, remake_lost: false, recorded: None }).await? {
         Prepared::Created { start, .. } => Ok(start),
         Prepared::Existing { .. } => Err(Error::internal("the source made no feed for the joining streams")),
     }
@@ -421,6 +429,9 @@ async fn apply_changes(
         round.done.entry(stream.clone()).or_default().unrepresentable.push(u.clone());
     }
     round.warnings.extend(read.warnings.iter().cloned());
+    for (reason, n) in &read.skipped {
+        *round.skipped.entry(reason.clone()).or_default() += n;
+    }
     let Some(confirm) = read.confirm else { return Ok(()) };
     failpoint("after_staged");
     for m in &manifests {
@@ -455,8 +466,10 @@ async fn stage_changes(
     streams: &FeedStreams<'_>,
 ) -> Result<(ChangesRead, Vec<BatchManifest>)> {
     let ctx = run.ctx;
+    let from = ctx.store.feed(run.pipeline()).await?.and_then(|r| r.confirmed);
     let request = ChangesRequest {
         feed: name.to_owned(),
+        from,
         tables: streams.tables(),
         limits: ctx.destination.limits(),
         on_unrepresentable: ctx.config.on_unrepresentable,

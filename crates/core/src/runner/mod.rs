@@ -250,6 +250,9 @@ async fn feed_round(
         report.add_round(r);
     }
     report.warnings.append(&mut round.warnings);
+    for (reason, n) in std::mem::take(&mut round.skipped) {
+        *report.skipped_changes.entry(reason).or_default() += n;
+    }
     for (label, plan) in &plans {
         let done = round.done.remove(label).unwrap_or_default();
         let mut r = StreamReport::new(label);
