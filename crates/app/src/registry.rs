@@ -10,6 +10,7 @@ use simplyload_postgres::PostgresSource;
 use simplyload_snowflake::SnowflakeDestination;
 use simplyload_staging::{S3Options, Staging};
 use simplyload_state::SqliteStore;
+use simplyload_stripe::StripeSource;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,12 +37,15 @@ pub fn naming(cfg: &Config, source: &str) -> Option<SourceNaming> {
             database: s.database(),
             default_namespace: s.default_namespace().map(str::to_owned),
         }),
+        // Stripe streams have no namespace; `{database}` is the source's name.
+        SourceConfig::Stripe(_) => Some(SourceNaming { database: source.to_owned(), default_namespace: None }),
     }
 }
 
 pub fn source(cfg: &Config, name: &str) -> Result<Arc<dyn Source>> {
     match cfg.source(name)? {
         SourceConfig::Postgres(pg) => Ok(Arc::new(PostgresSource::new(name, pg, &cfg.base_dir)?)),
+        SourceConfig::Stripe(stripe) => Ok(Arc::new(StripeSource::new(name, stripe)?)),
     }
 }
 

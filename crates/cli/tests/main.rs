@@ -4387,3 +4387,6 @@ mod peers_expect {
         }
     }
 }
+
+#[path = "main/stripe.rs"]
+mod stripe;

@@ -141,13 +141,88 @@ impl StagingConfig {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
     Postgres(PostgresSourceConfig),
+    Stripe(StripeSourceConfig),
 }
 
 impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::Stripe(_) => "stripe",
         }
+    }
+}
+
+/// The `Stripe-Version` a Stripe source pins unless `api_version` says
+/// otherwise (docs/stripe.md).
+pub const DEFAULT_STRIPE_API_VERSION: &str = "2025-03-31.basil";
+
+/// `type: stripe` (docs/stripe.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSourceConfig {
+    /// A secret (`sk_…`) or restricted (`rk_…`) key; its prefix says test or live mode.
+    pub api_key: Secret,
+    /// The `Stripe-Version` every call pins (default [`DEFAULT_STRIPE_API_VERSION`]).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Another server than `https://api.stripe.com` (a proxy, localstripe).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The client's own limit (default 20/s with a test key, 80/s live).
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
+    /// Objects per list page, 1 to 100 (default 100).
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    /// Tries per call before the sync fails (default 5).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Each events window starts this long before the last one ended (default 5m).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub events_overlap: Option<std::time::Duration>,
+    /// Each events window ends this long before Stripe's clock (default 1m).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub settle_lag: Option<std::time::Duration>,
+}
+
+impl StripeSourceConfig {
+    pub fn api_version(&self) -> &str {
+        self.api_version.as_deref().unwrap_or(DEFAULT_STRIPE_API_VERSION)
+    }
+
+    pub fn page_size(&self) -> u32 {
+        self.page_size.unwrap_or(100)
+    }
+
+    pub fn events_overlap_secs(&self) -> i64 {
+        self.events_overlap.map_or(300, |d| d.as_secs() as i64)
+    }
+
+    pub fn settle_lag_secs(&self) -> i64 {
+        self.settle_lag.map_or(60, |d| d.as_secs() as i64)
+    }
+
+    /// Values that cannot work, named with the key.
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let at = |key: &str| format!("sources.{name}.{key}");
+        if !(1..=100).contains(&self.page_size()) {
+            return Err(ConfigError::new(format!(
+                "{}: {} is not between 1 and 100 (Stripe's largest page)",
+                at("page_size"),
+                self.page_size()
+            )));
+        }
+        if self.requests_per_second.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err(ConfigError::new(format!("{}: must be above 0", at("requests_per_second"))));
+        }
+        if self.api_version().trim().is_empty() {
+            return Err(ConfigError::new(format!("{}: must not be empty", at("api_version"))));
+        }
+        if self.max_attempts == Some(0) {
+            return Err(ConfigError::new(format!("{}: must be at least 1", at("max_attempts"))));
+        }
+        Ok(())
     }
 }
 
@@ -501,8 +576,11 @@ impl Config {
     /// Checks what serde cannot: references between sections and values
     /// that must not be empty.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (name, _) in &self.sources {
+        for (name, source) in &self.sources {
             check_name("sources", name)?;
+            if let SourceConfig::Stripe(stripe) = source {
+                stripe.validate(name)?;
+            }
         }
         for (name, d) in &self.destinations {
             check_name("destinations", name)?;

@@ -43,7 +43,7 @@ pipelines:
 #[test]
 fn parses_the_documented_shape() {
     let cfg = parse(FULL).unwrap();
-    let SourceConfig::Postgres(pg) = &cfg.sources["app"];
+    let SourceConfig::Postgres(pg) = &cfg.sources["app"] else { panic!("app is a postgres source") };
     assert_eq!(pg.url.expose(), "postgres://user:s3cr#t:x@localhost:5432/app");
     let p = &cfg.pipelines["app_to_local"];
     assert_eq!(p.mode, SyncMode::FullRefresh);
@@ -167,4 +167,26 @@ fn missing_file_has_a_hint() {
 fn empty_file_is_an_empty_config() {
     let cfg = parse("").unwrap();
     assert!(cfg.pipelines.is_empty());
+}
+
+#[test]
+fn a_stripe_source_has_defaults_and_refuses_what_cannot_work() {
+    let yaml = |extra: &str| {
+        format!(
+            "sources:\n  pay:\n    type: stripe\n    api_key: rk_test_abc\n{extra}\
+             destinations:\n  d:\n    type: duckdb\n    path: x.duckdb\n\
+             pipelines:\n  p:\n    source: pay\n    destination: d\n    mode: cdc\n    streams: [customers]\n"
+        )
+    };
+    let cfg = parse(&yaml("")).unwrap();
+    let SourceConfig::Stripe(stripe) = &cfg.sources["pay"] else { panic!("pay is a stripe source") };
+    assert_eq!(stripe.api_version(), DEFAULT_STRIPE_API_VERSION);
+    assert_eq!((stripe.page_size(), stripe.events_overlap_secs(), stripe.settle_lag_secs()), (100, 300, 60));
+    assert!(!format!("{stripe:?}").contains("rk_test_abc"), "the key never shows in Debug");
+    let e = parse(&yaml("    page_size: 101\n")).unwrap_err().to_string();
+    assert!(e.contains("sources.pay.page_size") && e.contains("100"), "{e}");
+    let e = parse(&yaml("    api_kye: x\n")).unwrap_err().to_string();
+    assert!(e.contains("api_kye"), "{e}");
+    let e = parse(&yaml("    settle_lag: soon\n")).unwrap_err().to_string();
+    assert!(e.contains("soon"), "{e}");
 }

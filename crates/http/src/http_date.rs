@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
 
 /// The moment an HTTP date names, or `None` if it is not one.
-pub(crate) fn parse(text: &str) -> Option<SystemTime> {
+pub fn parse(text: &str) -> Option<SystemTime> {
     let mut numbers = Vec::new();
     let (mut month, mut time) = (None, None);
     for token in text.split([' ', ',', '-']).filter(|t| !t.is_empty()) {

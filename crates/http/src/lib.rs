@@ -55,6 +55,7 @@ mod tls;
 
 pub use classify::{ErrorDetail, ErrorReader, ErrorReply};
 pub use client::{HttpClient, Request};
+pub use http_date::parse as parse_http_date;
 pub use limit::RateLimiter;
 pub use options::{Auth, HttpOptions, RateLimit};
 pub use reply::{BodyStream, Reply, StreamingReply};

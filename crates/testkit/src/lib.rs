@@ -5,9 +5,11 @@
 pub mod checkpoint_suite;
 pub mod destination_suite;
 pub mod edge;
+pub mod localstripe;
 pub mod peers;
 pub mod pg;
 pub mod snowproxy;
 pub mod source_suite;
+pub mod stripeproxy;
 
 pub use pg::{TestDb, TestPg};

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 /// The pinned packages (DESIGN.md §10; issue 5 lists what works here).
 /// fakesnow 0.12.1 needs snowflake-connector-python below 5 (5.x breaks its import).
-pub const PINS: &[&str] = &["moto[server]==5.2.5", "fakesnow[server]==0.12.1", "snowflake-connector-python<5"];
+pub const PINS: &[&str] =
+    &["moto[server]==5.2.5", "fakesnow[server]==0.12.1", "snowflake-connector-python<5", "localstripe==1.15.10"];
 
 /// The cached virtualenv, created and filled on first use. Several test
 /// processes may ask at once: a file lock lets one install while the others wait.
@@ -53,12 +54,12 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// Starts `program args…` from the venv and waits until `port` accepts connections.
-fn start_server(program: &str, args: &[String], port: u16) -> Child {
+pub(crate) fn start_server(program: &str, args: &[String], port: u16) -> Child {
     let log = tempfile::NamedTempFile::new().expect("server log").into_temp_path().keep().expect("keep log");
     let mut child = Command::new(venv().join("bin").join(program))
         .args(args)

@@ -233,6 +233,13 @@ pub fn print_report(r: &SyncReport) {
     for w in &r.warnings {
         println!("  warning: {w}");
     }
+    if !r.skipped_changes.is_empty() {
+        let total: u64 = r.skipped_changes.values().sum();
+        println!("  skipped {total} change(s) no stream takes:");
+        for (reason, n) in &r.skipped_changes {
+            println!("    {n} × {reason}");
+        }
+    }
     let rows: Vec<Vec<String>> = r
         .streams
         .iter()
