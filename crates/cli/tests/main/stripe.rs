@@ -368,3 +368,35 @@ async fn a_throttling_newest_first_server_gives_the_same_copy() {
     assert_exact(dir, &s, "events", "/v1/events", &["type"], &[]);
     reconcile_clean(dir, "billing", &[("STRIPE_API_KEY", KEY)]).await;
 }
+
+/// A pipeline whose events position is older than the 30 days Stripe keeps
+/// events lists every stream again, flags the rows Stripe no longer lists
+/// as deleted, and says so in the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_past_the_30_days_lists_again_and_flags_what_is_gone() {
+    let s = LocalStripe::start();
+    let ids: Vec<String> = (0..4)
+        .map(|i| s.post("/v1/customers", &[("name", &format!("c{i}"))])["id"].as_str().unwrap().to_owned())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    stripe_config(dir, &s, &["customers"]);
+    sync(dir).await;
+    s.ok("DELETE", &format!("/v1/customers/{}", ids[2]), &[]);
+    // The pipeline was paused for 31 days: its position is older than Stripe's events.
+    let old = simplyload_stripe_position_days_ago(31);
+    let state = rusqlite::Connection::open(dir.join(".simplyload/state.db")).unwrap();
+    assert_eq!(state.execute("UPDATE feeds SET confirmed = ?1 WHERE pipeline = 'billing'", [&old]).unwrap(), 1);
+    drop(state);
+    let r = sync(dir).await;
+    let warnings = r[0]["warnings"].to_string();
+    assert!(warnings.contains("30 days") || warnings.contains("older"), "the report says why: {r}");
+    assert_exact(dir, &s, "customers", "/v1/customers", &["name"], &[ids[2].clone()]);
+}
+
+/// A feed position `days` ago, as the state stores it.
+fn simplyload_stripe_position_days_ago(days: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let at = now - days * 86_400;
+    serde_json::json!({ "version": ((at as i128) << 32).to_string(), "token": at.to_string() }).to_string()
+}

@@ -277,8 +277,9 @@ async fn record_name(run: Run<'_>, name: String) -> Result<String> {
 
 fn lost_feed_warning(run: Run<'_>, feed: &dyn ChangeFeed, name: &str, warnings: &mut Vec<String>) {
     let w = format!(
-        "the {} of pipeline {} ({name}) was lost (dropped or invalidated) and has been made again; \
-         every stream was read again from a snapshot",
+        "the {} of pipeline {} ({name}) was lost (dropped, invalidated, or older than the changes the source \
+         keeps) and has been made again; every stream was read again from a snapshot, and rows the source no \
+         longer has are marked deleted",
         feed.what(),
         run.pipeline()
     );
