@@ -16,6 +16,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200_000)]
         changes: u64,
     },
+    /// A Stripe backfill from a local server that never throttles: the request rate against the limit, and peak RSS
+    Stripe {
+        /// Account sizes (customers), each synced once
+        #[arg(long, value_delimiter = ',', default_values_t = [20_000u64, 80_000])]
+        objects: Vec<u64>,
+        /// The client's requests_per_second
+        #[arg(long, default_value_t = 50.0)]
+        limit: f64,
+        /// Milliseconds the server waits before each reply
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
     /// One staging run, as a child of `bench snapshot` (its time and memory are measured)
     #[command(hide = true)]
     StageOnce {
@@ -65,6 +77,10 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
     match cmd {
         BenchCommand::Snapshot(c) => simplyload_bench::snapshot(c.into()).await,
         BenchCommand::Cdc { database_url, changes } => simplyload_bench::cdc::run(database_url, changes).await,
+        BenchCommand::Stripe { objects, limit, latency_ms } => {
+            let latency = std::time::Duration::from_millis(latency_ms);
+            simplyload_bench::stripe::run(simplyload_bench::stripe::StripeArgs { objects, limit, latency }).await
+        }
         BenchCommand::StageOnce { database_url, table, dir, parallelism } => {
             simplyload_bench::stage_once(&database_url, &table, &dir, parallelism).await
         }
