@@ -2,8 +2,8 @@
 //! SimplyLoad?
 //!
 //! A local server that never throttles answers Stripe's list protocol with
-//! synthetic customers (newest first, `limit`, `starting_after`), optionally
-//! after a fixed latency. `simplyload sync` copies them into DuckDB with the
+//! synthetic objects of four streams (newest first, `limit`,
+//! `starting_after`), optionally after a fixed latency. `simplyload sync` copies them into DuckDB with the
 //! client's rate limit set to `limit`; the server counts the requests. The
 //! figures are ratios: the request rate the server saw while the listing ran
 //! against the configured limit (≥ 0.9 means the limit, not SimplyLoad, set
@@ -110,32 +110,42 @@ fn serve(conn: TcpStream, objects: u64, latency: Duration, seen: &Seen) {
     }
 }
 
+/// The streams the server has, each with the same number of objects: the
+/// list path, the id prefix and the `object` value.
+const STREAMS: &[(&str, &str, &str)] = &[
+    ("/v1/customers", "cus_", "customer"),
+    ("/v1/charges", "ch_", "charge"),
+    ("/v1/invoices", "in_", "invoice"),
+    ("/v1/payment_intents", "pi_", "payment_intent"),
+];
+
 fn reply(target: &str, objects: u64, seen: &Seen) -> serde_json::Value {
     seen.requests.fetch_add(1, Ordering::SeqCst);
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let param = |k: &str| query.split('&').find_map(|p| p.strip_prefix(k)?.strip_prefix('=')).map(str::to_owned);
-    if path != "/v1/customers" {
+    let Some(&(_, prefix, object)) = STREAMS.iter().find(|(p, _, _)| *p == path) else {
         return json!({"object": "list", "url": path, "has_more": false, "data": []});
-    }
+    };
     seen.pages.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
     let limit: u64 = param("limit").and_then(|l| l.parse().ok()).unwrap_or(10).min(100);
     // Newest first: index objects−1 down to 0.
-    let start = match param("starting_after").and_then(|id| id.strip_prefix("cus_")?.parse::<u64>().ok()) {
+    let start = match param("starting_after").and_then(|id| id.strip_prefix(prefix)?.parse::<u64>().ok()) {
         Some(after) => after,
         None => objects,
     };
     let end = start.saturating_sub(limit);
-    let data: Vec<serde_json::Value> = (end..start).rev().map(customer).collect();
+    let data: Vec<serde_json::Value> = (end..start).rev().map(|i| synthetic(prefix, object, i)).collect();
     json!({"object": "list", "url": path, "has_more": end > 0, "data": data})
 }
 
-fn customer(i: u64) -> serde_json::Value {
+/// An object of about 600 bytes, with the fields each stream's typed columns read.
+fn synthetic(prefix: &str, object: &str, i: u64) -> serde_json::Value {
     json!({
-        "id": format!("cus_{i:010}"), "object": "customer", "created": 1_700_000_000 + i, "livemode": false,
+        "id": format!("{prefix}{i:010}"), "object": object, "created": 1_700_000_000 + i, "livemode": false,
         "email": format!("customer{i}@example.com"), "name": format!("Customer {i}"), "description": null,
-        "currency": "usd", "balance": (i % 1000) as i64 - 500, "delinquent": i.is_multiple_of(17),
+        "currency": "usd", "amount": 1000 + i, "amount_due": 1000 + i, "balance": (i % 1000) as i64 - 500,
+        "customer": format!("cus_{:010}", i / 3), "status": "succeeded", "delinquent": i.is_multiple_of(17),
         "address": {"city": "Berlin", "country": "DE", "line1": format!("Street {i}"), "postal_code": "10115"},
-        "invoice_settings": {"default_payment_method": null, "footer": null},
         "metadata": {"n": i.to_string(), "plan": "pro"}, "preferred_locales": ["en"], "tax_exempt": "none"
     })
 }
@@ -175,10 +185,11 @@ pub async fn run(args: StripeArgs) -> Result<u8> {
         let list_rate = steady_rate(&server.seen.pages.lock().unwrap_or_else(|p| p.into_inner()), args.limit);
         let r = Measured { objects, secs: m.secs, requests, list_rate, rss: m.rss.unwrap_or(0) };
         println!(
-            "  {} customers: {:.1} s end to end ({:.0} objects/s), {} requests; listing at {:.1} requests/s = {:.2} × the limit; peak RSS {} MiB",
+            "  {} objects in each of {} streams: {:.1} s end to end ({:.0} objects/s), {} requests; listing at {:.1} requests/s = {:.2} × the limit; peak RSS {} MiB",
             r.objects,
+            STREAMS.len(),
             r.secs,
-            r.objects as f64 / r.secs,
+            (r.objects * STREAMS.len() as u64) as f64 / r.secs,
             r.requests,
             r.list_rate,
             r.list_rate / args.limit,
@@ -212,7 +223,7 @@ fn summarize(results: &[Measured], limit: f64) {
         && results.len() > 1
     {
         println!(
-            "peak RSS: {} MiB for {} customers, {} MiB for {} ({:.2}×, for {:.0}× the objects)",
+            "peak RSS: {} MiB for {} objects per stream, {} MiB for {} ({:.2}×, for {:.0}× the objects)",
             small.rss >> 20,
             small.objects,
             large.rss >> 20,
@@ -233,7 +244,7 @@ fn write_config(dir: &Path, port: u16, limit: f64) -> Result<()> {
         format!(
             "sources:\n  stripe:\n    type: stripe\n    api_key: ${{STRIPE_API_KEY}}\n    base_url: http://127.0.0.1:{port}\n    requests_per_second: {limit}\n    settle_lag: 0s\n\
              destinations:\n  local:\n    type: duckdb\n    path: warehouse.duckdb\n\
-             pipelines:\n  bench:\n    source: stripe\n    destination: local\n    mode: cdc\n    snapshot_part_rows: {PART_ROWS}\n    streams: [customers]\n"
+             pipelines:\n  bench:\n    source: stripe\n    destination: local\n    mode: cdc\n    snapshot_part_rows: {PART_ROWS}\n    streams: [customers, charges, invoices, payment_intents]\n"
         ),
     )?;
     Ok(())

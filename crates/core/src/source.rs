@@ -181,6 +181,14 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// How many streams' first reads may run at once. A source whose pages
+    /// wait on a far-away API gains from several (each still within its
+    /// rate limit); a database, whose reads are already parallel inside,
+    /// keeps to one. Loads into the destination run one at a time anyway.
+    fn read_concurrency(&self) -> usize {
+        1
+    }
+
     /// Reconcile scans, when [`Capabilities::scan`] is set.
     fn scanner(&self) -> Option<&dyn Scanner> {
         None

@@ -32,6 +32,9 @@ use simplyload_core::source::{Capabilities, ReadStats, Scanner, SnapshotRequest,
 use simplyload_core::{Error, ErrorKind, Result, Source, StreamName};
 use tokio::sync::mpsc;
 
+/// Streams whose first listing runs at once.
+pub const READ_CONCURRENCY: usize = 4;
+
 /// A configured Stripe account.
 pub struct StripeSource {
     name: String,
@@ -115,6 +118,12 @@ impl Source for StripeSource {
 
     fn change_feed(&self) -> Option<&dyn ChangeFeed> {
         Some(&self.feed)
+    }
+
+    /// Streams list at once, all within the one rate limit: a page waits
+    /// on the network far longer than it takes to stage.
+    fn read_concurrency(&self) -> usize {
+        READ_CONCURRENCY
     }
 
     fn scanner(&self) -> Option<&dyn Scanner> {

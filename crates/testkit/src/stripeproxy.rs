@@ -30,7 +30,7 @@ pub enum Fault {
     ServerError { path: String, times: usize, status: u16, should_retry: Option<bool> },
     /// The first `times` matching requests: the connection closes with no reply.
     Reset { path: String, times: usize },
-    /// Request number `n` (1-based, all requests counted) gets a 500 that
+    /// Request number `n` (1-based, counted from when the faults were set) gets a 500 that
     /// says not to retry, and so does every one after it while `sticky`.
     FailNth { n: usize, sticky: bool },
     /// Every matching request gets 403, as for a restricted key without `permission`.
@@ -84,14 +84,16 @@ impl StripeProxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Requests that reached the proxy so far.
+    /// Requests that reached the proxy since it started or the faults were last set.
     pub fn requests(&self) -> usize {
         self.state.lock().expect("proxy state").requests
     }
 
-    /// Replaces the faults (counters start again).
+    /// Replaces the faults; counters, the request count included, start again.
     pub fn set_faults(&self, faults: Vec<Fault>) {
-        self.state.lock().expect("proxy state").faults = faults.into_iter().map(|f| (f, 0)).collect();
+        let mut st = self.state.lock().expect("proxy state");
+        st.faults = faults.into_iter().map(|f| (f, 0)).collect();
+        st.requests = 0;
     }
 }
 

@@ -18,8 +18,8 @@ pub enum BenchCommand {
     },
     /// A Stripe backfill from a local server that never throttles: the request rate against the limit, and peak RSS
     Stripe {
-        /// Account sizes (customers), each synced once
-        #[arg(long, value_delimiter = ',', default_values_t = [20_000u64, 80_000])]
+        /// Account sizes (objects in each of four streams), each synced once
+        #[arg(long, value_delimiter = ',', default_values_t = [5_000u64, 20_000])]
         objects: Vec<u64>,
         /// The client's requests_per_second
         #[arg(long, default_value_t = 50.0)]

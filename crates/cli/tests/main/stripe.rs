@@ -400,3 +400,40 @@ fn simplyload_stripe_position_days_ago(days: i64) -> String {
     let at = now - days * 86_400;
     serde_json::json!({ "version": ((at as i128) << 32).to_string(), "token": at.to_string() }).to_string()
 }
+
+/// The N-th request fails (and every one after, as in an outage) during an
+/// events sync, for several N: the sync fails, the position does not move,
+/// and the next sync makes the copy exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_never_moves_the_position() {
+    use simplyload_testkit::stripeproxy::{Fault, StripeProxy};
+    let s = LocalStripe::start();
+    let ids: Vec<String> = (0..6)
+        .map(|i| s.post("/v1/customers", &[("name", &format!("c{i}"))])["id"].as_str().unwrap().to_owned())
+        .collect();
+    let proxy = StripeProxy::start(s.port, vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    stripe_config_at(dir, &proxy.base_url(), &["customers", "events"], "");
+    sync(dir).await;
+    let position = || {
+        let state = rusqlite::Connection::open(dir.join(".simplyload/state.db")).unwrap();
+        state
+            .query_row("SELECT confirmed FROM feeds WHERE pipeline = 'billing'", [], |r| r.get::<_, String>(0))
+            .unwrap()
+    };
+    for (round, n) in [1usize, 2, 3, 4].into_iter().enumerate() {
+        s.post(&format!("/v1/customers/{}", ids[round]), &[("name", &format!("renamed {round}"))]);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let before = position();
+        proxy.set_faults(vec![Fault::FailNth { n, sticky: true }]);
+        let failed = run(dir, &["sync", "--json"], KEY).await;
+        assert_ne!(failed.code, Some(0), "request {n} failed: {}", failed.all());
+        assert_eq!(position(), before, "a failed sync moved the position (request {n})");
+        proxy.set_faults(vec![]);
+    }
+    s.ok("DELETE", &format!("/v1/customers/{}", ids[5]), &[]);
+    sync(dir).await;
+    assert_exact(dir, &s, "customers", "/v1/customers", &["name"], &[ids[5].clone()]);
+    assert_exact(dir, &s, "events", "/v1/events", &["type"], &[]);
+}

@@ -362,7 +362,9 @@ impl Snapshots<'_> {
     }
 }
 
-/// Reads and loads each joining stream at `start`.
+/// Reads and loads each joining stream at `start`, as many at once as the
+/// source allows ([`crate::Source::read_concurrency`]; loads still run one
+/// at a time). Every stream goes to its end; the first error is returned.
 async fn snapshot_joining(
     run: Run<'_>,
     snapshots: &Snapshots<'_>,
@@ -370,40 +372,63 @@ async fn snapshot_joining(
     start: &dyn FeedStart,
     round: &mut Round,
 ) -> Result<()> {
+    use futures::StreamExt;
     let at = start.position();
     let feed_snapshot = FeedSnapshot { token: start.snapshot(), version: at.version };
-    for (label, plan) in joining {
-        run.check_cancelled()?;
-        run.ctx.progress.stream_started(label, &plan.table.name, plan.estimated_rows);
-        let started = (snapshots.started)(label);
-        // A stream's first snapshot (with a key) loads in parts, each
-        // checkpointing where the read stands.
-        let resumable = (!started && plan.table.has_key()).then(|| snapshots.first_snapshot(label, &at));
-        if let Some(r) = resumable.as_ref().filter(|r| r.going_on) {
-            tracing::info!(pipeline = %run.pipeline(), stream = %label, resumes = r.from.is_some(),
-                "the stream's first snapshot stopped part way; going on from its loaded parts");
+    let at_once = run.ctx.source.read_concurrency().max(1);
+    let reads = joining.iter().map(|(label, plan)| {
+        let one = JoiningRead { label, plan, at: &at, feed_snapshot: &feed_snapshot };
+        async move { (label, snapshot_one(run, snapshots, one).await) }
+    });
+    let done: Vec<(&String, Result<ReadDone>)> = futures::stream::iter(reads).buffered(at_once).collect().await;
+    let mut first_error = None;
+    for (label, result) in done {
+        match result {
+            Ok(d) => note_snapshot(round.done.entry(label.clone()).or_default(), d),
+            Err(e) => first_error = first_error.or(Some(e)),
         }
-        // The changes replay from the first attempt's start.
-        let replay_from = resumable.as_ref().and_then(|r| r.position.feed().cloned()).unwrap_or_else(|| at.clone());
-        let read = ReadPlan {
-            stream: label,
-            plan,
-            incremental: None,
-            merge_full_read: false,
-            overlap: None,
-            split: resumable.is_some(),
-            resumable,
-            feed_snapshot: Some(feed_snapshot.clone()),
-            end_position: Some(Position::Cdc(FeedCheckpoint { feed: replay_from })),
-            // A stream read again (lost feed, schema change) merges the
-            // snapshot and marks the keys it lacks deleted: rows are never
-            // removed under `mode: cdc`. A table without a key is replaced.
-            complete: started && plan.table.has_key(),
-        };
-        let done = read_and_load(run, read).await?;
-        note_snapshot(round.done.entry(label.clone()).or_default(), done);
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
+}
+
+/// One joining stream's read.
+struct JoiningRead<'a> {
+    label: &'a str,
+    plan: &'a StreamPlan,
+    at: &'a FeedPosition,
+    feed_snapshot: &'a FeedSnapshot,
+}
+
+async fn snapshot_one(run: Run<'_>, snapshots: &Snapshots<'_>, one: JoiningRead<'_>) -> Result<ReadDone> {
+    let JoiningRead { label, plan, at, feed_snapshot } = one;
+    run.check_cancelled()?;
+    run.ctx.progress.stream_started(label, &plan.table.name, plan.estimated_rows);
+    let started = (snapshots.started)(label);
+    // A stream's first snapshot (with a key) loads in parts, each
+    // checkpointing where the read stands.
+    let resumable = (!started && plan.table.has_key()).then(|| snapshots.first_snapshot(label, at));
+    if let Some(r) = resumable.as_ref().filter(|r| r.going_on) {
+        tracing::info!(pipeline = %run.pipeline(), stream = %label, resumes = r.from.is_some(),
+            "the stream's first snapshot stopped part way; going on from its loaded parts");
+    }
+    // The changes replay from the first attempt's start.
+    let replay_from = resumable.as_ref().and_then(|r| r.position.feed().cloned()).unwrap_or_else(|| at.clone());
+    let read = ReadPlan {
+        stream: label,
+        plan,
+        incremental: None,
+        merge_full_read: false,
+        overlap: None,
+        split: resumable.is_some(),
+        resumable,
+        feed_snapshot: Some(feed_snapshot.clone()),
+        end_position: Some(Position::Cdc(FeedCheckpoint { feed: replay_from })),
+        // A stream read again (lost feed, schema change) merges the
+        // snapshot and marks the keys it lacks deleted: rows are never
+        // removed under `mode: cdc`. A table without a key is replaced.
+        complete: started && plan.table.has_key(),
+    };
+    read_and_load(run, read).await
 }
 
 fn note_snapshot(d: &mut FeedStreamDone, done: ReadDone) {

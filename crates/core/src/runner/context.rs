@@ -114,6 +114,9 @@ pub(crate) struct Run<'a> {
     pub ctx: &'a SyncContext,
     pub pipeline_id: Uuid,
     pub sync_id: i64,
+    /// Held around each destination load: streams read at once still load
+    /// one at a time (an embedded destination has one writer).
+    pub loads: &'a tokio::sync::Mutex<()>,
 }
 
 impl Run<'_> {

@@ -37,7 +37,8 @@ pub struct PlannedStream {
 /// Plans a sync of `ctx`'s pipeline without running it.
 pub async fn dry_run(ctx: &SyncContext) -> Result<Vec<PlannedStream>> {
     let pipeline_id = ctx.store.pipeline_id(&ctx.pipeline).await?;
-    let run = Run { ctx, pipeline_id, sync_id: 0 };
+    let loads = tokio::sync::Mutex::new(());
+    let run = Run { ctx, pipeline_id, sync_id: 0, loads: &loads };
     let source = ctx.source.as_ref();
     let catalog = plan::discover(source, &plan::selection(&ctx.config, source.default_namespace())).await?;
     let planned = super::select::plan_streams(run, &catalog).await?;

@@ -30,6 +30,7 @@ pub(crate) async fn load_batches(run: Run<'_>, batches: &[BatchManifest], beside
         staging: ctx.staging.as_ref(),
         beside_read,
     };
+    let _one_load_at_a_time = run.loads.lock().await;
     let outcome = ctx
         .destination
         .load(request)

@@ -72,7 +72,8 @@ pub async fn run_sync(ctx: &SyncContext) -> Result<SyncReport> {
     let started = Instant::now();
     let pipeline_id = ctx.store.pipeline_id(&ctx.pipeline).await?;
     let sync_id = ctx.store.begin_sync(&ctx.pipeline).await?;
-    let run = Run { ctx, pipeline_id, sync_id };
+    let loads = tokio::sync::Mutex::new(());
+    let run = Run { ctx, pipeline_id, sync_id, loads: &loads };
     let mut report = SyncReport::new(&ctx.pipeline, sync_id);
     tracing::info!(pipeline = %ctx.pipeline, sync_id, "sync started");
     ctx.destination.begin_sync(&ctx.pipeline, sync_id);
