@@ -46,9 +46,12 @@ pub struct FeedView {
     pub what: String,
     /// The feed's name (as the state recorded it); `None` before the first sync.
     pub name: Option<String>,
-    /// The feed as the source shows it; `None`: not made yet.
+    /// The feed as the source shows it; `None`: not made yet, or a source
+    /// that keeps nothing for its readers (an API's events).
     #[serde(skip)]
     pub status: Option<FeedStatus>,
+    /// Where the state says the feed stands (the last position recorded).
+    pub recorded: Option<String>,
     pub confirmed: Option<String>,
     pub lag_bytes: Option<u64>,
     pub lost: bool,
@@ -63,10 +66,8 @@ impl App {
     pub async fn status(&self, pipeline: &str) -> Result<PipelineStatus> {
         let p = self.config().pipeline(pipeline)?;
         let store = self.existing_store()?;
-        let (mut streams, syncs, feed_name) = match &store {
-            Some(s) => {
-                (s.streams(pipeline).await?, s.syncs(pipeline, 1).await?, s.feed(pipeline).await?.map(|f| f.name))
-            }
+        let (mut streams, syncs, record) = match &store {
+            Some(s) => (s.streams(pipeline).await?, s.syncs(pipeline, 1).await?, s.feed(pipeline).await?),
             None => (Vec::new(), Vec::new(), None),
         };
         for st in &mut streams {
@@ -79,7 +80,7 @@ impl App {
         let rows = stream_rows(p, &streams, source.default_namespace(), feed);
         let has_cdc = p.streams.iter().any(|s| s.mode.unwrap_or(p.mode) == SyncMode::Cdc);
         let feed = match (has_cdc, feed) {
-            (true, Some(feed)) => Some(feed_view(feed, feed_name, p).await),
+            (true, Some(feed)) => Some(feed_view(feed, record, p).await),
             _ => None,
         };
         let mut syncs = syncs;
@@ -97,10 +98,16 @@ impl App {
     }
 }
 
-async fn feed_view(feed: &dyn ChangeFeed, name: Option<String>, p: &PipelineConfig) -> FeedView {
+async fn feed_view(
+    feed: &dyn ChangeFeed,
+    record: Option<simplyload_core::checkpoint::FeedRecord>,
+    p: &PipelineConfig,
+) -> FeedView {
+    let name = record.as_ref().map(|r| r.name.clone());
     let mut view = FeedView {
         what: feed.what().to_owned(),
         name: name.clone(),
+        recorded: record.and_then(|r| r.confirmed).map(|c| feed.describe(&c)),
         status: None,
         confirmed: None,
         lag_bytes: None,

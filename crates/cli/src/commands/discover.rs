@@ -12,12 +12,9 @@ pub async fn run(config: Option<&Path>, source_name: &str, json: bool) -> Result
         println!("{}", serde_json::to_string_pretty(&catalog).expect("catalog serializes"));
         return Ok(0);
     }
-    println!("source {source_name} (database {}): {} tables\n", catalog.database, catalog.tables.len());
+    println!("source {source_name} (database {}): {} streams\n", catalog.database, catalog.tables.len());
     for t in &catalog.tables {
-        let rows = t
-            .estimated_rows
-            .map(|r| format!("~{} rows", count(r)))
-            .unwrap_or_else(|| "rows unknown (never analyzed)".into());
+        let rows = t.estimated_rows.map(|r| format!("~{} rows", count(r))).unwrap_or_else(|| "rows unknown".into());
         let key = if t.primary_key.is_empty() {
             "no primary key (rows get _simplyload_id)".to_owned()
         } else {

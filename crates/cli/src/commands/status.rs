@@ -98,7 +98,11 @@ fn print_feed(f: &FeedView) {
         return;
     }
     let (Some(name), Some(_)) = (&f.name, &f.status) else {
-        println!("  {what}: not made yet (the first sync makes it)");
+        match (&f.name, &f.recorded) {
+            // A source that keeps nothing for its readers: the state holds the position.
+            (Some(name), Some(at)) => println!("  {what} {name}: {at} (kept in the state; the source holds nothing)"),
+            _ => println!("  {what}: not made yet (the first sync makes it)"),
+        }
         return;
     };
     let warn = match f.lag_bytes {
