@@ -14,8 +14,12 @@
 //!   an object Stripe no longer has keeps the event's own rendering.
 //! * Events without an object id (`invoice.upcoming`, balance notices) and
 //!   of object types SimplyLoad does not sync are counted, never fail.
-//! * Streams of immutable objects (`balance_transactions`) are listed again
-//!   by `created` over the same window.
+//! * Every stream is also listed by `created` over the same window: that is
+//!   how immutable objects (`balance_transactions`) arrive, and it fills in
+//!   objects whose creation event never came (Stripe's own docs and peers
+//!   report missing events for some types; localstripe emits none for
+//!   charges, refunds or product updates). A listed object is applied at its
+//!   creation second, so every event about it wins.
 
 use crate::api::Api;
 use crate::decode::{Decoder, Object};
@@ -64,7 +68,9 @@ pub async fn read_window(
     if router.wants_events() {
         scan_events(api, window, &mut router).await?;
     }
-    for object in router.created_streams() {
+    // Objects made in the window, whether or not an event said so (events
+    // for some types are known to go missing; immutable objects have none).
+    for object in router.listed_streams() {
         scan_created(api, object, window, &mut router).await?;
     }
     router.flush_all().await?;
@@ -126,8 +132,10 @@ impl<'a> Router<'a> {
         self.buffers.values().any(|b| b.object.changes != Changes::Created)
     }
 
-    fn created_streams(&self) -> Vec<&'static ObjectType> {
-        self.buffers.values().filter(|b| b.object.changes == Changes::Created).map(|b| b.object).collect()
+    /// Streams whose objects made in the window are listed too: every
+    /// stream but the events themselves.
+    fn listed_streams(&self) -> Vec<&'static ObjectType> {
+        self.buffers.values().filter(|b| b.object.changes != Changes::Feed).map(|b| b.object).collect()
     }
 
     fn skip(&mut self, reason: String) {
@@ -346,40 +354,45 @@ async fn direction_of(api: &Api, held: &[Second]) -> Result<Direction> {
     }
 }
 
-/// Lists an immutable stream's objects created in the window. A server
-/// that refuses the `created` filter (localstripe) is listed whole and
-/// filtered here.
+/// Lists a stream's objects created in the window. Each is applied at its
+/// creation second, so any event about it (at that second or later) wins
+/// over the listing, which only fills in objects no event brought.
+///
+/// The list is read newest first without a `created` filter (servers that
+/// are not Stripe refuse one on some lists, or fail on it) and stops at the
+/// first page that is wholly older than the window, in descending order. A
+/// list in another order is read to its end.
 async fn scan_created(api: &Api, object: &'static ObjectType, window: Window, router: &mut Router<'_>) -> Result<()> {
-    let params = window.params();
-    let mut filtered = true;
     let mut after: Option<String> = None;
     loop {
-        let p: &[(&str, String)] = if filtered { &params } else { &[] };
-        let page = match api.list_page(object, p, after.as_deref()).await {
-            Err(e) if e.kind() == ErrorKind::Config && filtered && after.is_none() => {
-                tracing::warn!(
-                    stream = object.stream,
-                    "the server refuses `created` filters; listing the stream whole"
-                );
-                filtered = false;
-                continue;
-            }
-            other => other.map_err(|e| e.context(format!("listing stripe {} by created", object.stream)))?,
-        };
+        let page = api
+            .list_page(object, &[], after.as_deref())
+            .await
+            .map_err(|e| e.context(format!("listing stripe {} by created", object.stream)))?;
         router.read.source_bytes += page.bytes;
         after = page.data.last().and_then(|v| v.get("id")).and_then(Value::as_str).map(str::to_owned);
-        for item in &page.data {
-            let created = item.get("created").and_then(Value::as_i64).unwrap_or(0);
-            if created > window.after && created <= window.upto {
+        let created: Vec<i64> =
+            page.data.iter().map(|i| i.get("created").and_then(Value::as_i64).unwrap_or(0)).collect();
+        for (item, &at) in page.data.iter().zip(&created) {
+            if at > window.after && at <= window.upto {
                 let pinned = api.version.clone();
                 router
-                    .push(object.stream, item, &pinned, event_version(created, 0, 1, Direction::OldestFirst), false)
+                    .push(object.stream, item, &pinned, event_version(at, 0, 1, Direction::OldestFirst), false)
                     .await?;
             }
         }
-        if !page.has_more || after.is_none() {
+        if !page.has_more || after.is_none() || past_the_window(&created, window) {
             return Ok(());
         }
+    }
+}
+
+/// Whether a page ends a newest-first read of the window: it descends, and
+/// its last object is older than the window.
+fn past_the_window(created: &[i64], window: Window) -> bool {
+    match (created.first(), created.last()) {
+        (Some(first), Some(last)) => first > last && *last <= window.after,
+        _ => false,
     }
 }
 
@@ -387,6 +400,15 @@ async fn scan_created(api: &Api, object: &'static ObjectType, window: Window, ro
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_newest_first_list_stops_past_the_window_and_any_other_reads_on() {
+        let w = Window { after: 100, upto: 200 };
+        assert!(past_the_window(&[150, 120, 90], w));
+        assert!(!past_the_window(&[150, 120, 101], w), "the next page may still hold the window");
+        assert!(!past_the_window(&[50, 60, 70], w), "oldest first: newer pages follow");
+        assert!(!past_the_window(&[90, 90], w), "no order to go by");
+    }
 
     #[test]
     fn deletes_are_deletes_and_cancellations_are_not() {

@@ -354,7 +354,9 @@ mod like_stripe {
         let s = LocalStripe::start();
         let proxy = StripeProxy::start(s.port, vec![Fault::LateEvents { secs: 3 }]);
         let source = via(&proxy, 10, 2);
-        let tables = vec![table(&source, "customers").await];
+        // The events stream alone: other streams also list what was made in
+        // the window, which would hide what this case is about.
+        let tables = vec![table(&source, "events").await];
         let feed = source.change_feed().unwrap();
         let Prepared::Created { start, .. } = feed
             .prepare(PrepareFeed { feed: "f", tables: &tables, joining: false, remake_lost: true, recorded: None })
@@ -363,13 +365,13 @@ mod like_stripe {
         else {
             panic!("made")
         };
-        let id = customer(&s, "late");
+        customer(&s, "late");
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         let (first, got) = changes(&source, &tables, &start.position()).await;
         assert!(got.is_empty(), "not listed yet: {got:?}");
         let confirmed = first.confirm.expect("the window moved on");
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         let (_, got) = changes(&source, &tables, &confirmed).await;
-        assert!(got["customers"].iter().any(|r| r.0 == id), "{got:?}");
+        assert_eq!(got["events"].len(), 1, "the late event, read by the overlap: {got:?}");
     }
 }

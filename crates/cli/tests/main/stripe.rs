@@ -186,6 +186,12 @@ async fn backfill_then_events_keep_every_stream_exact() {
     let subs = s.list_all("/v1/subscriptions");
     let canceled = subs[0]["id"].as_str().unwrap().to_owned();
     s.ok("DELETE", &format!("/v1/subscriptions/{canceled}"), &[]);
+    // A charge and a refund, which localstripe makes no events for: the
+    // listing by `created` over the window brings them.
+    let pm = card(&s, &ids[5]);
+    let charge =
+        s.post("/v1/charges", &[("amount", "777"), ("currency", "usd"), ("source", &pm), ("customer", &ids[5])]);
+    s.post("/v1/refunds", &[("charge", charge["id"].as_str().unwrap()), ("amount", "77")]);
 
     let second = sync(dir).await;
     assert!(second[0]["error"].is_null(), "{second}");
@@ -198,6 +204,9 @@ async fn backfill_then_events_keep_every_stream_exact() {
     let sub = table(dir, "subscriptions", &["status"]);
     assert_eq!(sub[&canceled], (false, vec![Some("canceled".to_owned())]), "a cancellation is not a delete");
     assert_exact(dir, &s, "events", "/v1/events", &["type"], &[]);
+    assert_exact(dir, &s, "charges", "/v1/charges", &["amount", "customer"], &[]);
+    assert_exact(dir, &s, "refunds", "/v1/refunds", &["amount", "charge"], &[]);
+    assert_exact(dir, &s, "balance_transactions", "/v1/balance_transactions", &["amount"], &[]);
 
     // An idle sync changes nothing.
     let contents = "SELECT id, _raw, _simplyload_deleted FROM simplyload.stripe_customers ORDER BY id";
