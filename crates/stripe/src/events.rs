@@ -29,7 +29,7 @@ use crate::order::{Direction, event_version};
 use serde_json::Value;
 use simplyload_core::cdc::stage_changes;
 use simplyload_core::feed::{ChangeEvent, ChangesRead, ChangesRequest};
-use simplyload_core::{Error, ErrorKind, Result, TableSpec};
+use simplyload_core::{Error, Result, TableSpec};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tokio::sync::mpsc;
 
