@@ -446,3 +446,100 @@ async fn a_failed_sync_never_moves_the_position() {
     assert_exact(dir, &s, "customers", "/v1/customers", &["name"], &[ids[5].clone()]);
     assert_exact(dir, &s, "events", "/v1/events", &["type"], &[]);
 }
+
+/// Stripe into Snowflake (fakesnow): the same rows, `_raw` kept as it is
+/// spelled, deletes flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_into_snowflake() {
+    use simplyload_core::config::Secret;
+    use simplyload_snowflake::destination::result_rows;
+    use simplyload_snowflake::{Credentials, LoginOptions, Session};
+    let s = LocalStripe::start();
+    let ids: Vec<String> = (0..5)
+        .map(|i| s.post("/v1/customers", &[("name", &format!("c{i}"))])["id"].as_str().unwrap().to_owned())
+        .collect();
+    let snow = simplyload_testkit::peers::Fakesnow::start();
+    let admin = Session::login(LoginOptions {
+        base_url: snow.base_url(),
+        account: "xy12345.us-east-1".into(),
+        user: "ADMIN".into(),
+        role: None,
+        warehouse: None,
+        database: None,
+        schema: None,
+        credentials: Credentials::Password(Secret::new("x")),
+        session_parameters: Default::default(),
+        timeout: std::time::Duration::from_secs(60),
+    })
+    .await
+    .unwrap();
+    admin.query("CREATE DATABASE IF NOT EXISTS RAW_DATA", &[]).await.unwrap();
+    admin.query("CREATE SCHEMA IF NOT EXISTS RAW_DATA.SIMPLYLOAD", &[]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("simplyload.yaml"),
+        format!(
+            "sources:\n  stripe:\n    type: stripe\n    api_key: ${{STRIPE_API_KEY}}\n    base_url: {}\n    page_size: 2\n    settle_lag: 0s\n\
+             destinations:\n  snow:\n    type: snowflake\n    account: xy12345.us-east-1\n    user: SIMPLYLOAD\n\
+             \x20   password: ${{SNOWFLAKE_PASSWORD}}\n    role: SIMPLYLOAD\n    warehouse: SIMPLYLOAD_WH\n    base_url: {}\n\
+             pipelines:\n  billing:\n    source: stripe\n    destination: snow\n    mode: cdc\n    streams: [customers, events]\n",
+            s.base_url(),
+            snow.base_url()
+        ),
+    )
+    .unwrap();
+    let env = [("STRIPE_API_KEY", KEY), ("SNOWFLAKE_PASSWORD", "pw")];
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    simplyload(dir, &["sync"], &env).await.ok();
+    s.post(&format!("/v1/customers/{}", ids[0]), &[("name", "renamed")]);
+    s.ok("DELETE", &format!("/v1/customers/{}", ids[1]), &[]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    simplyload(dir, &["sync"], &env).await.ok();
+    let rows = admin
+        .query(
+            "SELECT ID, NAME, \"_RAW\", _SIMPLYLOAD_DELETED FROM RAW_DATA.SIMPLYLOAD.STRIPE_CUSTOMERS ORDER BY ID",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows = result_rows(&rows);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    let by_id = |id: &str| rows.iter().find(|r| r[0].as_deref() == Some(id)).unwrap().clone();
+    assert_eq!(by_id(&ids[0])[1].as_deref(), Some("renamed"));
+    let raw: Value = serde_json::from_str(by_id(&ids[0])[2].as_deref().unwrap()).unwrap();
+    assert_eq!(raw["name"], "renamed", "_raw holds the object");
+    assert!(matches!(by_id(&ids[1])[3].as_deref(), Some("true" | "True" | "1")), "{:?}", by_id(&ids[1]));
+    let live = rows.iter().filter(|r| !matches!(r[3].as_deref(), Some("true" | "True" | "1"))).count();
+    assert_eq!(live, 4);
+}
+
+/// `mode: full_refresh` lists everything each time (a deleted object is
+/// gone); `mode: incremental` is refused with the mode that works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_modes_replace_or_are_refused_with_the_fix() {
+    let s = LocalStripe::start();
+    let ids: Vec<String> = (0..4)
+        .map(|i| s.post("/v1/customers", &[("name", &format!("c{i}"))])["id"].as_str().unwrap().to_owned())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let config = |mode: &str| {
+        let text = std::fs::read_to_string(dir.join("simplyload.yaml")).unwrap();
+        let start = text.find("mode: ").unwrap();
+        let end = start + text[start..].find('\n').unwrap();
+        std::fs::write(dir.join("simplyload.yaml"), format!("{}mode: {mode}{}", &text[..start], &text[end..])).unwrap();
+    };
+    stripe_config(dir, &s, &["customers"]);
+    config("full_refresh");
+    sync(dir).await;
+    s.ok("DELETE", &format!("/v1/customers/{}", ids[0]), &[]);
+    sync(dir).await;
+    let have = table(dir, "customers", &["name"]);
+    assert_eq!(have.len(), 3, "a full refresh replaces: {have:?}");
+
+    config("incremental");
+    let r = run(dir, &["sync"], KEY).await;
+    assert_ne!(r.code, Some(0));
+    assert!(r.all().contains("mode: cdc"), "the error names the mode that works: {}", r.all());
+}
