@@ -543,3 +543,24 @@ async fn other_modes_replace_or_are_refused_with_the_fix() {
     assert_ne!(r.code, Some(0));
     assert!(r.all().contains("mode: cdc"), "the error names the mode that works: {}", r.all());
 }
+
+/// A stream added to a running pipeline is listed on its own start and then
+/// follows the pipeline's events, while the others go on where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_added_later_joins_the_feed() {
+    let s = LocalStripe::start();
+    let ids = seed(&s, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    stripe_config(dir, &s, &["customers"]);
+    sync(dir).await;
+    s.post(&format!("/v1/customers/{}", ids[0]), &[("name", "before the join")]);
+    stripe_config(dir, &s, &["customers", "subscriptions", "invoices"]);
+    sync(dir).await;
+    let subs = s.list_all("/v1/subscriptions");
+    s.ok("DELETE", &format!("/v1/subscriptions/{}", subs[0]["id"].as_str().unwrap()), &[]);
+    sync(dir).await;
+    assert_exact(dir, &s, "customers", "/v1/customers", &["name"], &[]);
+    assert_exact(dir, &s, "subscriptions", "/v1/subscriptions?status=all", &["status", "customer"], &[]);
+    assert_exact(dir, &s, "invoices", "/v1/invoices", &["status", "customer"], &[]);
+}
