@@ -5,6 +5,7 @@
 pub mod checkpoint_suite;
 pub mod destination_suite;
 pub mod edge;
+mod http1;
 pub mod localstripe;
 pub mod peers;
 pub mod pg;

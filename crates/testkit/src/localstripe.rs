@@ -7,6 +7,7 @@
 //! store in the instance's own temp folder; each test has its instance,
 //! stopped when the value is dropped.
 
+use crate::http1::encode;
 use crate::peers::{free_port, start_server};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -94,13 +95,4 @@ impl Drop for LocalStripe {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

@@ -8,7 +8,7 @@
 //! "success": false}`, HTTP 200 for SQL and login errors). Everything else
 //! is forwarded unchanged, and every statement is recorded.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -106,35 +106,7 @@ impl Drop for SnowProxy {
     }
 }
 
-struct Request {
-    head: Vec<String>,
-    body: Vec<u8>,
-}
-
-fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        if line.is_empty() {
-            break;
-        }
-        head.push(line);
-    }
-    let len = head
-        .iter()
-        .find_map(|h| {
-            let (k, v) = h.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok()).flatten()
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok(Some(Request { head, body }))
-}
+use crate::http1::{RawRequest as Request, read_request};
 
 fn respond(out: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) -> std::io::Result<()> {
     write!(
