@@ -2528,6 +2528,7 @@ mod cdc {
         );
         let db = pg.database().await;
         db.exec(&setup).await;
+        db.settle_older_transactions().await;
         let dir = tempfile::tempdir().unwrap();
         let extra = "    mode: cdc\n    snapshot_parallelism: 2\n    snapshot_parallel_min_bytes: 0\n    snapshot_part_rows: 5000\n";
         config(dir.path(), &db.url, &["'public.\"Big Items\"'"], extra);
@@ -3177,6 +3178,7 @@ mod parts {
              ANALYZE \"Inc Items\";",
         )
         .await;
+        db.settle_older_transactions().await;
         let dir = tempfile::tempdir().unwrap();
         let extra = "    mode: incremental\n    snapshot_parallelism: 2\n    snapshot_parallel_min_bytes: 0\n    snapshot_part_rows: 5000\n";
         config(dir.path(), &db.url, &["{name: 'public.\"Inc Items\"', cursor: Updated At}"], extra);

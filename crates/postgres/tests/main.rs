@@ -527,25 +527,6 @@ mod parallel {
         (ids, marks)
     }
 
-    /// Waits until every transaction of the server that began before now
-    /// has ended. A snapshot's `xmin` is the oldest transaction still open
-    /// anywhere on the server (another test's, on the shared server): until
-    /// those end, the rows just inserted count as written since any
-    /// snapshot, and a read that goes on reads them all again — correct, but
-    /// not what the case is about.
-    async fn settle_older_transactions(db: &simplyload_testkit::TestDb) {
-        let now: i64 = db.client.query_one("SELECT txid_current()", &[]).await.unwrap().get(0);
-        let started = std::time::Instant::now();
-        loop {
-            let xmin: i64 =
-                db.client.query_one("SELECT txid_snapshot_xmin(txid_current_snapshot())", &[]).await.unwrap().get(0);
-            if xmin > now || started.elapsed() > std::time::Duration::from_secs(120) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
-
     /// A resumable read sends where it stands after every chunk of pages;
     /// going on from there in a newer snapshot reads the pages not read and,
     /// from those read, only rows written since; after a rewrite
@@ -560,7 +541,7 @@ mod parallel {
              ANALYZE r;",
         )
         .await;
-        settle_older_transactions(&db).await;
+        db.settle_older_transactions().await;
         let source = PostgresSource::from_url("src", &db.url).unwrap();
         let table = spec(&source, "public.r").await;
         let expected: Vec<i64> = (1..=20000).collect();
