@@ -144,9 +144,9 @@ impl<'a> Router<'a> {
 
     /// Routes one event at its version.
     async fn event(&mut self, event: &Value, version: i128) -> Result<()> {
-        let event_version = event.get("api_version").and_then(Value::as_str).unwrap_or("").to_owned();
+        let rendered_in = event.get("api_version").and_then(Value::as_str).unwrap_or("");
         if self.buffers.contains_key("events") {
-            self.push("events", event, &event_version, version, false).await?;
+            self.push("events", event, rendered_in, version, false).await?;
         }
         let kind = event.get("type").and_then(Value::as_str).unwrap_or("?").to_owned();
         let Some(object) = event.pointer("/data/object") else {
@@ -171,18 +171,18 @@ impl<'a> Router<'a> {
             return Ok(());
         }
         let deleted = is_delete(&kind, object);
-        if deleted || event_version == self.api.version {
-            return self.push(stream.stream, object, &event_version, version, deleted).await;
+        if deleted || rendered_in == self.api.version {
+            return self.push(stream.stream, object, rendered_in, version, deleted).await;
         }
         match self.fetch(stream, &id).await? {
             Some(current) if current.get("deleted").and_then(Value::as_bool) == Some(true) => {
-                self.push(stream.stream, object, &event_version, version, true).await
+                self.push(stream.stream, object, rendered_in, version, true).await
             }
             Some(current) => {
-                let pinned = self.api.version.clone();
-                self.push(stream.stream, &current, &pinned, version, false).await
+                let api = self.api;
+                self.push(stream.stream, &current, &api.version, version, false).await
             }
-            None => self.push(stream.stream, object, &event_version, version, false).await,
+            None => self.push(stream.stream, object, rendered_in, version, false).await,
         }
     }
 
@@ -375,9 +375,8 @@ async fn scan_created(api: &Api, object: &'static ObjectType, window: Window, ro
             page.data.iter().map(|i| i.get("created").and_then(Value::as_i64).unwrap_or(0)).collect();
         for (item, &at) in page.data.iter().zip(&created) {
             if at > window.after && at <= window.upto {
-                let pinned = api.version.clone();
                 router
-                    .push(object.stream, item, &pinned, event_version(at, 0, 1, Direction::OldestFirst), false)
+                    .push(object.stream, item, &api.version, event_version(at, 0, 1, Direction::OldestFirst), false)
                     .await?;
             }
         }
