@@ -45,3 +45,31 @@ pub(crate) fn encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A listener on a free loopback port, served until the returned flag is
+/// set: each connection on a thread of its own, handed to `serve`.
+pub(crate) fn serve_until_stopped(
+    serve: impl Fn(TcpStream) + Send + Sync + 'static,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().expect("the listener's address").port();
+    listener.set_nonblocking(true).expect("a nonblocking listener");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (flag, serve) = (stop.clone(), std::sync::Arc::new(serve));
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    let serve = serve.clone();
+                    std::thread::spawn(move || serve(conn));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    (port, stop)
+}

@@ -9,10 +9,9 @@
 //! is forwarded unchanged, and every statement is recorded.
 
 use std::io::{BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// One failure to inject.
 #[derive(Debug, Clone)]
@@ -55,28 +54,11 @@ pub struct SnowProxy {
 impl SnowProxy {
     /// Listens on a free loopback port and forwards to `upstream_port`.
     pub fn start(upstream_port: u16, faults: Vec<Fault>) -> SnowProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        listener.set_nonblocking(true).expect("nonblocking listener");
         let state =
             Arc::new(Mutex::new(State { faults: faults.into_iter().map(|f| (f, 0)).collect(), ..Default::default() }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !sp.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let st = st.clone();
-                        std::thread::spawn(move || {
-                            let _ = serve(conn, upstream_port, &st);
-                        });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    Err(_) => break,
-                }
-            }
+        let st = state.clone();
+        let (port, stop) = crate::http1::serve_until_stopped(move |conn| {
+            let _ = serve(conn, upstream_port, &st);
         });
         SnowProxy { port, state, stop }
     }

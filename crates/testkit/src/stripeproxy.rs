@@ -17,10 +17,10 @@
 use crate::http1::{RawRequest, encode};
 use serde_json::{Value, json};
 use std::io::{BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One failure to inject. `path` matches requests whose path starts with it.
 #[derive(Debug, Clone)]
@@ -56,27 +56,10 @@ pub struct StripeProxy {
 impl StripeProxy {
     /// Listens on a free loopback port and forwards to localstripe on `upstream_port`.
     pub fn start(upstream_port: u16, faults: Vec<Fault>) -> StripeProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        listener.set_nonblocking(true).expect("nonblocking listener");
         let state = Arc::new(Mutex::new(State { faults: faults.into_iter().map(|f| (f, 0)).collect(), requests: 0 }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !sp.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let st = st.clone();
-                        std::thread::spawn(move || {
-                            let _ = serve(conn, upstream_port, &st);
-                        });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5))
-                    }
-                    Err(_) => break,
-                }
-            }
+        let st = state.clone();
+        let (port, stop) = crate::http1::serve_until_stopped(move |conn| {
+            let _ = serve(conn, upstream_port, &st);
         });
         StripeProxy { port, state, stop }
     }
