@@ -73,3 +73,26 @@ pub(crate) fn serve_until_stopped(
     });
     (port, stop)
 }
+
+/// Sends a request upstream on a connection of its own, closed after: the
+/// request line, the head lines but `Connection`/`Keep-Alive`, the body;
+/// returns the raw response.
+pub(crate) fn forward(port: u16, request_line: &str, head: &[String], body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut up = TcpStream::connect(("127.0.0.1", port))?;
+    let mut text = format!("{request_line}\r\n");
+    for h in head {
+        let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if name == "connection" || name == "keep-alive" {
+            continue;
+        }
+        text.push_str(h);
+        text.push_str("\r\n");
+    }
+    text.push_str("Connection: close\r\n\r\n");
+    up.write_all(text.as_bytes())?;
+    up.write_all(body)?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+    Ok(resp)
+}

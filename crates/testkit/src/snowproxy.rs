@@ -8,7 +8,7 @@
 //! "success": false}`, HTTP 200 for SQL and login errors). Everything else
 //! is forwarded unchanged, and every statement is recorded.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -114,22 +114,8 @@ fn snowflake_error(code: &str, message: &str) -> Vec<u8> {
 
 /// Sends the request upstream (one connection, closed after) and returns the raw response.
 fn forward(req: &Request, upstream_port: u16) -> std::io::Result<Vec<u8>> {
-    let mut up = TcpStream::connect(("127.0.0.1", upstream_port))?;
-    let mut text = String::new();
-    for h in &req.head {
-        let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
-        if name == "connection" || name == "keep-alive" {
-            continue;
-        }
-        text.push_str(h);
-        text.push_str("\r\n");
-    }
-    text.push_str("Connection: close\r\n\r\n");
-    up.write_all(text.as_bytes())?;
-    up.write_all(&req.body)?;
-    let mut resp = Vec::new();
-    up.read_to_end(&mut resp)?;
-    Ok(resp)
+    let line = req.head.first().map_or("", String::as_str);
+    crate::http1::forward(upstream_port, line, req.head.get(1..).unwrap_or_default(), &req.body)
 }
 
 fn serve(conn: TcpStream, upstream_port: u16, state: &Mutex<State>) -> std::io::Result<()> {

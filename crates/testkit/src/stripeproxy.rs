@@ -16,7 +16,7 @@
 
 use crate::http1::{RawRequest, encode};
 use serde_json::{Value, json};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -165,23 +165,10 @@ fn stripe_error(kind: &str, code: Option<&str>, message: &str) -> Value {
 
 /// Sends a request upstream (one connection, closed after); status and body.
 fn forward(req: &Request, query: &[(String, String)], upstream_port: u16) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut up = TcpStream::connect(("127.0.0.1", upstream_port))?;
     let q: Vec<String> = query.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
     let target = if q.is_empty() { req.path.clone() } else { format!("{}?{}", req.path, q.join("&")) };
-    let mut text = format!("{} {target} HTTP/1.1\r\n", req.method);
-    for h in req.head.iter().skip(1) {
-        let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
-        if name == "connection" || name == "keep-alive" {
-            continue;
-        }
-        text.push_str(h);
-        text.push_str("\r\n");
-    }
-    text.push_str("Connection: close\r\n\r\n");
-    up.write_all(text.as_bytes())?;
-    up.write_all(&req.body)?;
-    let mut resp = Vec::new();
-    up.read_to_end(&mut resp)?;
+    let line = format!("{} {target} HTTP/1.1", req.method);
+    let resp = crate::http1::forward(upstream_port, &line, req.head.get(1..).unwrap_or_default(), &req.body)?;
     let split = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(resp.len(), |p| p + 4);
     let status = String::from_utf8_lossy(&resp[..split]).split_whitespace().nth(1).and_then(|s| s.parse().ok());
     Ok((status.unwrap_or(502), resp[split..].to_vec()))
